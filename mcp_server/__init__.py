@@ -1,0 +1,1 @@
+"""Task-capture MCP server (start_task / end_task)."""

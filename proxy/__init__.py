@@ -1,0 +1,1 @@
+"""Tracing proxy (mitmproxy addon), trace stores, and the scripted/replay model server."""

@@ -1,0 +1,1 @@
+"""pytest-oneshot: coding-agent evaluation tasks as pytest items."""

@@ -1,0 +1,81 @@
+"""The Agent extension point: something that changes the workspace given the instructions.
+
+An agent runs inside the sandbox through :meth:`Sandbox.exec` and must stop at
+``request.timeout_sec``; whatever it changed by then is still scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pytest_oneshot.registry import Registry
+from pytest_oneshot.sandbox import Network, Sandbox
+from pytest_oneshot.task import Task
+
+__all__ = ["Agent", "AgentFactory", "AgentRequest", "AgentResult", "TokenUsage", "default_agent_registry"]
+
+AgentStatus = Literal["completed", "timeout", "agent_error", "token_limit"]
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """One agent run. ``task`` is the host-side task: only the oracle may read its answer."""
+
+    task: Task
+    instructions: str
+    model: str | None
+    timeout_sec: float
+    log_dir: Path
+    """Host directory (inside the run dir) for the agent's logs and artifacts."""
+    token_limit: int | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Secrets and settings for the agent process only; never written to disk."""
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    status: AgentStatus
+    message: str = ""
+    exit_code: int | None = None
+    usage: TokenUsage | None = None
+
+
+class Agent(Protocol):
+    """A coding agent. ``network`` says what the sandbox must allow for it to work."""
+
+    name: str
+    network: Network
+
+    def mounts(self) -> Mapping[Path, str]:
+        """Host paths the agent needs inside the sandbox (read-only), e.g. its binary."""
+
+    def run(self, sandbox: Sandbox, request: AgentRequest) -> AgentResult:
+        """Work on the task inside ``sandbox`` until done or ``request.timeout_sec``."""
+
+
+class AgentFactory(Protocol):
+    def __call__(self, options: Mapping[str, str]) -> Agent: ...
+
+
+def default_agent_registry() -> Registry[AgentFactory]:
+    registry: Registry[AgentFactory] = Registry("agent", "pytest_oneshot.agents")
+    registry.register("oracle", "pytest_oneshot.agent.builtin:OracleAgent")
+    registry.register("nop", "pytest_oneshot.agent.builtin:NopAgent")
+    registry.register("command", "pytest_oneshot.agent.builtin:CommandAgent")
+    registry.load_entry_points()
+    return registry

@@ -1,0 +1,126 @@
+"""The Sandbox extension point: where the agent and the hidden tests run.
+
+A sandbox owns one workspace: the task's repo at its start commit, environment setup
+done. The trial talks to it only through :class:`Sandbox`; everything else (baseline
+commit, diff, restoring hidden tests) is a helper in :mod:`pytest_oneshot.workspace`
+that *takes* a sandbox, so a new backend implements five methods and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pytest_oneshot.errors import SandboxUnavailableError
+from pytest_oneshot.registry import Registry
+from pytest_oneshot.task import Task
+
+__all__ = [
+    "ExecResult",
+    "Sandbox",
+    "SandboxFactory",
+    "SandboxSpec",
+    "SandboxUnavailableError",
+    "default_sandbox_registry",
+]
+
+Network = Literal["none", "loopback"]
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command did. A non-zero exit is a result, not an exception."""
+
+    returncode: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+    timed_out: bool = False
+    duration_sec: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def text(self) -> str:
+        return (self.stdout + self.stderr).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """Everything a backend needs to build one trial's sandbox."""
+
+    task: Task
+    repo_snapshot: Path
+    """Host git repo whose HEAD is the start commit (history up to it only)."""
+    trial_id: str
+    """Unique per trial: run id + item; used for labels and names."""
+    run_id: str
+    network: Network = "none"
+    cpus: float = 1.0
+    memory_mb: int = 2048
+    mounts: Mapping[Path, str] = field(default_factory=dict)
+    """Host paths mounted read-only at the given sandbox path (e.g. an agent binary)."""
+
+
+class Sandbox(Protocol):
+    """One isolated workspace. ``workdir`` is the repo (or its ``subdir``) inside the sandbox."""
+
+    workdir: str
+
+    def start(self) -> None:
+        """Create the workspace: repo at the start commit, environment setup run.
+
+        Raises:
+            SandboxUnavailableError: the backend cannot run here (no engine, no image...).
+            InfraError: setup failed (names the command and its output tail).
+        """
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        output: Path | None = None,
+    ) -> ExecResult:
+        """Run ``cmd`` inside the sandbox with a clean environment plus ``env``.
+
+        Args:
+            cmd: argv; use ``["bash", "-lc", script]`` for shell syntax.
+            timeout: wall-clock seconds; at the limit the whole process tree is killed and
+                ``timed_out`` is set (output produced so far is kept).
+            env: extra variables; the host environment is never inherited.
+            cwd: sandbox path, default ``workdir``.
+            stdin: bytes fed to the command (stdin is closed otherwise).
+            output: host file that receives stdout+stderr as they are produced; the
+                result's ``stdout``/``stderr`` are then empty.
+        """
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write ``data`` at ``path`` (relative to ``workdir``), replacing whatever is there,
+        symlinks included, so a write never lands outside the workspace."""
+
+    def read_file(self, path: str) -> bytes:
+        """Read ``path`` (relative to ``workdir``).
+
+        Raises:
+            FileNotFoundError: no such file.
+        """
+
+    def stop(self) -> None:
+        """Release everything (processes, containers, temp dirs). Idempotent."""
+
+
+class SandboxFactory(Protocol):
+    def __call__(self, spec: SandboxSpec) -> Sandbox: ...
+
+
+def default_sandbox_registry() -> Registry[SandboxFactory]:
+    registry: Registry[SandboxFactory] = Registry("sandbox", "pytest_oneshot.sandboxes")
+    registry.register("local", "pytest_oneshot.sandbox.local:LocalSandbox")
+    registry.load_entry_points()
+    return registry

@@ -1,0 +1,335 @@
+"""The task: ``tb_meta.json`` read in OneShot's created, prepared and legacy forms, plus our fields.
+
+A task directory looks like this (only ``tb_meta.json`` is required)::
+
+    <task>/
+      tb_meta.json        the spec (TaskSpec below)
+      repo.bundle         git bundle with history up to the start commit only (optional)
+      diff.patch          reference solution          -- hidden from the agent
+      notes.md            the author's notes          -- hidden from the agent
+      tests/              hidden tests, written into the workspace at the same relative
+                          path (tests/test_x.py -> <repo>/tests/test_x.py) after the agent stops
+      LM_INSTRUCTIONS.md  OneShot's prompt file, used when lm.instructions is empty
+      cassettes/          recorded model trajectories for replay (optional)
+
+Everything the agent may see is the repo at its start commit and the instructions; the
+hidden paths are named once in :class:`TaskPaths` so "never visible" is easy to check.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pytest_oneshot.errors import TaskFormatError
+
+META_FILE = "tb_meta.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Model):
+    title: str = ""
+    tags: list[str] = Field(default_factory=list)
+    summary: str = ""
+    created_at: str = ""
+
+
+class RepoSpec(_Model):
+    """Where the repo comes from and which commit the agent starts at."""
+
+    bundle: str | None = Field(None, description="git bundle inside the task dir (history up to start only)")
+    git_url: str = Field("", description="URL or local path, fetched at start_commit_sha without later history")
+    branch: str = ""
+    start_commit_sha: str = Field(..., min_length=1)
+    end_commit_sha: str = Field("", description="the author's end commit; never fetched for the agent")
+    subdir: str = Field("", description="directory inside the repo where the agent and tests run")
+    sparse_checkout: list[str] = Field(default_factory=list)
+
+    @field_validator("subdir")
+    @classmethod
+    def _relative_subdir(cls, value: str) -> str:
+        if value and (Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"must be a relative path inside the repo (got {value!r})")
+        return value.strip("/")
+
+
+class LmSpec(_Model):
+    instructions: str = ""
+
+
+class Rubric(_Model):
+    id: str = Field(..., min_length=1)
+    criterion: str = ""
+    weight: float = Field(1.0, gt=0)
+    evaluation_criteria: list[str] = Field(default_factory=list)
+
+    @field_validator("weight")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(f"must be a finite number > 0 (got {value})")
+        return value
+
+
+class TestScript(_Model):
+    """OneShot's inline hidden test: ``content`` is written to ``path`` before scoring."""
+
+    __test__ = False
+    path: str = Field(..., min_length=1)
+    rubric_id: str
+    content: str
+
+    @field_validator("path")
+    @classmethod
+    def _inside_repo(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError(f"must be a relative path inside the repo (got {value!r})")
+        return value
+
+
+class Evaluation(_Model):
+    rubrics: list[Rubric] = Field(default_factory=list)
+    test_scripts: list[TestScript] = Field(default_factory=list)
+
+
+class TestsSpec(_Model):
+    """Hidden fail-to-pass / pass-to-pass tests (pytest node ids, relative to the run dir)."""
+
+    __test__ = False
+    command: str = Field("python -m pytest", description="test runner; JUnit XML output is requested from it")
+    fail_to_pass: list[str] = Field(default_factory=list)
+    pass_to_pass: list[str] = Field(default_factory=list)
+    rubric_id: str | None = Field(None, description="rubric scored by these tests' pass rate")
+    setup: list[str] = Field(default_factory=list, description="commands run right before the tests")
+
+
+class EnvironmentSpec(_Model):
+    setup: list[str] = Field(default_factory=list, description="commands run once before the agent (deps)")
+    network: Literal["none", "loopback"] = "none"
+    cpus: float = Field(1.0, gt=0)
+    memory_mb: int = Field(2048, gt=0)
+    dockerfile: str | None = Field(None, description="task-relative Dockerfile for the docker sandbox")
+
+
+class LimitsSpec(_Model):
+    agent_timeout_sec: float = Field(600.0, gt=0)
+    tests_timeout_sec: float = Field(300.0, gt=0)
+    token_limit: int | None = Field(None, gt=0)
+
+
+class Sensitivity(_Model):
+    level: Literal["safe", "sensitive", "unknown"] = "unknown"
+
+
+class TaskSpec(_Model):
+    """A ``tb_meta.json``: OneShot's fields plus ours (tests, environment, limits)."""
+
+    schema_version: str = "oneshot/1"
+    task_id: str = Field(..., min_length=1)
+    metadata: Metadata = Field(default_factory=Metadata)
+    repo: RepoSpec
+    lm: LmSpec = Field(default_factory=LmSpec)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    tests: TestsSpec = Field(default_factory=TestsSpec)
+    environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
+    limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    sensitivity: Sensitivity = Field(default_factory=Sensitivity)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _map_oneshot_forms(cls, data: Any) -> Any:
+        """Map OneShot's legacy keys onto ours so one model reads every form."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "id" in data and "task_id" not in data:
+            data["task_id"] = data.pop("id")
+        metadata = dict(data.get("metadata") or {})
+        for key in ("title", "tags", "created_at"):
+            if key in data:
+                metadata.setdefault(key, data.pop(key))
+        if metadata or "metadata" in data:
+            data["metadata"] = metadata
+        if "repository" in data and "repo" not in data:
+            legacy = data.pop("repository") or {}
+            data["repo"] = {
+                "git_url": legacy.get("clone_url", ""),
+                "branch": legacy.get("branch", ""),
+                "start_commit_sha": legacy.get("commit", ""),
+            }
+        if "lm_instructions" in data:
+            lm = dict(data.get("lm") or {})
+            lm.setdefault("instructions", data.pop("lm_instructions"))
+            data["lm"] = lm
+        evaluation = data.get("evaluation")
+        if isinstance(evaluation, dict):
+            evaluation = dict(evaluation)
+            for placeholder in ("content_rubric", "location_rubric", "clarity_rubric"):
+                if placeholder in evaluation and not evaluation[placeholder]:
+                    del evaluation[placeholder]  # created form: always-empty placeholders
+            data["evaluation"] = evaluation
+        return data
+
+    def reference_problems(self) -> list[tuple[str, str]]:
+        """Cross-field mistakes pydantic cannot see per field: (field, problem) pairs."""
+        problems: list[tuple[str, str]] = []
+        ids = [rubric.id for rubric in self.evaluation.rubrics]
+        known = ", ".join(ids) or "none"
+        for index, rubric_id in enumerate(ids):
+            if rubric_id in ids[:index]:
+                problems.append((f"evaluation.rubrics[{index}].id", f"duplicate rubric id {rubric_id!r}"))
+        for index, script in enumerate(self.evaluation.test_scripts):
+            if script.rubric_id not in ids:
+                problems.append(
+                    (f"evaluation.test_scripts[{index}].rubric_id", f"unknown rubric {script.rubric_id!r} (known: {known})")
+                )
+        if self.tests.rubric_id is not None and self.tests.rubric_id not in ids:
+            problems.append(("tests.rubric_id", f"unknown rubric {self.tests.rubric_id!r} (known: {known})"))
+        for test_id in self.tests.pass_to_pass:
+            if test_id in self.tests.fail_to_pass:
+                problems.append(("tests.pass_to_pass", f"{test_id!r} is also listed in fail_to_pass"))
+        return problems
+
+    @property
+    def title(self) -> str:
+        return self.metadata.title or self.task_id
+
+
+@dataclass(frozen=True)
+class TaskPaths:
+    """Files of one task directory; the hidden ones are listed once in :attr:`hidden`."""
+
+    root: Path
+
+    @property
+    def meta(self) -> Path:
+        return self.root / META_FILE
+
+    @property
+    def reference_diff(self) -> Path:
+        return self.root / "diff.patch"
+
+    @property
+    def notes(self) -> Path:
+        return self.root / "notes.md"
+
+    @property
+    def tests_dir(self) -> Path:
+        return self.root / "tests"
+
+    @property
+    def instructions_file(self) -> Path:
+        return self.root / "LM_INSTRUCTIONS.md"
+
+    @property
+    def cassettes_dir(self) -> Path:
+        return self.root / "cassettes"
+
+    @property
+    def hidden(self) -> tuple[Path, ...]:
+        """Everything that would give the answer away: never inside the agent's sandbox."""
+        return (self.reference_diff, self.notes, self.tests_dir, self.meta, self.cassettes_dir)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A loaded, validated task: its spec and where its files are."""
+
+    spec: TaskSpec
+    paths: TaskPaths
+
+    @property
+    def name(self) -> str:
+        return self.paths.root.name
+
+    @property
+    def bundle_path(self) -> Path | None:
+        return self.paths.root / self.spec.repo.bundle if self.spec.repo.bundle else None
+
+    @cached_property
+    def instructions(self) -> str:
+        """What the agent is asked to do (``lm.instructions``, else LM_INSTRUCTIONS.md)."""
+        if self.spec.lm.instructions.strip():
+            return self.spec.lm.instructions
+        if self.paths.instructions_file.is_file():
+            return self.paths.instructions_file.read_text(encoding="utf-8")
+        return ""
+
+    def hidden_test_files(self) -> dict[str, bytes]:
+        """Repo-relative path -> content of every hidden test, written in only after the agent stops."""
+        files: dict[str, bytes] = {}
+        if self.paths.tests_dir.is_dir():
+            for path in sorted(self.paths.tests_dir.rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    files[path.relative_to(self.paths.root).as_posix()] = path.read_bytes()
+        for script in self.spec.evaluation.test_scripts:
+            files[script.path] = script.content.encode("utf-8")
+        return files
+
+    def reference_patch(self) -> bytes:
+        if not self.paths.reference_diff.is_file():
+            raise FileNotFoundError(f"{self.paths.reference_diff}: no reference diff in this task")
+        return self.paths.reference_diff.read_bytes()
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: dict[str, Any]) -> tuple[str | None, str]:
+    field = _field_path(tuple(error.get("loc", ()))) or None
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "missing":
+        return field, "required field is missing"
+    if error.get("type") == "extra_forbidden":
+        return field, "unknown field (check the spelling; see the task format in README)"
+    if "input" in error and error.get("type") != "value_error":
+        return field, f"{message} (got {error['input']!r})"
+    return field, message
+
+
+def load_task(task_dir: Path) -> Task:
+    """Read and validate ``task_dir/tb_meta.json``.
+
+    Raises:
+        TaskFormatError: naming the file and the field at fault.
+    """
+    paths = TaskPaths(task_dir)
+    meta_file = str(paths.meta)
+    try:
+        raw = json.loads(paths.meta.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TaskFormatError(meta_file, None, "file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TaskFormatError(meta_file, None, f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TaskFormatError(meta_file, None, f"must hold a JSON object (got {type(raw).__name__})")
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        field, problem = _describe(exc.errors()[0])
+        more = exc.error_count() - 1
+        if more:
+            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise TaskFormatError(meta_file, field, problem) from None
+    for field, problem in spec.reference_problems()[:1]:
+        raise TaskFormatError(meta_file, field, problem)
+    task = Task(spec, paths)
+    if task.bundle_path is not None and not task.bundle_path.is_file():
+        raise TaskFormatError(meta_file, "repo.bundle", f"bundle file not found: {task.bundle_path}")
+    if spec.environment.dockerfile and not (task_dir / spec.environment.dockerfile).is_file():
+        raise TaskFormatError(meta_file, "environment.dockerfile", f"file not found: {spec.environment.dockerfile}")
+    return task
