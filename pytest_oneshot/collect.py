@@ -1,0 +1,104 @@
+"""Collection: a directory holding ``tb_meta.json`` becomes one item per (model x rollout).
+
+The trial runs in the item's *setup*, so a harness failure (repo unreachable, sandbox
+error) is a pytest error, and the verdict is checked in the *call*, so an agent that did
+not solve the task is a pytest failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import pytest
+
+from pytest_oneshot.agent import Agent
+from pytest_oneshot.errors import OneshotError, TaskFormatError
+from pytest_oneshot.stash import registries_key, settings_key, trial_key
+from pytest_oneshot.report.junit import junit_properties
+from pytest_oneshot.report.rundir import item_dir_name
+from pytest_oneshot.task import Task, load_task
+from pytest_oneshot.trial import TrialConfig, run_trial
+
+
+class TaskFailed(Exception):
+    """The agent's attempt was scored and did not pass; the message says why."""
+
+
+class TaskDirectory(pytest.Directory):
+    """A task directory: yields TaskItems, or one collection error naming the file and field."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            task = load_task(self.path)
+        except TaskFormatError as exc:
+            raise self.CollectError(str(exc)) from None
+        settings = self.config.stash[settings_key]
+        for tag in task.spec.metadata.tags:
+            self.config.addinivalue_line("markers", f"{tag}: tasks tagged {tag!r}")
+        for model in settings.models:
+            label = model or settings.agent
+            for rollout in range(settings.rollouts):
+                item = TaskItem.from_parent(self, name=f"{task.name}[{label}-r{rollout}]", task=task, model=model, rollout=rollout)
+                item.add_marker("oneshot")
+                for tag in task.spec.metadata.tags:
+                    item.add_marker(tag)
+                yield item
+
+
+@cache
+def _agent(factory: Any, options: tuple[tuple[str, str], ...]) -> Agent:
+    """One agent object per (factory, options): agents hold configuration, not trial state."""
+    return factory(dict(options))
+
+
+class TaskItem(pytest.Item):
+    def __init__(self, *, task: Task, model: str | None, rollout: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.task = task
+        self.model = model
+        self.rollout = rollout
+
+    def setup(self) -> None:
+        settings = self.config.stash[settings_key]
+        registries = self.config.stash[registries_key]
+        try:
+            agent = _agent(registries.agent.get(settings.agent), tuple(sorted(settings.agent_options().items())))
+            sandbox_factory = registries.sandbox.get(settings.sandbox)
+        except OneshotError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        result = run_trial(
+            TrialConfig(
+                task=self.task,
+                agent=agent,
+                sandbox_factory=sandbox_factory,
+                item_id=self.name,
+                run_id=settings.run_id,
+                run_dir=settings.runs_dir / settings.run_id / item_dir_name(self.name),
+                cache_dir=settings.cache_dir,
+                model=self.model,
+                rollout=self.rollout,
+                agent_timeout_sec=settings.timeout,
+                min_score=settings.min_score,
+            ),
+            on_phase=lambda phase, duration: self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration),
+        )
+        self.stash[trial_key] = result
+        self.user_properties.extend(junit_properties(result))
+        self.ihook.pytest_oneshot_trial_result(item=self, result=result)
+        if result.outcome == "error":
+            pytest.fail(f"{result.reason} [run dir: {result.run_dir}]", pytrace=False)
+
+    def runtest(self) -> None:
+        result = self.stash[trial_key]
+        if result.outcome != "passed":
+            raise TaskFailed(f"{result.outcome}: {result.reason} [run dir: {result.run_dir}]")
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, TaskFailed):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"oneshot task {self.name}"

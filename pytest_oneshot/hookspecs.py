@@ -1,0 +1,44 @@
+"""Hooks pytest-oneshot adds; implement them in a conftest.py or a plugin."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_oneshot.stash import Registries
+    from pytest_oneshot.trial import TrialResult
+
+
+def pytest_oneshot_register(registries: Registries) -> None:
+    """Register extra sandboxes or agents, e.g.
+    ``registries.agent.register("mine", "my_pkg.agent:MyAgent")``.
+
+    Called once per session before any name is looked up.
+
+    :param registries: the session's ``sandbox`` and ``agent`` registries.
+
+    Use in conftest plugins: yes (the root conftest.py).
+    """
+
+
+def pytest_oneshot_phase(item: pytest.Item, phase: str, duration: float) -> None:
+    """A trial phase (prepare, sandbox, agent, diff, tests, score) of ``item`` ended.
+
+    :param item: the task item running the trial.
+    :param phase: the phase name.
+    :param duration: seconds the phase took.
+
+    Use in conftest plugins: yes.
+    """
+
+
+def pytest_oneshot_trial_result(item: pytest.Item, result: TrialResult) -> None:
+    """The trial of ``item`` finished (on the worker that ran it); ``result`` is final.
+
+    :param item: the task item.
+    :param result: outcome, scores, test statuses, phases, run dir.
+
+    Use in conftest plugins: yes.
+    """

@@ -1,0 +1,119 @@
+"""pytest entry point: options, settings, registries and the hooks that glue them to the items.
+
+Only module-level hooks live here; stateful parts are plugin objects registered in
+``pytest_configure`` (the session report on the controller).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_oneshot import hookspecs
+from pytest_oneshot.agent import default_agent_registry
+from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.sandbox import default_sandbox_registry
+from pytest_oneshot.settings import OPTIONS, resolve
+from pytest_oneshot.stash import Registries, registries_key, settings_key, trial_key
+from pytest_oneshot.task import META_FILE
+
+def _inert(config: pytest.Config) -> bool:
+    """Inside a sandbox the plugin must not collect tasks: the hidden tests run there."""
+    return bool(os.environ.get("ONESHOT_IN_SANDBOX")) or settings_key not in config.stash
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("oneshot", "Run agent-evaluation tasks as tests")
+    for option in OPTIONS:
+        group.addoption(
+            option.flag,
+            dest=option.key,
+            action="append" if option.multiple else "store",
+            default=None,
+            metavar=option.metavar,
+            help=option.help + (f" (default: {option.default})" if option.default else ""),
+        )
+        parser.addini(option.key, option.help, type="args" if option.multiple else "string", default=None)
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "oneshot: a pytest-oneshot task item")
+    if os.environ.get("ONESHOT_IN_SANDBOX"):
+        return
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    run_id = workerinput["oneshot_run_id"] if workerinput else _new_run_id()
+    cli = {option.name: config.getoption(option.key) for option in OPTIONS}
+    ini = {option.name: config.getini(option.key) for option in OPTIONS}
+    try:
+        settings = resolve(cli, ini, os.environ, base_dir=config.invocation_params.dir, run_id=run_id)
+    except OneshotError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    registries = Registries(sandbox=default_sandbox_registry(), agent=default_agent_registry())
+    config.hook.pytest_oneshot_register(registries=registries)
+    for registry, name in ((registries.sandbox, settings.sandbox), (registries.agent, settings.agent)):
+        if name not in registry.names():
+            raise pytest.UsageError(
+                f"--oneshot-{registry.kind}: unknown {registry.kind} {name!r} (known: {', '.join(registry.names())})"
+            )
+    config.stash[settings_key] = settings
+    config.stash[registries_key] = registries
+    if workerinput is None:
+        from pytest_oneshot.report.session import SessionReport
+
+        config.pluginmanager.register(SessionReport(config, settings), SessionReport.plugin_name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_oneshot.report.session import SessionReport
+
+    report = config.pluginmanager.get_plugin(SessionReport.plugin_name)
+    if report is not None:
+        config.pluginmanager.unregister(report)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker uses the controller's run id, so all items share one runs/<run_id>/."""
+    node.workerinput["oneshot_run_id"] = node.config.stash[settings_key].run_id
+
+
+def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if _inert(parent.config) or not (path / META_FILE).is_file():
+        return None
+    from pytest_oneshot.collect import TaskDirectory
+
+    return TaskDirectory.from_parent(parent, path=path)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if _inert(config):
+        return None
+    settings = config.stash[settings_key]
+    models = ", ".join(model or "-" for model in settings.models)
+    return [
+        f"oneshot: agent={settings.agent} model={models} sandbox={settings.sandbox} "
+        f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}"
+    ]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the JSON-able trial result to the report, so xdist carries it to the controller."""
+    report = yield
+    result = item.stash.get(trial_key, None)
+    if result is not None and (report.when == "call" or (report.when == "setup" and report.failed)):
+        report.oneshot = result.model_dump(mode="json")
+    return report

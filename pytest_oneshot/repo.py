@@ -1,0 +1,118 @@
+"""Repo snapshots: the task's repo at its start commit, with no later history, cached on the host.
+
+A snapshot is a plain git repo whose HEAD is the start commit and which holds only
+objects reachable from it, so no future commit (the answer) can leak into a sandbox.
+It is built once per (source, start commit) and shared by every trial; sandboxes copy it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from pytest_oneshot.errors import RepoUnavailableError
+from pytest_oneshot.task import Task
+
+FETCH_TIMEOUT_SEC = 300.0
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",  # an auth prompt would hang a headless run
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "oneshot",
+    "GIT_AUTHOR_EMAIL": "oneshot@localhost",
+    "GIT_COMMITTER_NAME": "oneshot",
+    "GIT_COMMITTER_EMAIL": "oneshot@localhost",
+}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ONESHOT_CACHE_DIR") or Path.home() / ".cache" / "pytest-oneshot")
+
+
+def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC) -> str:
+    """Run host git; raise RuntimeError carrying git's last stderr line on failure."""
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**os.environ, **_GIT_ENV},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        raise RuntimeError(lines[-1] if lines else f"git {args[0]} exited {proc.returncode}")
+    return proc.stdout.strip()
+
+
+def _source_key(task: Task) -> str:
+    spec = task.spec.repo
+    if task.bundle_path is not None:
+        origin = hashlib.sha256(task.bundle_path.read_bytes()).hexdigest()
+    else:
+        origin = spec.git_url
+    blob = "\0".join([origin, spec.start_commit_sha, spec.branch, ",".join(spec.sparse_checkout)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _fetch_into(task: Task, scratch: Path, dest: Path) -> None:
+    """Fetch exactly the start commit (and its ancestors) from the task's source into ``dest``."""
+    spec = task.spec.repo
+    allow_sha = "uploadpack.allowAnySHA1InWant=true"
+    if task.bundle_path is not None:
+        # Bundles only serve refs: unpack into scratch, then fetch the one commit from there.
+        git("init", "-q", str(scratch))
+        git("fetch", "-q", "--no-tags", str(task.bundle_path.resolve()), "+refs/*:refs/bundle/*", cwd=scratch)
+        source = str(scratch)
+    elif spec.git_url:
+        source = spec.git_url
+        local = Path(spec.git_url).expanduser()
+        if local.exists():
+            source = str(local.resolve())
+    else:
+        raise RepoUnavailableError("the task has neither repo.bundle nor repo.git_url")
+    try:
+        start = spec.start_commit_sha
+        if source == str(scratch):
+            start = git("rev-parse", "--verify", f"{start}^{{commit}}", cwd=scratch)
+        git("-c", allow_sha, "fetch", "-q", "--no-tags", source, start, cwd=dest)
+    except RuntimeError as exc:
+        where = task.spec.repo.bundle or spec.git_url
+        raise RepoUnavailableError(f"{where} at {spec.start_commit_sha[:12]}: {exc}") from None
+
+
+def snapshot(task: Task, cache_dir: Path | None = None) -> Path:
+    """Return a cached snapshot repo for ``task`` (HEAD = start commit), building it if needed.
+
+    Raises:
+        RepoUnavailableError: the source cannot be reached or lacks the start commit.
+    """
+    root = (cache_dir or default_cache_dir()) / "repos"
+    final = root / _source_key(task)
+    if (final / ".git").is_dir():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    try:
+        dest = work / "repo"
+        git("init", "-q", "-b", task.spec.repo.branch or "main", str(dest))
+        _fetch_into(task, work / "scratch", dest)
+        git("checkout", "-q", "--detach", "FETCH_HEAD", cwd=dest)
+        git("checkout", "-q", "-B", task.spec.repo.branch or "main", cwd=dest)
+        if task.spec.repo.sparse_checkout:
+            git("sparse-checkout", "set", "--no-cone", *task.spec.repo.sparse_checkout, cwd=dest)
+        try:
+            os.rename(dest, final)  # atomic publish; a concurrent builder may have won
+        except OSError:
+            if not (final / ".git").is_dir():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

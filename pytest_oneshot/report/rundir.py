@@ -1,0 +1,100 @@
+"""The run directory: ``runs/<run_id>/<item>/`` with the diff, logs and results of one trial.
+
+Layout (OneShot-compatible names)::
+
+    diff.patch                 the agent's change against the baseline (binary-safe)
+    agent/agent.log            what the agent printed (plus agent-specific artifacts)
+    tests.log                  output of the hidden-test run
+    evaluation_results.json    the full trial result (see TrialResult)
+    scoring_results.md         the same, for humans
+
+Every file is written atomically (temp file + rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_oneshot.trial import TrialResult
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def item_dir_name(item_id: str) -> str:
+    """``fix-off-by-one[oracle-r0]`` -> ``fix-off-by-one__oracle-r0`` (safe on every filesystem)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", item_id.replace("[", "__").rstrip("]"))
+
+
+def write_trial_files(run_dir: Path, result: TrialResult, diff: bytes) -> None:
+    write_atomic(run_dir / "diff.patch", diff)
+    write_atomic(run_dir / "evaluation_results.json", json.dumps(evaluation_results(result), indent=2).encode())
+    write_atomic(run_dir / "scoring_results.md", render_markdown(result).encode())
+
+
+def evaluation_results(result: TrialResult) -> dict[str, object]:
+    """Our full result plus OneShot's ``evaluation`` block, so its tooling can read the file."""
+    data = result.model_dump(mode="json")
+    data["evaluation"] = {
+        "rubrics": {
+            rubric.id: {
+                "criterion": rubric.criterion,
+                "weight": rubric.weight,
+                "score": rubric.score,
+                "max_score": 1.0,
+                "weighted_score": None if rubric.score is None else rubric.score * rubric.weight,
+                "test_count": rubric.test_count,
+                "tests_passed": rubric.tests_passed,
+            }
+            for rubric in result.rubrics
+        },
+        "total_score": result.score,
+        "max_score": 1.0,
+    }
+    return data
+
+
+def _fmt(score: float | None) -> str:
+    return "unscored" if score is None else f"{score:.2f}"
+
+
+def render_markdown(result: TrialResult) -> str:
+    lines = [
+        f"# {result.item_id}: {result.outcome}",
+        "",
+        f"- reason: {result.reason}",
+        f"- resolved: {result.resolved}",
+        f"- score: {_fmt(result.score)}",
+        f"- agent: {result.agent.name} ({result.agent.status}) model: {result.model or '-'}",
+        f"- diff: {result.diff_lines} lines, files: {', '.join(result.changed_files) or 'none'}",
+    ]
+    if result.restored_test_config:
+        lines.append(f"- restored before tests (agent edits to test config): {', '.join(result.restored_test_config)}")
+    if result.rubrics:
+        lines += ["", "| rubric | weight | score | tests |", "|---|---|---|---|"]
+        for rubric in result.rubrics:
+            lines.append(
+                f"| {rubric.id} | {rubric.weight:g} | {_fmt(rubric.score)} | {rubric.tests_passed}/{rubric.test_count} |"
+            )
+    if result.tests:
+        lines += ["", "| test | kind | status |", "|---|---|---|"]
+        for test_id, status in result.tests.statuses.items():
+            lines.append(f"| `{test_id}` | {result.tests.kinds[test_id]} | {status} |")
+    lines += ["", "| phase | seconds |", "|---|---|"]
+    lines += [f"| {phase} | {seconds:.2f} |" for phase, seconds in result.phases.items()]
+    return "\n".join(lines) + "\n"

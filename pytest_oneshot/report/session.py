@@ -1,0 +1,121 @@
+"""The session report (controller only): JSON of every item, aggregates, terminal table.
+
+Results arrive on ``report.oneshot`` in ``pytest_runtest_logreport``, so this works the
+same with pytest-xdist workers as in a single process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from pytest_oneshot.report.rundir import write_atomic
+from pytest_oneshot.settings import OneshotSettings
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n attempts with c successes (Chen et al., 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a pass rate; honest with few rollouts."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (task, model): attempts, passes, pass@1/pass@n with CI, mean score."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for item in items:
+        groups[(item["task_name"], item["model"] or item["agent"]["name"])].append(item)
+    rows = []
+    for (task, model), runs in sorted(groups.items()):
+        n = len(runs)
+        passed = sum(1 for run in runs if run["outcome"] == "passed")
+        scores = [run["score"] for run in runs if run["score"] is not None]
+        low, high = wilson_interval(passed, n)
+        rows.append(
+            {
+                "task": task,
+                "model": model,
+                "attempts": n,
+                "passed": passed,
+                "errors": sum(1 for run in runs if run["outcome"] == "error"),
+                "pass@1": passed / n,
+                f"pass@{n}": pass_at_k(n, passed, n),
+                "pass_rate_ci95": [round(low, 4), round(high, 4)],
+                "mean_score": sum(scores) / len(scores) if scores else None,
+                "outcomes": sorted({run["outcome"] for run in runs}),
+            }
+        )
+    return rows
+
+
+class SessionReport:
+    plugin_name = "oneshot-session-report"
+
+    def __init__(self, config: pytest.Config, settings: OneshotSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.items: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = getattr(report, "oneshot", None)
+        if result is not None:
+            self.items[report.nodeid] = {"nodeid": report.nodeid, **result}
+
+    def document(self) -> dict[str, Any]:
+        items = list(self.items.values())
+        return {
+            "run_id": self.settings.run_id,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "duration_sec": round(time.time() - self.started, 3),
+            "settings": self.settings.model_dump(mode="json"),
+            "summary": aggregate(items),
+            "items": items,
+        }
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.items:
+            return
+        data = json.dumps(self.document(), indent=2).encode()
+        write_atomic(self.settings.runs_dir / self.settings.run_id / "report.json", data)
+        if self.settings.json_path:
+            write_atomic(self.settings.json_path, data)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.items:
+            return
+        rows = aggregate(list(self.items.values()))
+        terminalreporter.section("oneshot results")
+        header = ("task", "model/agent", "passed", "outcomes", "mean score")
+        table = [
+            (
+                row["task"],
+                row["model"],
+                f"{row['passed']}/{row['attempts']}",
+                ",".join(row["outcomes"]),
+                "unscored" if row["mean_score"] is None else f"{row['mean_score']:.2f}",
+            )
+            for row in rows
+        ]
+        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table)]
+        for line in (header, *table):
+            terminalreporter.write_line("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
+        if self.settings.json_path:
+            terminalreporter.write_line(f"json report: {self.settings.json_path}")

@@ -1,0 +1,434 @@
+"""The docker sandbox: one container per trial, from an image of the task's environment.
+
+The image holds the repo at its start commit and the setup already run, and its tag is a
+hash of everything that goes into it, so an unchanged task never rebuilds and tasks that
+share an environment share an image. Its build context is the repo and a generated
+Dockerfile only: nothing of the answer (reference diff, notes, hidden tests, tb_meta.json)
+and no secret can reach a layer. Containers carry their owner (host, boot, pid) in labels
+so a later run can remove the ones a killed run left behind (:func:`reap`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, final
+
+from typing_extensions import override
+
+from pytest_oneshot.errors import InfraError, SandboxUnavailableError
+from pytest_oneshot.repo import default_cache_dir, git
+from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+from pytest_oneshot.sandbox.dockerd import (
+    BASE_IMAGE,
+    Engine,
+    Progress,
+    cli_env,
+    ensure_base_image,
+    ensure_engine,
+    file_lock,
+    stderr_progress,
+)
+from pytest_oneshot.task import Task
+
+WORKSPACE = "/workspace"
+IMAGE_REPOSITORY = "oneshot-env"
+_IMAGE_FORMAT = "1"  # bump when the generated Dockerfile changes shape: every image rebuilds
+_LABEL = "oneshot"
+_SANDBOX_ENV = {
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "TMPDIR": "/tmp",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "ONESHOT_IN_SANDBOX": "1",
+}  # the same base environment as the local sandbox; the host's is never passed in
+_KILL_GRACE_SEC = 10.0
+
+# `sh -c _LAUNCH sh PIDFILE CMD...`: CMD runs as the leader of a new session (when the image
+# has util-linux setsid) and its pid is written to PIDFILE, so a timeout can find its tree.
+_LAUNCH = (
+    'p=$1; shift; if setsid -w true 2>/dev/null; then exec setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@"; fi; '
+    'echo $$ >"$p"; exec "$@"'
+)
+# `sh -c _KILL_TREE sh ROOTPID`: stop every process in ROOT's session or below it (so no
+# parent dies before its children are found), then kill them all. POSIX sh and /proc only.
+_KILL_TREE = r"""
+root=$1; all=" $root "; kill -STOP "$root" 2>/dev/null
+changed=1
+while [ -n "$changed" ]; do
+  changed=
+  for f in /proc/[0-9]*/stat; do
+    read -r line 2>/dev/null <"$f" || continue
+    pid=${line%% *}
+    set -- ${line##*") "}
+    case "$all" in *" $pid "*) continue ;; esac
+    case "$all" in *" $2 "*) ;; *) [ "$4" = "$root" ] || continue ;; esac
+    all="$all$pid "; kill -STOP "$pid" 2>/dev/null; changed=1
+  done
+done
+kill -KILL $all 2>/dev/null
+exit 0
+"""
+# `sh -c _WRITE sh WORKSPACE RELPATH` with the data on stdin: walk down from the workspace,
+# replacing any symlink or file on the way with a real directory, so the write stays inside.
+_WRITE = r"""
+set -e
+cd -P "$1"; rel=$2; name=${rel##*/}; dir=
+case "$rel" in */*) dir=${rel%/*} ;; esac
+IFS=/; set -f
+for part in $dir; do
+  if [ -L "$part" ] || { [ -e "$part" ] && [ ! -d "$part" ]; }; then rm -f -- "$part"; fi
+  [ -d "$part" ] || mkdir -- "$part"
+  cd -- "$part"
+done
+if [ -L "$name" ] || [ -d "$name" ]; then rm -rf -- "$name"; fi
+cat >"$name"
+"""
+# `sh -c _READ sh WORKSPACE ABSPATH`: exit 3 = symlink or outside the workspace, 4 = missing, 5 = directory.
+_READ = r"""
+[ -L "$2" ] && exit 3
+[ -e "$2" ] || exit 4
+case "$(readlink -f -- "$2")" in "$1"/*) ;; *) exit 3 ;; esac
+[ -d "$2" ] && exit 5
+exec cat -- "$2"
+"""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process a container belongs to; once it is gone, the container is litter."""
+
+    host: str
+    boot: str
+    pid: int
+    started: str
+
+    @classmethod
+    def current(cls) -> Owner:
+        return cls(socket.gethostname(), _boot_id(), os.getpid(), _process_start(os.getpid()))
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> Owner | None:
+        try:
+            return cls(
+                labels[f"{_LABEL}.owner.host"],
+                labels[f"{_LABEL}.owner.boot"],
+                int(labels[f"{_LABEL}.owner.pid"]),
+                labels[f"{_LABEL}.owner.started"],
+            )
+        except (KeyError, ValueError):
+            return None
+
+    def labels(self) -> dict[str, str]:
+        return {
+            f"{_LABEL}.owner.host": self.host,
+            f"{_LABEL}.owner.boot": self.boot,
+            f"{_LABEL}.owner.pid": str(self.pid),
+            f"{_LABEL}.owner.started": self.started,
+        }
+
+    def is_dead(self) -> bool:
+        """True only when we can tell: same host, and another boot or no such process (pid reuse counts)."""
+        if self.host != socket.gethostname():
+            return False
+        return self.boot != _boot_id() or _process_start(self.pid) != self.started
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' if it does not exist)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def reap(engine: Engine | None = None) -> list[str]:
+    """Remove the containers whose owner process is dead (a SIGKILLed or crashed run); return their ids.
+
+    Called at session start; containers of live runs, other hosts, or without owner labels are left alone.
+    """
+    engine = engine or ensure_engine()
+    ids = engine.run("ps", "-aq", "--no-trunc", "--filter", f"label={_LABEL}.owner.pid").stdout.decode().split()
+    if not ids:
+        return []
+    inspected = engine.run("inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False)
+    dead = []
+    for line in inspected.stdout.decode().splitlines():
+        container, _, labels = line.partition(" ")
+        owner = Owner.from_labels(json.loads(labels) or {})
+        if owner is not None and owner.is_dead():
+            dead.append(container)
+    if dead:
+        engine.run("rm", "-f", "-v", *dead, check=False)
+    return dead
+
+
+def builds_log(cache_dir: Path | None = None) -> Path:
+    """One line per environment image actually built: ``time<TAB>tag<TAB>task<TAB>seconds``."""
+    return (cache_dir or default_cache_dir()) / "docker" / "builds.log"
+
+
+def render_dockerfile(task: Task, base_image: str) -> str:
+    """The task's own Dockerfile (or ``FROM base_image``) followed by the repo, git identity and setup."""
+    env = task.spec.environment
+    head = (task.paths.root / env.dockerfile).read_text() if env.dockerfile else f"FROM {base_image}\n"
+    workdir = PurePosixPath(WORKSPACE, task.spec.repo.subdir)
+    lines = [
+        head.rstrip("\n"),
+        "# --- added by pytest-oneshot ---",
+        f"COPY repo {WORKSPACE}",
+        "RUN git config --system user.name oneshot && git config --system user.email oneshot@localhost"
+        " && git config --system --add safe.directory '*'",
+        f"WORKDIR {json.dumps(str(workdir))}",
+        *(f"RUN {json.dumps(['bash', '-c', command])}" for command in env.setup),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def environment_image(
+    engine: Engine,
+    task: Task,
+    snapshot: Path,
+    *,
+    base_image: str = BASE_IMAGE,
+    cache_dir: Path | None = None,
+    progress: Progress = stderr_progress,
+) -> str:
+    """Return the tag of the task's environment image, building it once per content hash.
+
+    Raises:
+        SandboxUnavailableError: the base image is missing and cannot be built.
+        InfraError: the snapshot is unreadable, or the build (a setup command) failed.
+    """
+    dockerfile = render_dockerfile(task, base_image)
+    base_id = "" if task.spec.environment.dockerfile else _base_image_id(engine, base_image, progress)
+    try:
+        head, tree = git("rev-parse", "HEAD", "HEAD^{tree}", cwd=snapshot).split()
+        if task.spec.repo.subdir:
+            git("rev-parse", "--verify", "-q", f"HEAD:{task.spec.repo.subdir}^{{tree}}", cwd=snapshot)
+    except RuntimeError as exc:
+        where = f"repo.subdir {task.spec.repo.subdir!r} is not a directory at the start commit or " if task.spec.repo.subdir else ""
+        raise InfraError("sandbox", f"{where}repo snapshot {snapshot} unreadable: {exc}") from None
+    content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree])
+    tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
+    if engine.image_id(tag):
+        return tag
+    cache = cache_dir or default_cache_dir()
+    with file_lock(cache / "docker" / "locks" / f"{tag.partition(':')[2]}.lock"):
+        if engine.image_id(tag):  # built by another worker while we waited
+            return tag
+        progress(f"building docker image {tag} for task {task.name}")
+        started = time.monotonic()
+        _build(engine, tag, dockerfile, snapshot, task)
+        seconds = time.monotonic() - started
+        with open(builds_log(cache), "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{tag}\t{task.name}\t{seconds:.1f}\n")
+    return tag
+
+
+def _base_image_id(engine: Engine, name: str, progress: Progress) -> str:
+    if name == BASE_IMAGE:
+        return ensure_base_image(engine, name, progress)
+    found = engine.image_id(name)
+    if found is None:
+        raise SandboxUnavailableError(f"docker image {name} not found on {engine.host}; pull or load it first")
+    return found
+
+
+def _build(engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task) -> None:
+    """``docker build`` from a tar context holding exactly the Dockerfile and a fresh clone of the snapshot."""
+    with tempfile.TemporaryDirectory(prefix="oneshot-build-") as scratch, tempfile.TemporaryFile() as context:
+        clone = Path(scratch, "repo")
+        try:
+            git("clone", "-q", "--no-hardlinks", str(snapshot), str(clone))
+            git("remote", "remove", "origin", cwd=clone)
+        except RuntimeError as exc:
+            raise InfraError("sandbox", f"could not copy the repo snapshot {snapshot}: {exc}") from None
+        _write_context(context, dockerfile, clone)
+        context.seek(0)
+        proc = subprocess.run(
+            engine.argv("build", "--network", "none", "--force-rm", "--label", f"{_LABEL}.task={task.name}", "-t", tag, "-"),
+            stdin=context,
+            capture_output=True,
+            env=cli_env(),
+        )
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
+        tail = " | ".join(line for line in output[-6:] if line.strip())
+        raise InfraError("setup", f"building the docker image for task {task.name} failed: {tail}")
+
+
+def _write_context(file: IO[bytes], dockerfile: str, repo: Path) -> None:
+    with tarfile.open(fileobj=file, mode="w") as tar:
+        data = dockerfile.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        tar.add(repo, arcname="repo")
+
+
+@final
+class DockerSandbox:
+    """One trial in its own container of the task's environment image."""
+
+    def __init__(self, spec: SandboxSpec, *, base_image: str = BASE_IMAGE, cache_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.base_image = base_image
+        self.cache_dir = cache_dir
+        self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
+        safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", spec.trial_id).strip("-.")[:80]
+        self.name = f"oneshot-{safe}-{hashlib.sha256(spec.trial_id.encode()).hexdigest()[:8]}"
+        self.image: str | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = ensure_engine()
+        return self._engine
+
+    @override
+    def start(self) -> None:
+        spec = self.spec
+        self.image = environment_image(self.engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir)
+        labels = {f"{_LABEL}.run_id": spec.run_id, f"{_LABEL}.trial": spec.trial_id, **Owner.current().labels()}
+        argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sleep", "-w", self.workdir]
+        argv += ["--network", "host" if spec.network == "loopback" else "none"]
+        argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
+        for key, value in {**labels, **_SANDBOX_ENV}.items():
+            argv += ["--label" if key in labels else "--env", f"{key}={value}"]
+        for host_path, sandbox_path in spec.mounts.items():
+            argv += ["--mount", _csv(["type=bind", f"source={Path(host_path).resolve()}", f"target={sandbox_path}", "readonly"])]
+        _live.add(self)
+        self.engine.run(*argv, self.image, "infinity")
+
+    @override
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        output: Path | None = None,
+    ) -> ExecResult:
+        pidfile = f"/tmp/.oneshot-exec-{uuid.uuid4().hex}.pid"
+        argv = self.engine.argv("exec", "-w", cwd or self.workdir, *(["-i"] if stdin is not None else []))
+        for name in env or {}:
+            argv += ["-e", name]  # the value travels in the client's environment, never in an argv
+        argv += [self.name, "sh", "-c", _LAUNCH, "sh", pidfile, *cmd]
+        started = time.monotonic()
+        sink = open(output, "ab") if output else subprocess.PIPE  # noqa: SIM115 - closed below
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=cli_env(env),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT if output else subprocess.PIPE,
+            )
+            timed_out = False
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                self._kill_tree(pidfile)
+                try:
+                    stdout, stderr = proc.communicate(timeout=_KILL_GRACE_SEC)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+            except BaseException:  # Ctrl-C: the client dies with us, so end the command in the container too
+                self._kill_tree(pidfile)
+                proc.kill()
+                raise
+        finally:
+            if output:
+                sink.close()  # type: ignore[union-attr]
+        if proc.returncode in (125, 126) and not timed_out and not self._running():
+            raise InfraError("sandbox", f"container {self.name} is gone: {(stderr or b'').decode(errors='replace').strip()}")
+        return ExecResult(proc.returncode, stdout or b"", stderr or b"", timed_out, time.monotonic() - started)
+
+    def _kill_tree(self, pidfile: str) -> None:
+        script = f'[ -s "{pidfile}" ] && exec sh -c {shlex.quote(_KILL_TREE)} sh "$(cat "{pidfile}")"'
+        self.engine.run("exec", self.name, "sh", "-c", script, check=False, timeout=30)
+
+    def _running(self) -> bool:
+        proc = self.engine.run("inspect", "--format", "{{.State.Running}}", self.name, check=False)
+        return proc.stdout.strip() == b"true"
+
+    def _path(self, path: str) -> str:
+        relative = PurePosixPath(path)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
+        return str(PurePosixPath(self.spec.task.spec.repo.subdir, relative))
+
+    @override
+    def write_file(self, path: str, data: bytes) -> None:
+        relative = self._path(path)
+        proc = self.engine.run("exec", "-i", self.name, "sh", "-c", _WRITE, "sh", WORKSPACE, relative, input=data, check=False)
+        if proc.returncode != 0:
+            raise InfraError("sandbox", f"could not write {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}")
+
+    @override
+    def read_file(self, path: str) -> bytes:
+        target = f"{WORKSPACE}/{self._path(path)}"
+        proc = self.engine.run("exec", self.name, "sh", "-c", _READ, "sh", WORKSPACE, target, check=False)
+        if proc.returncode == 0:
+            return proc.stdout
+        if proc.returncode == 3:
+            raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
+        if proc.returncode == 4:
+            raise FileNotFoundError(f"{path}: no such file in the sandbox")
+        if proc.returncode == 5:
+            raise IsADirectoryError(f"{path}: is a directory")
+        raise InfraError("sandbox", f"could not read {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}")
+
+    @override
+    def stop(self) -> None:
+        _live.discard(self)
+        if self._engine is not None:
+            self._engine.run("rm", "-f", "-v", self.name, check=False, timeout=60)
+
+
+def _csv(fields: Sequence[str]) -> str:
+    """One ``--mount`` value: docker parses it as a CSV record, so quote commas in paths."""
+    line = io.StringIO()
+    csv.writer(line).writerow(fields)
+    return line.getvalue().strip()
+
+
+_live: set[DockerSandbox] = set()
+"""Containers of this process not yet stopped: removed at exit (Ctrl-C); SIGKILL is left to :func:`reap`."""
+
+
+@atexit.register
+def _stop_live() -> None:
+    for sandbox in list(_live):
+        sandbox.stop()
+

@@ -1,0 +1,208 @@
+"""The local sandbox: a fresh workspace per trial, isolated with bubblewrap when it is installed.
+
+Under bubblewrap the agent sees a read-only system (``/usr``, ``/etc``, the Python it
+needs), its workspace at ``/workspace``, a private HOME and /tmp, and nothing else of the
+host: not the task directory, the run directory or the repo cache. Without bubblewrap it
+degrades to a plain subprocess in a temp dir, with a one-time warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+
+import pytest_oneshot
+from pytest_oneshot.errors import InfraError
+from pytest_oneshot.repo import git
+from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+
+SANDBOX_WORKSPACE = "/workspace"
+SANDBOX_HOME = "/oneshot/home"
+SETUP_TIMEOUT_SEC = 900.0
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+
+
+class IsolationWarning(UserWarning):
+    """bubblewrap is missing: local trials run as plain subprocesses."""
+
+
+@cache
+def bubblewrap() -> str | None:
+    """Path of a working ``bwrap``, or None (warned once per process)."""
+    path = shutil.which("bwrap")
+    if path and subprocess.run([path, "--ro-bind", "/", "/", "true"], capture_output=True).returncode == 0:
+        return path
+    warnings.warn(
+        "bubblewrap (bwrap) is not installed or cannot create namespaces: the local sandbox runs agents "
+        "as plain subprocesses without isolation; install it with `apt-get install bubblewrap`",
+        IsolationWarning,
+        stacklevel=2,
+    )
+    return None
+
+
+def base_env(home: str, tmp: str) -> dict[str, str]:
+    """The whole environment a sandboxed command starts from: nothing inherited from the host."""
+    python_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{python_bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": home,
+        "TMPDIR": tmp,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "ONESHOT_IN_SANDBOX": "1",
+    }
+
+
+def _python_dirs() -> Iterator[Path]:
+    """Host dirs the sandbox needs to run this Python and the (possibly editable) plugin."""
+    for prefix in {sys.prefix, sys.base_prefix, os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
+        yield Path(prefix)
+    yield Path(pytest_oneshot.__file__).resolve().parent
+
+
+class LocalSandbox:
+    """Workspace in a host temp dir; commands run under bubblewrap when available."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self._bwrap = bubblewrap()
+        self._root = Path(tempfile.mkdtemp(prefix=f"oneshot-{spec.trial_id[:40]}-"))
+        self._workspace = self._root / "workspace"
+        self._home = self._root / "home"
+        self._tmp = self._root / "tmp"
+        subdir = spec.task.spec.repo.subdir
+        if self._bwrap:
+            self.workdir = str(Path(SANDBOX_WORKSPACE, subdir))
+            self._env = base_env(SANDBOX_HOME, "/tmp")
+        else:
+            self.workdir = str(Path(self._workspace, subdir))
+            self._env = base_env(str(self._home), str(self._tmp))
+        self._host_workdir = self._workspace / subdir
+
+    def start(self) -> None:
+        for path in (self._home, self._tmp):
+            path.mkdir(parents=True)
+        try:
+            git("clone", "-q", "--no-hardlinks", str(self.spec.repo_snapshot), str(self._workspace))
+            git("remote", "remove", "origin", cwd=self._workspace)
+        except RuntimeError as exc:
+            raise InfraError("sandbox", f"could not copy the repo snapshot into the workspace: {exc}") from None
+        if not self._host_workdir.is_dir():
+            raise InfraError("sandbox", f"repo.subdir {self.spec.task.spec.repo.subdir!r} does not exist in the repo")
+        for command in self.spec.task.spec.environment.setup:
+            result = self.exec(["bash", "-c", command], timeout=SETUP_TIMEOUT_SEC)
+            if not result.ok:
+                tail = result.text().strip().splitlines()[-5:]
+                raise InfraError("setup", f"`{command}` failed (exit {result.returncode}): {' | '.join(tail)}")
+
+    def _argv(self, cmd: Sequence[str], cwd: str) -> list[str]:
+        if not self._bwrap:
+            return list(cmd)
+        argv = [self._bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+        if self.spec.network == "loopback":
+            argv.append("--share-net")
+        for system_dir in _SYSTEM_DIRS:
+            if os.path.islink(system_dir):
+                argv += ["--symlink", os.readlink(system_dir), system_dir]
+            elif os.path.isdir(system_dir):
+                argv += ["--ro-bind", system_dir, system_dir]
+        for path in _python_dirs():
+            if path.is_dir() and not str(path).startswith(_SYSTEM_DIRS):
+                argv += ["--ro-bind", str(path), str(path)]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        argv += ["--bind", str(self._home), SANDBOX_HOME, "--bind", str(self._workspace), SANDBOX_WORKSPACE]
+        for host_path, sandbox_path in self.spec.mounts.items():
+            argv += ["--ro-bind", str(host_path), sandbox_path]
+        return [*argv, "--chdir", cwd, "--", *cmd]
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        output: Path | None = None,
+    ) -> ExecResult:
+        cwd = cwd or self.workdir
+        started = time.monotonic()
+        sink = open(output, "ab") if output else subprocess.PIPE  # noqa: SIM115 - closed below
+        try:
+            proc = subprocess.Popen(
+                self._argv(cmd, cwd),
+                cwd=None if self._bwrap else cwd,
+                env={**self._env, **(env or {})},
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT if output else subprocess.PIPE,
+                start_new_session=True,  # one process group to kill at the timeout
+            )
+            timed_out = False
+            try:
+                stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc.pid)
+                try:
+                    stdout, stderr = proc.communicate(timeout=5)
+                except subprocess.TimeoutExpired:  # an escaped grandchild holds the pipe open
+                    proc.kill()
+                    stdout, stderr = proc.communicate()
+        finally:
+            if output:
+                sink.close()  # type: ignore[union-attr]
+        return ExecResult(
+            returncode=proc.returncode,
+            stdout=stdout or b"",
+            stderr=stderr or b"",
+            timed_out=timed_out,
+            duration_sec=time.monotonic() - started,
+        )
+
+    def _host_path(self, path: str) -> Path:
+        """Host path for a workdir-relative path, with any symlink on the way removed."""
+        relative = Path(path)
+        if relative.is_absolute() or ".." in relative.parts:
+            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
+        current = self._host_workdir
+        for part in relative.parts:
+            current = current / part
+            if current.is_symlink():
+                current.unlink()  # the agent planted it; never follow it out of the workspace
+        return current
+
+    def write_file(self, path: str, data: bytes) -> None:
+        target = self._host_path(path)
+        if target.is_dir():
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def read_file(self, path: str) -> bytes:
+        target = self._host_workdir / path
+        if target.is_symlink() or not target.resolve().is_relative_to(self._workspace.resolve()):
+            raise PermissionError(f"{path}: resolves outside the workspace")
+        return target.read_bytes()
+
+    def stop(self) -> None:
+        shutil.rmtree(self._root, ignore_errors=True)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

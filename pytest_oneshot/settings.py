@@ -1,0 +1,144 @@
+"""Run settings, resolved once per session: CLI > ``ONESHOT_*`` env > ini > default.
+
+Each option is declared once in :data:`OPTIONS` and becomes ``--oneshot-<name>``, the ini
+key ``oneshot_<name>`` and the env var ``ONESHOT_<NAME>``, with one help text and one parser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.repo import default_cache_dir
+
+
+class SettingsError(OneshotError):
+    """A bad option value; the plugin turns it into a pytest UsageError."""
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be >= 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _score(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError("must be between 0 and 1")
+    return number
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    help: str
+    default: str | None = None
+    parse: Callable[[str], Any] = str
+    multiple: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--oneshot-" + self.name.replace("_", "-")
+
+    @property
+    def key(self) -> str:
+        return "oneshot_" + self.name
+
+    @property
+    def env(self) -> str:
+        return "ONESHOT_" + self.name.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("agent", "Agent that attempts each task (oracle, nop, command, ...)", "oracle", metavar="NAME"),
+    Option("agent_cmd", "Shell command run as the agent by --oneshot-agent=command", "", metavar="CMD"),
+    Option("model", "Model to evaluate; repeat for one item per model", None, multiple=True, metavar="MODEL"),
+    Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
+    Option("sandbox", "Where trials run (local, docker, ...)", "local", metavar="NAME"),
+    Option("timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"),
+    Option("runs_dir", "Directory receiving runs/<run_id>/<item>/", "runs", metavar="DIR"),
+    Option("min_score", "Rubric score an item needs besides being resolved (0-1)", None, _score, metavar="SCORE"),
+    Option("json", "Write a JSON report of all items to this path", None, metavar="PATH"),
+)
+
+
+class OneshotSettings(BaseModel):
+    """The effective settings of one session (identical on the controller and xdist workers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    agent_cmd: str
+    models: tuple[str | None, ...]
+    rollouts: int
+    sandbox: str
+    timeout: float | None
+    runs_dir: Path
+    min_score: float | None
+    json_path: Path | None
+    cache_dir: Path
+    run_id: str
+
+    def agent_options(self) -> dict[str, str]:
+        return {"cmd": self.agent_cmd}
+
+
+def _parse(option: Option, raw: str, source: str) -> Any:
+    try:
+        return option.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{source}: {exc} (got {raw!r})") from None
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    ini: Mapping[str, Any],
+    environ: Mapping[str, str],
+    *,
+    base_dir: Path,
+    run_id: str,
+) -> OneshotSettings:
+    """Merge the sources; ``cli`` maps option names to parsed CLI values (None = not given)."""
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        value = cli.get(option.name)
+        if value is None and environ.get(option.env):
+            raw = environ[option.env]
+            value = [part for part in raw.split(",") if part] if option.multiple else _parse(option, raw, option.env)
+        if value is None and ini.get(option.name):
+            raw_ini = ini[option.name]
+            value = list(raw_ini) if option.multiple else _parse(option, raw_ini, f"ini {option.key}")
+        if value is None and option.default is not None:
+            value = _parse(option, option.default, option.flag)
+        values[option.name] = value
+    runs_dir = Path(values["runs_dir"])
+    json_path = values["json"]
+    models: Sequence[str] | None = values["model"]
+    return OneshotSettings(
+        agent=values["agent"],
+        agent_cmd=values["agent_cmd"],
+        models=tuple(models) if models else (None,),
+        rollouts=values["rollouts"],
+        sandbox=values["sandbox"],
+        timeout=values["timeout"],
+        runs_dir=runs_dir if runs_dir.is_absolute() else base_dir / runs_dir,
+        min_score=values["min_score"],
+        json_path=None if not json_path else (Path(json_path) if Path(json_path).is_absolute() else base_dir / json_path),
+        cache_dir=Path(environ.get("ONESHOT_CACHE_DIR") or default_cache_dir()),
+        run_id=run_id,
+    )

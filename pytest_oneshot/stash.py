@@ -1,0 +1,29 @@
+"""Typed keys for what the plugin keeps in ``config.stash`` and ``item.stash``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_oneshot.registry import Registry
+
+if TYPE_CHECKING:
+    from pytest_oneshot.agent import AgentFactory
+    from pytest_oneshot.sandbox import SandboxFactory
+    from pytest_oneshot.settings import OneshotSettings
+    from pytest_oneshot.trial import TrialResult
+
+
+@dataclass(frozen=True)
+class Registries:
+    """The session's extension registries (per Config, so in-process pytester runs stay isolated)."""
+
+    sandbox: Registry[SandboxFactory]
+    agent: Registry[AgentFactory]
+
+
+settings_key = pytest.StashKey["OneshotSettings"]()
+registries_key = pytest.StashKey[Registries]()
+trial_key = pytest.StashKey["TrialResult"]()
