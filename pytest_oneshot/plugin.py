@@ -20,6 +20,9 @@ from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.settings import OPTIONS, resolve
 from pytest_oneshot.stash import Registries, registries_key, settings_key, trial_key
+
+# Set when a collection error came from something other than a task directory.
+_other_collect_error_key = pytest.StashKey[bool]()
 from pytest_oneshot.task import META_FILE
 
 def _inert(config: pytest.Config) -> bool:
@@ -117,3 +120,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if result is not None and (report.when == "call" or (report.when == "setup" and report.failed)):
         report.oneshot = result.model_dump(mode="json")
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    report = yield
+    from pytest_oneshot.collect import TaskDirectory
+
+    if report.failed and not isinstance(collector, TaskDirectory):
+        collector.config.stash[_other_collect_error_key] = True
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """A malformed task is a collection error, but it must not stop the valid tasks from running.
+
+    Other collection errors keep pytest's default (abort unless --continue-on-collection-errors).
+    """
+    if session.testsfailed and not session.config.stash.get(_other_collect_error_key, False):
+        session.config.option.continue_on_collection_errors = True

@@ -1,0 +1,128 @@
+"""Shared fixtures: copies of the shipped tasks, a tiny task factory, and a run-and-parse helper."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest_plugins = ["pytester"]
+collect_ignore = ["fixtures"]  # task dirs used as data, not as this suite's tests
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_TASKS = REPO_ROOT / "tasks"
+REFERENCE_TASKS = Path(__file__).resolve().parent / "fixtures" / "reference_tasks"  # copied from shared/
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repo snapshots go to a per-session cache, never the user's ~/.cache."""
+    monkeypatch.setenv("ONESHOT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "oneshot-cache"))
+    for name in ("ONESHOT_AGENT", "ONESHOT_SANDBOX", "ONESHOT_MODEL", "ONESHOT_RUNS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def reference_tasks() -> list[Path]:
+    """The six created-form OneShot tasks rebuilt from the original's history (format fixtures)."""
+    return sorted(path for path in REFERENCE_TASKS.iterdir() if (path / "tb_meta.json").is_file())
+
+
+@pytest.fixture
+def shipped_tasks(pytester: pytest.Pytester) -> Path:
+    """A private copy of the shipped example tasks inside the pytester dir."""
+    dest = pytester.path / "tasks"
+    shutil.copytree(SHIPPED_TASKS, dest)
+    return dest
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def make_task(tmp_path: Path) -> Callable[..., Path]:
+    """Build a small bundle-backed task: ``add()`` subtracts; the fix makes it add."""
+
+    def make(dest: Path, **overrides: Any) -> Path:
+        src = tmp_path / f"src-{dest.name}"
+        (src / "calc").mkdir(parents=True)
+        (src / "tests").mkdir()
+        _git(src, "init", "-q", "-b", "main")
+        (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a - b\n")
+        (src / "tests" / "test_calc.py").write_text("from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n")
+        _git(src, "add", "-A")
+        _git(src, "commit", "-qm", "start")
+        start = _git(src, "rev-parse", "HEAD")
+        (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a + b\n")
+        diff = _git(src, "diff") + "\n"
+        dest.mkdir(parents=True)
+        _git(src, "bundle", "create", str(dest / "repo.bundle"), "main")
+        (dest / "diff.patch").write_text(diff)
+        (dest / "notes.md").write_text("the fix: use + instead of -\n")
+        (dest / "tests").mkdir()
+        (dest / "tests" / "test_calc.py").write_text(
+            "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+        )
+        meta: dict[str, Any] = {
+            "task_id": dest.name,
+            "metadata": {"title": "Fix add", "tags": ["bugfix"]},
+            "repo": {"bundle": "repo.bundle", "branch": "main", "start_commit_sha": start},
+            "lm": {"instructions": "calc.add subtracts instead of adding; fix it."},
+            "evaluation": {"rubrics": [{"id": "correctness", "weight": 0.7}, {"id": "quality", "weight": 0.3}]},
+            "tests": {
+                "fail_to_pass": ["tests/test_calc.py::test_add"],
+                "pass_to_pass": ["tests/test_calc.py::test_zero"],
+                "rubric_id": "correctness",
+            },
+            "limits": {"agent_timeout_sec": 60, "tests_timeout_sec": 60},
+        }
+        for key, value in overrides.items():
+            meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
+        (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+        return dest
+
+    return make
+
+
+@dataclass
+class ParsedRun:
+    result: pytest.RunResult
+    report: dict[str, Any]
+    junit: ET.Element
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        return {item["item_id"]: item for item in self.report.get("items", [])}
+
+    def properties(self, name_contains: str) -> dict[str, str]:
+        for case in self.junit.iter("testcase"):
+            if name_contains in case.get("name", ""):
+                return {prop.get("name", ""): prop.get("value", "") for prop in case.iter("property")}
+        raise AssertionError(f"no testcase named like {name_contains!r}")
+
+
+@pytest.fixture
+def run_and_parse(pytester: pytest.Pytester) -> Callable[..., ParsedRun]:
+    """Run pytest in a subprocess (trials spawn sandboxes) and parse its JSON + JUnit reports."""
+
+    def run(*args: str, timeout: float = 600) -> ParsedRun:
+        json_path, xml_path = pytester.path / "report.json", pytester.path / "junit.xml"
+        result = pytester.runpytest_subprocess(
+            *args, f"--oneshot-json={json_path}", f"--junitxml={xml_path}", "-o", "junit_family=xunit1", timeout=timeout
+        )
+        report = json.loads(json_path.read_text()) if json_path.exists() else {}
+        junit = ET.parse(xml_path).getroot()
+        task_cases = [case for case in junit.iter("testcase") if "[" in case.get("name", "")]
+        assert len(task_cases) == len(report.get("items", [])), "every task testcase in JUnit has a JSON item"
+        return ParsedRun(result, report, junit)
+
+    return run
