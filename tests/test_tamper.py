@@ -1,0 +1,78 @@
+"""An agent cannot make an item pass by attacking the tests, and cannot see the answer."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ATTACKS = {
+    "rewrite-hidden-test": "printf 'def test_add():\\n    pass\\n\\ndef test_zero():\\n    pass\\n' > tests/test_calc.py",
+    "delete-tests": "rm -rf tests",
+    "conftest-skips-everything": (
+        "printf 'import pytest\\n\\ndef pytest_collection_modifyitems(items):\\n"
+        "    for item in items:\\n        item.add_marker(pytest.mark.skip)\\n' > conftest.py"
+    ),
+    "conftest-forces-pass": (
+        "mkdir -p tests && printf 'import pytest\\n\\n@pytest.hookimpl(wrapper=True)\\ndef pytest_runtest_makereport(item, call):\\n"
+        "    rep = yield\\n    rep.outcome = \"passed\"\\n    return rep\\n' > tests/conftest.py"
+    ),
+    "pytest-ini-deselects": "printf '[pytest]\\naddopts = -k test_zero\\n' > pytest.ini",
+    "conftest-ignores-tests": "printf 'import pytest\\ncollect_ignore = [\"tests\"]\\n' > conftest.py",
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
+def test_attack_on_tests_cannot_pass(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object], attack: str
+) -> None:
+    make_task(pytester.path / "tasks" / "fix-add")
+    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={attack}")
+    run.result.assert_outcomes(failed=1)
+    item = run.items()["fix-add[command-r0]"]
+    assert item["outcome"] == "failed"
+    assert item["tests"]["statuses"]["tests/test_calc.py::test_add"] != "passed"
+    assert item["score"] == 0.0
+
+
+def test_restored_test_config_is_reported(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object]
+) -> None:
+    make_task(pytester.path / "tasks" / "fix-add")
+    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={ATTACKS['conftest-skips-everything']}")
+    item = run.items()["fix-add[command-r0]"]
+    assert item["restored_test_config"] == ["conftest.py"]
+    assert "conftest.py" in item["changed_files"]  # the attempt is still in the recorded diff
+
+
+def test_solving_honestly_still_passes_under_the_same_checks(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object]
+) -> None:
+    make_task(pytester.path / "tasks" / "fix-add")
+    fix = "sed -i 's/a - b/a + b/' calc/__init__.py"
+    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={fix}")
+    run.result.assert_outcomes(passed=1)
+    assert run.items()["fix-add[command-r0]"]["score"] == 1.0
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="isolation needs bubblewrap (apt-get install bubblewrap)")
+def test_agent_cannot_find_the_answer_notes_or_hidden_tests(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object]
+) -> None:
+    task = make_task(pytester.path / "tasks" / "fix-add")
+    canary = "CANARY" + "-7f3a9c"  # split so this test file itself never matches
+    (task / "notes.md").write_text(f"notes {canary}\n")
+    (task / "diff.patch").write_text((task / "diff.patch").read_text().replace("a + b", f"a + b  # {canary}"))
+    (task / "tests" / "test_calc.py").write_text((task / "tests" / "test_calc.py").read_text() + f"\n# {canary}\n")
+    search = (
+        "echo search-start; "
+        "find / -xdev \\( -name diff.patch -o -name notes.md -o -name tb_meta.json -o -name repo.bundle \\) -print 2>/dev/null; "
+        "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=usr CANARY-7f3a / 2>/dev/null; "
+        "git log --all --format=%H | wc -l; echo search-end"
+    )
+    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={search}")
+    log = (Path(run.items()["fix-add[command-r0]"]["run_dir"]) / "agent" / "agent.log").read_text()
+    lines = log.split("search-start\n", 1)[1].split("search-end", 1)[0].split()
+    assert lines == ["2"], log  # nothing found; history = the start commit + the baseline commit
