@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""Build the example tasks in ``tasks/`` reproducibly, and check them honestly with ``--check``.
+
+Sources live in ``scripts/example_task_sources/<task>/`` (never under ``tasks/``, where pytest
+would collect stray test files):
+
+    task.json     title, tags, instructions, rubric text, commits, hidden tests, F2P/P2P ids
+    notes.md      the author's notes (copied as is)
+    commits/<n>/  one overlay per commit: its files are copied over the previous tree; the last
+                  commit is the end (reference) commit, the one before it the start commit
+
+Commits use fixed names, emails and dates and an isolated git config, so rebuilding gives the
+same SHAs. Building writes, per task: ``tb_meta.json``, ``repo.bundle`` (history up to the start
+commit only), ``diff.patch`` (start..end without the hidden tests), ``notes.md`` and the hidden
+test files under ``tests/``.
+
+``--check`` clones each bundle into a temp dir and uses only git and the task's test command
+to verify the fail-to-pass / pass-to-pass split, the reference diff and that nothing leaks.
+
+Usage: python scripts/build_example_tasks.py [--check] [TASK ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ROOT / "scripts" / "example_task_sources"
+TASKS = ROOT / "tasks"
+
+# Isolated, deterministic git: no user/system config, no hooks, no signing, one pack thread.
+GIT_CONFIG = [
+    "-c", "init.defaultBranch=main",
+    "-c", "commit.gpgsign=false",
+    "-c", "tag.gpgsign=false",
+    "-c", "core.autocrlf=false",
+    "-c", "core.fileMode=true",
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "pack.threads=1",
+    "-c", "diff.noprefix=false",
+    "-c", "diff.algorithm=myers",
+    "-c", "advice.detachedHead=false",
+]
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_TERMINAL_PROMPT": "0",
+    "LC_ALL": "C",
+    "TZ": "UTC",
+}
+CODE_QUALITY = "The change is minimal, idiomatic and consistent with the surrounding code"
+DEFAULT_QUALITY_CRITERIA = [
+    "touches only what the task needs and keeps the existing style",
+    "no dead code, debugging leftovers or needless new dependencies",
+]
+
+
+def git(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run git with the isolated config; return the completed process (UTF-8 text output)."""
+    full_env = {**os.environ, **GIT_ENV, **(env or {})}
+    return subprocess.run(
+        ["git", *GIT_CONFIG, *args], cwd=cwd, env=full_env, check=check, capture_output=True, encoding="utf-8"
+    )
+
+
+def git_bytes(*args: str, cwd: Path) -> bytes:
+    """Run git with the isolated config; return its stdout as bytes (file contents, patches)."""
+    return subprocess.run(
+        ["git", *GIT_CONFIG, *args], cwd=cwd, env={**os.environ, **GIT_ENV}, check=True, capture_output=True
+    ).stdout
+
+
+def git_out(*args: str, cwd: Path) -> str:
+    return git(*args, cwd=cwd).stdout.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# build
+
+
+def _copy_overlay(src: Path, dest: Path) -> None:
+    """Copy every file under ``src`` onto ``dest`` (mode 0644, bytes as is)."""
+    for path in sorted(src.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            target = dest / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+            target.chmod(0o644)
+
+
+def _commit_env(source: dict, index: int) -> dict[str, str]:
+    first = dt.datetime.fromisoformat(source["first_commit_date"])
+    when = first + dt.timedelta(days=index, hours=index * 3, minutes=index * 17)
+    stamp = f"{int(when.timestamp())} +0000"
+    author = source["author"]
+    return {
+        "GIT_AUTHOR_NAME": author["name"],
+        "GIT_AUTHOR_EMAIL": author["email"],
+        "GIT_COMMITTER_NAME": author["name"],
+        "GIT_COMMITTER_EMAIL": author["email"],
+        "GIT_AUTHOR_DATE": stamp,
+        "GIT_COMMITTER_DATE": stamp,
+    }
+
+
+def _tb_meta(name: str, source: dict, start: str, end: str) -> dict:
+    correctness = source["correctness"]
+    return {
+        "task_id": name,
+        "metadata": {"title": source["title"], "tags": source["tags"], "summary": source.get("summary", "")},
+        "repo": {
+            "bundle": "repo.bundle",
+            "git_url": "",
+            "branch": "main",
+            "start_commit_sha": start,
+            "end_commit_sha": end,
+        },
+        "lm": {"instructions": source["instructions"]},
+        "evaluation": {
+            "rubrics": [
+                {
+                    "id": "correctness",
+                    "criterion": correctness["criterion"],
+                    "weight": 0.7,
+                    "evaluation_criteria": correctness["evaluation_criteria"],
+                },
+                {
+                    "id": "code_quality",
+                    "criterion": CODE_QUALITY,
+                    "weight": 0.3,
+                    "evaluation_criteria": source.get("quality_criteria", DEFAULT_QUALITY_CRITERIA),
+                },
+            ]
+        },
+        "tests": {
+            "command": "python -m pytest",
+            "fail_to_pass": source["fail_to_pass"],
+            "pass_to_pass": source["pass_to_pass"],
+            "rubric_id": "correctness",
+        },
+        "limits": source["limits"],
+        "sensitivity": {"level": "safe"},
+    }
+
+
+def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
+    """Build one task from ``src_dir`` into ``out_dir`` (replaced); return (start, end) SHAs."""
+    source = json.loads((src_dir / "task.json").read_text(encoding="utf-8"))
+    commits = source["commits"]
+    if len(commits) < 2:
+        raise SystemExit(f"{src_dir}/task.json: commits: need at least a start and an end commit")
+    hidden = source["hidden_tests"]
+    with tempfile.TemporaryDirectory(prefix="oneshot-build-") as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        git("init", "-q", cwd=repo)
+        shas: list[str] = []
+        for index, commit in enumerate(commits):
+            _copy_overlay(src_dir / "commits" / commit["dir"], repo)
+            git("add", "-A", cwd=repo)
+            git("commit", "-q", "--no-verify", "-m", commit["message"], cwd=repo, env=_commit_env(source, index))
+            shas.append(git_out("rev-parse", "HEAD", cwd=repo))
+        start, end = shas[-2], shas[-1]
+        end_files = set(git_out("ls-tree", "-r", "--name-only", end, cwd=repo).splitlines())
+        for path in hidden:
+            if path not in end_files:
+                raise SystemExit(f"{src_dir}/task.json: hidden_tests: {path} is not in the end commit")
+        excludes = [f":(exclude){path}" for path in hidden]
+        patch = git_bytes(
+            "diff", "--binary", "--no-color", "--no-ext-diff", "--full-index", start, end, "--", ".", *excludes, cwd=repo
+        )
+        # The bundle holds main at the start commit and nothing later; HEAD too, so a plain
+        # `git clone repo.bundle` checks main out.
+        git("update-ref", "refs/heads/main", start, cwd=repo)
+        git("reset", "-q", "--hard", start, cwd=repo)
+        bundle = Path(tmp) / "repo.bundle"
+        git("bundle", "create", "-q", str(bundle), "HEAD", "main", cwd=repo)
+
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        shutil.copyfile(bundle, out_dir / "repo.bundle")
+        for path in hidden:
+            target = out_dir / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(git_bytes("show", f"{end}:{path}", cwd=repo))
+    (out_dir / "diff.patch").write_bytes(patch)
+    shutil.copyfile(src_dir / "notes.md", out_dir / "notes.md")
+    meta = _tb_meta(out_dir.name, source, start, end)
+    (out_dir / "tb_meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return start, end
+
+
+# --------------------------------------------------------------------------------------------
+# check
+
+
+@dataclass
+class Row:
+    check: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    task: str
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, check: str, ok: bool, detail: str = "") -> bool:
+        self.rows.append(Row(check, ok, detail))
+        return ok
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    def render(self) -> str:
+        width = max(len(row.check) for row in self.rows)
+        lines = [f"== {self.task}: {'OK' if self.ok else 'FAILED'}"]
+        for row in self.rows:
+            lines.append(f"  {row.check:<{width}}  {'ok  ' if row.ok else 'FAIL'}  {row.detail}")
+        return "\n".join(lines)
+
+
+def _junit_key(node_id: str) -> tuple[str, str]:
+    """The (classname, name) pair pytest's JUnit XML uses for ``node_id``."""
+    parts = node_id.split("::")
+    module = parts[0].removesuffix(".py").replace("/", ".")
+    return ".".join([module, *parts[1:-1]]), parts[-1]
+
+
+def _run_tests(repo: Path, command: str, ids: list[str], collected: set[str], timeout: float) -> dict[str, str]:
+    """Run ``ids`` with the task's test command; return node id -> passed/failed/error/skipped/missing.
+
+    Only collected ids are passed to pytest (one unknown id would make it run nothing).
+    """
+    argv = shlex.split(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    xml = repo.parent / f"junit-{os.getpid()}-{len(ids)}.xml"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("PYTHONPATH", None)
+    subprocess.run(
+        [*argv, "-p", "no:cacheprovider", "-q", f"--junitxml={xml}", *[i for i in ids if i in collected]],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    outcomes: dict[tuple[str, str], str] = {}
+    if xml.is_file():
+        for case in ET.parse(xml).getroot().iter("testcase"):
+            kinds = {child.tag for child in case}
+            outcome = next((k for k in ("error", "failure", "skipped") if k in kinds), "passed")
+            outcomes[(case.get("classname", ""), case.get("name", ""))] = {"failure": "failed"}.get(outcome, outcome)
+        xml.unlink()
+    return {node_id: outcomes.get(_junit_key(node_id), "missing") for node_id in ids}
+
+
+def _collect(repo: Path, command: str, paths: list[str]) -> set[str]:
+    argv = shlex.split(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [*argv, "-p", "no:cacheprovider", "--collect-only", "-q", *paths],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )
+    return {line.strip() for line in proc.stdout.splitlines() if "::" in line}
+
+
+def _clone(bundle: Path, dest: Path) -> None:
+    """Clone the bundle the plain way an agent's sandbox would (its HEAD must name main)."""
+    git("clone", "-q", str(bundle), str(dest), cwd=dest.parent)
+
+
+def _write_files(repo: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        target = repo / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def _summary(outcomes: dict[str, str], want: str) -> tuple[bool, str]:
+    good = [i for i, o in outcomes.items() if (o in ("failed", "error") if want == "fail" else o == "passed")]
+    bad = {i: o for i, o in outcomes.items() if i not in good}
+    detail = f"{len(good)}/{len(outcomes)} {want}ed" if want == "fail" else f"{len(good)}/{len(outcomes)} passed"
+    if bad:
+        detail += "; wrong: " + ", ".join(f"{i.split('::', 1)[-1]}={o}" for i, o in sorted(bad.items()))
+    return not bad and bool(outcomes), detail
+
+
+def check_task(task_dir: Path) -> Report:
+    """Verify one built task in temp dirs with git and its test command."""
+    report = Report(task_dir.name)
+    meta_path = task_dir / "tb_meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        repo_spec, tests = meta["repo"], meta["tests"]
+        start, end = repo_spec["start_commit_sha"], repo_spec["end_commit_sha"]
+        f2p, p2p = list(tests["fail_to_pass"]), list(tests["pass_to_pass"])
+        command, instructions = tests.get("command", "python -m pytest"), meta["lm"]["instructions"]
+        timeout = float(meta.get("limits", {}).get("tests_timeout_sec", 300))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.add("tb_meta.json", False, f"{meta_path}: {exc}")
+        return report
+    detail = f"{len(f2p)} F2P, {len(p2p)} P2P"
+    try:
+        sys.path.insert(0, str(ROOT))
+        from pytest_oneshot.task import load_task  # noqa: PLC0415 (optional: needs pydantic)
+
+        load_task(task_dir)
+        detail += "; load_task ok"
+    except ImportError:
+        detail += "; load_task not importable (skipped)"
+    except Exception as exc:  # noqa: BLE001 (report any validation problem as a failed row)
+        report.add("tb_meta.json", False, str(exc))
+        return report
+    finally:
+        sys.path.remove(str(ROOT))
+    shas_ok = all(re.fullmatch(r"[0-9a-f]{40}", sha) for sha in (start, end))
+    report.add("tb_meta.json", bool(f2p) and shas_ok, detail if shas_ok else f"{detail}; SHAs must be 40 hex digits")
+
+    hidden = {
+        path.relative_to(task_dir).as_posix(): path.read_bytes()
+        for path in sorted((task_dir / "tests").rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    listed = f2p + p2p
+    outside = [i for i in listed if i.split("::", 1)[0] not in hidden]
+    report.add("ids in hidden files", not outside and bool(hidden), ", ".join(outside) or f"{len(hidden)} hidden test file(s)")
+
+    listing = git("bundle", "list-heads", str(task_dir / "repo.bundle"), cwd=task_dir).stdout.split("\n")
+    heads = {ref: sha for sha, _, ref in (line.partition(" ") for line in listing if line)}
+    report.add(
+        "bundle heads",
+        heads.get("refs/heads/main") == start and set(heads.values()) == {start},
+        ", ".join(f"{ref}={sha[:12]}" for ref, sha in sorted(heads.items())),
+    )
+
+    patch = (task_dir / "diff.patch").read_bytes().decode("utf-8", errors="replace")
+    touched = set(re.findall(r"^diff --git a/(\S+) b/(\S+)$", patch, re.M))
+    touched_paths = {p for pair in touched for p in pair}
+    leaked = sorted(touched_paths & set(hidden))
+    report.add("diff spares hidden tests", bool(patch) and not leaked, ", ".join(leaked) or f"{len(touched)} file(s) changed")
+
+    names = sorted({re.sub(r"\[.*\]$", "", part) for i in listed for part in i.split("::")[1:]})
+    named = [n for n in names if n in instructions]
+    report.add("instructions hide tests", not named, ", ".join(named) or f"{len(names)} name(s) absent")
+
+    with tempfile.TemporaryDirectory(prefix="oneshot-check-") as tmp:
+        base = Path(tmp)
+        start_repo, end_repo = base / "start", base / "end"
+        _clone(task_dir / "repo.bundle", start_repo)
+        head = git_out("rev-parse", "HEAD", cwd=start_repo)
+        leaked_end = git("cat-file", "-e", f"{end}^{{commit}}", cwd=start_repo, check=False).returncode == 0
+        reachable = git_out("rev-list", "--all", cwd=start_repo).split()
+        report.add(
+            "bundle lacks end commit",
+            head == start and not leaked_end and end not in reachable,
+            f"HEAD={head[:12]}, {len(reachable)} commit(s), end {'PRESENT' if leaked_end else 'absent'}",
+        )
+
+        _write_files(start_repo, hidden)
+        collected_start = _collect(start_repo, command, sorted(hidden))
+        missing = [i for i in listed if i not in collected_start]
+        report.add("ids collected at start", not missing, ", ".join(missing) or f"{len(listed)}/{len(listed)}")
+        ok, detail = _summary(_run_tests(start_repo, command, f2p, collected_start, timeout), "fail")
+        report.add("start: F2P fail", ok, detail)
+        ok, detail = _summary(_run_tests(start_repo, command, p2p, collected_start, timeout), "pass")
+        report.add("start: P2P pass", ok, detail)
+
+        _clone(task_dir / "repo.bundle", end_repo)
+        applied = git("apply", "--binary", str(task_dir / "diff.patch"), cwd=end_repo, check=False)
+        report.add("diff.patch applies", applied.returncode == 0, applied.stderr.strip()[:200])
+        _write_files(end_repo, hidden)
+        collected_end = _collect(end_repo, command, sorted(hidden))
+        missing = [i for i in listed if i not in collected_end]
+        unlisted = sorted(collected_end - set(listed))
+        report.add(
+            "ids collected after diff",
+            not missing and not unlisted,
+            "; ".join(filter(None, [
+                missing and "missing: " + ", ".join(missing),
+                unlisted and "not listed: " + ", ".join(unlisted),
+            ])) or f"{len(collected_end)} collected, all listed",
+        )
+        ok, detail = _summary(_run_tests(end_repo, command, listed, collected_end, timeout), "pass")
+        report.add("after diff: all pass", ok, detail)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="verify the built tasks instead of building")
+    parser.add_argument("tasks", nargs="*", help="task names (default: every source)")
+    args = parser.parse_args(argv)
+    names = args.tasks or sorted(p.name for p in SOURCES.iterdir() if (p / "task.json").is_file())
+    if args.check:
+        reports = [check_task(TASKS / name) for name in names]
+        for report in reports:
+            print(report.render())
+        failed = [r.task for r in reports if not r.ok]
+        print(f"\n{len(reports) - len(failed)}/{len(reports)} task(s) OK" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        return 1 if failed else 0
+    for name in names:
+        start, end = build_task(SOURCES / name, TASKS / name)
+        print(f"built tasks/{name}: start {start[:12]}, end {end[:12]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""Sources of the example tasks: repo snapshots, never tests of this project."""
+
+collect_ignore_glob = ["*/*"]

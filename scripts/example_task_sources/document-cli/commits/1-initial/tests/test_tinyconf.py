@@ -1,0 +1,46 @@
+import pytest
+
+import tinyconf
+
+SAMPLE = """\
+# app settings
+debug = yes
+name = demo app
+
+[db]
+host = localhost
+port = 5432
+; old: port = 5433
+"""
+
+
+def test_parse_sections_and_comments():
+    assert tinyconf.parse(SAMPLE) == {"debug": "yes", "name": "demo app", "db.host": "localhost", "db.port": "5432"}
+
+
+def test_parse_rejects_lines_without_equals():
+    with pytest.raises(tinyconf.ConfigError, match="^line 2: expected 'key = value'"):
+        tinyconf.parse("a = 1\njunk\n")
+
+
+def test_get_with_types():
+    config = tinyconf.parse(SAMPLE)
+    assert tinyconf.get(config, "db.port", as_type="int") == 5432
+    assert tinyconf.get(config, "debug", as_type="bool") is True
+    assert tinyconf.get(config, "name") == "demo app"
+    assert tinyconf.get(config, "missing", default=7) == 7
+
+
+def test_bool_conversion_rejects_junk():
+    with pytest.raises(tinyconf.ConfigError, match="not a boolean"):
+        tinyconf.convert("maybe", "bool")
+
+
+def test_dump_round_trip(tmp_path):
+    config = tinyconf.parse(SAMPLE)
+    text = tinyconf.dump(config)
+    assert text.startswith("debug = yes\nname = demo app\n\n[db]\n")
+    path = tmp_path / "out.conf"
+    path.write_text(text, encoding="utf-8")
+    assert tinyconf.load(path) == config
+    assert tinyconf.dump(config, format="json").startswith('{\n  "db.host": "localhost"')

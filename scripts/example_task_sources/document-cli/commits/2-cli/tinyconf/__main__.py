@@ -1,0 +1,5 @@
+import sys
+
+from tinyconf.cli import main
+
+sys.exit(main())
