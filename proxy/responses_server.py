@@ -331,7 +331,7 @@ class ScriptedResponsesServer:
         return dict(sessions)
 
     def start(self) -> ScriptedResponsesServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="responses-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="responses-server", daemon=True)
         self._thread.start()
         return self
 

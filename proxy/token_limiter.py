@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from proxy.sse import event_end_offsets, parse_events
 from pytest_oneshot.agent import TokenUsage
 
 __all__ = ["LIMITER_ERROR_PREFIX", "Route", "TokenLimiter", "usage_from_api"]
@@ -112,7 +114,7 @@ class TokenLimiter:
             return self._routes.get(token)
 
     def start(self) -> TokenLimiter:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="token-limiter", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="token-limiter", daemon=True)
         self._thread.start()
         return self
 
@@ -124,7 +126,11 @@ class TokenLimiter:
             self._thread = None
         with self._lock:
             for connection in self._upstreams:
-                connection.close()
+                if connection.sock is not None:
+                    try:
+                        connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked reading
+                    except OSError:
+                        pass
         self._httpd.server_close()
 
     def __enter__(self) -> TokenLimiter:
@@ -146,18 +152,14 @@ class _UsageScanner:
         self._pending = b""
 
     def feed(self, chunk: bytes) -> None:
-        self._pending += chunk.replace(b"\r\n", b"\n")
-        *events, self._pending = self._pending.split(b"\n\n")
-        for event in events:
-            data = b"\n".join(line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:"))
-            if b"response.completed" not in data:
-                continue
-            try:
-                payload = json.loads(data)
-            except ValueError:
-                continue
-            if payload.get("type") == "response.completed":
-                self._route.charge(usage_from_api((payload.get("response") or {}).get("usage") or {}))
+        self._pending += chunk
+        offsets = event_end_offsets(self._pending)
+        if not offsets:
+            return
+        complete, self._pending = self._pending[: offsets[-1]], self._pending[offsets[-1] :]
+        for event in parse_events(complete.decode("utf-8", "replace")):
+            if isinstance(event.data, dict) and event.data.get("type") == "response.completed":
+                self._route.charge(usage_from_api((event.data.get("response") or {}).get("usage") or {}))
 
 
 class _Handler(BaseHTTPRequestHandler):

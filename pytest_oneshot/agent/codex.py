@@ -75,7 +75,7 @@ class CodexAgent:
     def run(self, sandbox: Sandbox, request: AgentRequest) -> AgentResult:
         model = request.model or self.model
         if not model:
-            raise OneshotError("agent 'codex' needs a model: pass --oneshot-model=NAME")
+            raise InfraError("agent", "codex needs a model: pass --oneshot-model=NAME")
         request.log_dir.mkdir(parents=True, exist_ok=True)
         api_key = request.env.get(self.api_key_env) or os.environ.get(self.api_key_env)
         env = {name: value for name, value in request.env.items() if name != self.api_key_env}
@@ -203,7 +203,6 @@ def _result(run: ExecResult, events: list[dict[str, Any]], route: Route, timeout
     return AgentResult("completed", exit_code=run.returncode, usage=usage)
 
 
-@functools.cache
 def find_codex(explicit: str | None = None) -> Path:
     """The codex binary to mount: ``explicit``, else ``$ONESHOT_CODEX_BIN``, else the static
     musl binary of an npm install of ``@openai/codex``, else ``codex`` on PATH.
@@ -212,24 +211,29 @@ def find_codex(explicit: str | None = None) -> Path:
         OneshotError: nothing found, or a given path is not a file.
     """
     chosen = explicit or os.environ.get("ONESHOT_CODEX_BIN")
-    if chosen:
-        path = Path(chosen).expanduser()
-        if not path.is_file():
-            raise OneshotError(f"codex binary {chosen!r} is not a file; {_INSTALL_HINT}")
-        return _checked(path.resolve())
+    if not chosen:
+        return _checked(_discover())
+    path = Path(chosen).expanduser()
+    if not path.is_file():
+        raise OneshotError(f"codex binary {chosen!r} is not a file; {_INSTALL_HINT}")
+    return _checked(path.resolve())
+
+
+@functools.cache
+def _discover() -> Path:
     for root in _npm_roots():
         if binary := _vendor_binary(root):
-            return _checked(binary)
+            return binary
     on_path = shutil.which("codex")
-    if on_path:
-        resolved = Path(on_path).resolve()
-        if resolved.suffix == ".js":  # the npm shim: <root>/@openai/codex/bin/codex.js
-            binary = _vendor_binary(resolved.parents[3])
-            if binary is None:
-                raise OneshotError(f"{on_path} is the npm shim but its platform binary is missing; {_INSTALL_HINT}")
-            return _checked(binary)
-        return _checked(resolved)
-    raise OneshotError(f"codex CLI not found; {_INSTALL_HINT}")
+    if on_path is None:
+        raise OneshotError(f"codex CLI not found; {_INSTALL_HINT}")
+    resolved = Path(on_path).resolve()
+    if resolved.suffix != ".js":
+        return resolved
+    binary = _vendor_binary(resolved.parents[3])  # the npm shim: <root>/@openai/codex/bin/codex.js
+    if binary is None:
+        raise OneshotError(f"{on_path} is the npm shim but its platform binary is missing; {_INSTALL_HINT}")
+    return binary
 
 
 def _npm_roots() -> Iterator[Path]:
@@ -253,6 +257,7 @@ def _vendor_binary(npm_root: Path) -> Path | None:
     return None
 
 
+@functools.cache
 def _checked(binary: Path) -> Path:
     """``binary``, after warning if it is not the version the model catalog was made for."""
     try:
