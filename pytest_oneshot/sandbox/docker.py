@@ -17,7 +17,6 @@ import io
 import json
 import os
 import re
-import shlex
 import socket
 import subprocess
 import tarfile
@@ -60,16 +59,23 @@ _SANDBOX_ENV = {
 }  # the same base environment as the local sandbox; the host's is never passed in
 _KILL_GRACE_SEC = 10.0
 
-# `sh -c _LAUNCH sh PIDFILE CMD...`: CMD runs as the leader of a new session (when the image
-# has util-linux setsid) and its pid is written to PIDFILE, so a timeout can find its tree.
+# `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: CMD writes its pid and /proc stat line (start
+# time) to PIDFILE, so a timeout can find its whole tree, and runs as the leader of a new
+# session when the image has setsid (as a child, which is never a group leader, so setsid
+# need not fork).
+_RECORD = 'read -r s </proc/$$/stat; echo "$$ $s" >"$0"; exec "$@"'
 _LAUNCH = (
-    'p=$1; shift; if setsid -w true 2>/dev/null; then exec setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@"; fi; '
-    'echo $$ >"$p"; exec "$@"'
+    'r=$1 p=$2; shift 2; if command -v setsid >/dev/null 2>&1; then setsid sh -c "$r" "$p" "$@"; exit $?; fi; '
+    'exec sh -c "$r" "$p" "$@"'
 )
-# `sh -c _KILL_TREE sh ROOTPID`: stop every process in ROOT's session or below it (so no
-# parent dies before its children are found), then kill them all. POSIX sh and /proc only.
+# `sh -c _KILL_TREE sh PIDFILE`: stop ROOT's launcher and every process below ROOT, in its session, or orphaned
+# (reparented to init) since ROOT started, so no parent dies before its children are
+# found; then kill them all. POSIX sh and /proc only, as the image may be anyone's.
 _KILL_TREE = r"""
-root=$1; all=" $root "; kill -STOP "$root" 2>/dev/null
+read -r root line 2>/dev/null <"$1" || exit 0
+set -- ${line##*") "}; since=${20}; all=" $root "
+[ "$2" -gt 1 ] && all=" $2$all"  # our launcher shell: dying first, it reports nothing
+kill -STOP $all 2>/dev/null
 changed=1
 while [ -n "$changed" ]; do
   changed=
@@ -78,7 +84,7 @@ while [ -n "$changed" ]; do
     pid=${line%% *}
     set -- ${line##*") "}
     case "$all" in *" $pid "*) continue ;; esac
-    case "$all" in *" $2 "*) ;; *) [ "$4" = "$root" ] || continue ;; esac
+    case "$all" in *" $2 "*) ;; *) [ "$4" = "$root" ] || { [ "$2" = 1 ] && [ "${20}" -ge "$since" ]; } || continue ;; esac
     all="$all$pid "; kill -STOP "$pid" 2>/dev/null; changed=1
   done
 done
@@ -228,11 +234,11 @@ def environment_image(
     base_id = "" if task.spec.environment.dockerfile else _base_image_id(engine, base_image, progress)
     try:
         head, tree = git("rev-parse", "HEAD", "HEAD^{tree}", cwd=snapshot).split()
-        if task.spec.repo.subdir:
-            git("rev-parse", "--verify", "-q", f"HEAD:{task.spec.repo.subdir}^{{tree}}", cwd=snapshot)
     except RuntimeError as exc:
-        where = f"repo.subdir {task.spec.repo.subdir!r} is not a directory at the start commit or " if task.spec.repo.subdir else ""
-        raise InfraError("sandbox", f"{where}repo snapshot {snapshot} unreadable: {exc}") from None
+        raise InfraError("sandbox", f"repo snapshot {snapshot} is unreadable: {exc}") from None
+    subdir = task.spec.repo.subdir
+    if subdir and _object_type(snapshot, f"HEAD:{subdir}") != "tree":
+        raise InfraError("sandbox", f"{task.paths.meta}: repo.subdir {subdir!r} is not a directory at the start commit")
     content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree])
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     if engine.image_id(tag):
@@ -248,6 +254,13 @@ def environment_image(
         with open(builds_log(cache), "a") as log:
             log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{tag}\t{task.name}\t{seconds:.1f}\n")
     return tag
+
+
+def _object_type(repo: Path, name: str) -> str:
+    try:
+        return git("cat-file", "-t", name, cwd=repo)
+    except RuntimeError:
+        return "missing"
 
 
 def _base_image_id(engine: Engine, name: str, progress: Progress) -> str:
@@ -341,7 +354,7 @@ class DockerSandbox:
         argv = self.engine.argv("exec", "-w", cwd or self.workdir, *(["-i"] if stdin is not None else []))
         for name in env or {}:
             argv += ["-e", name]  # the value travels in the client's environment, never in an argv
-        argv += [self.name, "sh", "-c", _LAUNCH, "sh", pidfile, *cmd]
+        argv += [self.name, "sh", "-c", _LAUNCH, "sh", _RECORD, pidfile, *cmd]
         started = time.monotonic()
         sink = open(output, "ab") if output else subprocess.PIPE  # noqa: SIM115 - closed below
         try:
@@ -370,13 +383,12 @@ class DockerSandbox:
         finally:
             if output:
                 sink.close()  # type: ignore[union-attr]
-        if proc.returncode in (125, 126) and not timed_out and not self._running():
-            raise InfraError("sandbox", f"container {self.name} is gone: {(stderr or b'').decode(errors='replace').strip()}")
+        if proc.returncode != 0 and not timed_out and not self._running():  # docker's own errors exit 1 too
+            raise InfraError("sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)")
         return ExecResult(proc.returncode, stdout or b"", stderr or b"", timed_out, time.monotonic() - started)
 
     def _kill_tree(self, pidfile: str) -> None:
-        script = f'[ -s "{pidfile}" ] && exec sh -c {shlex.quote(_KILL_TREE)} sh "$(cat "{pidfile}")"'
-        self.engine.run("exec", self.name, "sh", "-c", script, check=False, timeout=30)
+        self.engine.run("exec", self.name, "sh", "-c", _KILL_TREE, "sh", pidfile, check=False, timeout=30)
 
     def _running(self) -> bool:
         proc = self.engine.run("inspect", "--format", "{{.State.Running}}", self.name, check=False)

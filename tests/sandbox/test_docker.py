@@ -1,0 +1,339 @@
+"""DockerSandbox on a real engine: the Sandbox contract, isolation, image hygiene, build-once, reaping."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_oneshot.errors import InfraError, SandboxUnavailableError
+from pytest_oneshot.sandbox import SandboxSpec
+from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
+from pytest_oneshot.sandbox.dockerd import Engine
+from pytest_oneshot.task import Task
+
+
+pytestmark = pytest.mark.docker
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CANARY = "sk-oneshot-canary-7f3a9c2e"  # the same fake secret the make_task fixture plants in hidden files
+MakeTask = Callable[..., tuple[Task, Path]]
+MakeSandbox = Callable[..., DockerSandbox]
+
+
+def sh(sandbox: DockerSandbox, script: str, **kwargs: object) -> str:
+    result = sandbox.exec(["sh", "-c", script], timeout=60, **kwargs)  # type: ignore[arg-type]
+    assert result.returncode == 0, result.text()
+    return result.stdout.decode()
+
+
+# --- exec ---------------------------------------------------------------------------------
+
+
+def test_exec_result_cwd_and_stdin(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()
+    result = sandbox.exec(["sh", "-c", "pwd; cat; echo err >&2; exit 3"], stdin=b"fed", timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (3, b"/workspace\nfed", b"err\n")
+    assert not result.ok
+    assert sh(sandbox, "pwd", cwd="/tmp") == "/tmp\n"
+    assert sh(sandbox, "git log --format=%s") == "start\n"
+
+
+def test_exec_env_is_clean(make_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONESHOT_HOST_ONLY", CANARY)
+    sandbox = make_sandbox()
+    env = sh(sandbox, "env", env={"GIVEN": "yes", "SECRET": CANARY})
+    assert "ONESHOT_HOST_ONLY" not in env
+    assert "GIVEN=yes\n" in env and f"SECRET={CANARY}\n" in env
+    assert "ONESHOT_IN_SANDBOX=1\n" in env and "LANG=C.UTF-8\n" in env
+
+
+def test_exec_output_streams_to_host_file(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = make_sandbox()
+    log = tmp_path / "out.log"
+    result = sandbox.exec(["sh", "-c", "echo one; echo two >&2"], output=log, timeout=60)
+    assert result.ok and result.stdout == b"" and result.stderr == b""
+    assert sorted(log.read_text().splitlines()) == ["one", "two"]
+
+
+def test_exec_timeout_kills_the_whole_tree_and_keeps_output(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = make_sandbox()
+    # a child, a grandchild in its own session, and an orphan: all must die at the timeout
+    script = "echo before; sleep 301 & setsid sleep 302 & (sleep 303 &); exec sleep 300"
+    log = tmp_path / "out.log"
+    result = sandbox.exec(["bash", "-c", script], timeout=2, output=log)
+    assert result.timed_out and not result.ok
+    assert log.read_text() == "before\n"
+    result = sandbox.exec(["bash", "-c", "echo before; exec sleep 300"], timeout=1)
+    assert result.timed_out and result.stdout == b"before\n"
+    running = sh(sandbox, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert "sleep 30" not in running, running
+
+
+def test_exec_in_missing_container_is_infra_error(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()
+    sandbox.stop()
+    with pytest.raises(InfraError, match="is not running"):
+        sandbox.exec(["true"], timeout=60)
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def test_write_and_read_files(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()
+    sandbox.write_file("tests/deep/test_x.py", b"x = 1\n")
+    assert sandbox.read_file("tests/deep/test_x.py") == b"x = 1\n"
+    assert sh(sandbox, "cat tests/deep/test_x.py") == "x = 1\n"
+    sandbox.write_file("calc.py", b"new\n")
+    assert sandbox.read_file("calc.py") == b"new\n"
+    with pytest.raises(FileNotFoundError):
+        sandbox.read_file("missing.txt")
+    with pytest.raises(IsADirectoryError):
+        sandbox.read_file("tests")
+    for bad in ("/etc/passwd", "../escape", "a/../../b"):
+        with pytest.raises(PermissionError):
+            sandbox.write_file(bad, b"no")
+
+
+def test_write_replaces_symlinks_and_never_leaves_the_workspace(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()
+    # the agent plants a file symlink and a directory symlink pointing out of the workspace
+    sh(sandbox, "mkdir /outside && ln -s /outside/f target.txt && ln -s /outside tests && ln -s /etc/hostname peek")
+    sandbox.write_file("target.txt", b"mine")
+    sandbox.write_file("tests/test_calc.py", b"hidden")
+    assert sh(sandbox, "ls -A /outside") == ""
+    assert sh(sandbox, "test ! -L target.txt && test ! -L tests && cat target.txt tests/test_calc.py") == "minehidden"
+    with pytest.raises(PermissionError):
+        sandbox.read_file("peek")
+
+
+def test_subdir_is_the_workdir(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox(task_kwargs={"subdir": "pkg"})
+    assert sandbox.workdir == "/workspace/pkg"
+    assert sh(sandbox, "pwd; cat README") == "/workspace/pkg\nsub\n"
+    sandbox.write_file("new.txt", b"n")
+    assert sh(sandbox, "cat /workspace/pkg/new.txt") == "n"
+
+
+# --- isolation and limits -----------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[int]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+_FETCH = "import sys, urllib.request; print(urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=5).status)"
+
+
+def test_network_none_has_no_network(make_sandbox: MakeSandbox, loopback_server: int) -> None:
+    sandbox = make_sandbox()
+    assert sh(sandbox, "ls /sys/class/net") == "lo\n"
+    result = sandbox.exec(["python3", "-c", _FETCH, str(loopback_server)], timeout=60)
+    assert result.returncode != 0 and b"Connection refused" in result.stderr
+
+
+def test_network_loopback_reaches_a_host_server(make_sandbox: MakeSandbox, loopback_server: int) -> None:
+    sandbox = make_sandbox(network="loopback")
+    result = sandbox.exec(["python3", "-c", _FETCH, str(loopback_server)], timeout=60)
+    assert result.stdout == b"200\n", result.text()
+
+
+def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    tool = tmp_path / "tools, with comma"
+    tool.mkdir()
+    (tool / "agent").write_text("binary")
+    sandbox = make_sandbox(cpus=0.5, memory_mb=256, mounts={tool: "/opt/agent"})
+    memory = sh(sandbox, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
+    assert int(memory) == 256 * 1024 * 1024
+    cpu = sh(sandbox, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max")
+    quota, period = (int(value) for value in cpu.split())
+    assert quota / period == 0.5
+    assert sh(sandbox, "cat /opt/agent/agent") == "binary"
+    result = sandbox.exec(["sh", "-c", "echo x > /opt/agent/agent"], timeout=60)
+    assert result.returncode != 0 and b"Read-only file system" in result.stderr
+
+
+def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine) -> None:
+    sandbox = make_sandbox()
+    labels = engine.run("inspect", "--format", "{{json .Config.Labels}}", sandbox.name).stdout.decode()
+    assert '"oneshot.run_id":"test-run"' in labels and f'"oneshot.owner.pid":"{os.getpid()}"' in labels
+    sandbox.stop()
+    sandbox.stop()
+    assert engine.run("inspect", sandbox.name, check=False).returncode != 0
+
+
+# --- images -------------------------------------------------------------------------------
+
+
+def test_image_holds_nothing_of_the_answer(make_task: MakeTask, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # a key in the host env must not reach any layer
+    task, snap = make_task("leak", setup=["echo setup-ran > .setup-marker"])
+    tag = environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
+    history = engine.run("history", "--no-trunc", tag).stdout.decode()
+    assert CANARY not in history and "setup-ran" in history
+    saved = tmp_path / "image.tar"
+    engine.run("save", "-o", str(saved), tag, timeout=300)
+    names: list[str] = []
+    with tarfile.open(saved) as outer:
+        for member in outer:
+            data = outer.extractfile(member)
+            blob = data.read() if data else b""
+            assert CANARY.encode() not in blob, f"canary found in {member.name}"
+            if member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=outer.extractfile(member)) as layer:
+                    names += layer.getnames()
+    assert "workspace/calc.py" in names and "workspace/.setup-marker" in names
+    for hidden in ("diff.patch", "notes.md", "tb_meta.json", "repo.bundle", "test_calc.py"):
+        assert not any(name.endswith(hidden) for name in names), hidden
+    # the answer commit is not reachable in the image either
+    sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id="leak-git", run_id="test-run"), cache_dir=tmp_path / "cache")
+    try:
+        sandbox.start()
+        result = sandbox.exec(["git", "cat-file", "-e", task.spec.repo.end_commit_sha], timeout=60)
+        assert result.returncode != 0
+        assert sh(sandbox, "git rev-list --all --count") == "1\n"
+    finally:
+        sandbox.stop()
+
+
+def test_same_environment_shares_one_image_and_never_rebuilds(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first, snap_first = make_task("one")
+    second, snap_second = make_task("two")  # other task dir, same repo and environment
+    tag = environment_image(engine, first, snap_first, cache_dir=cache)
+    assert environment_image(engine, second, snap_second, cache_dir=cache) == tag
+    assert environment_image(engine, first, snap_first, cache_dir=cache) == tag
+    assert not builds_log(cache).exists() or len(builds_log(cache).read_text().splitlines()) <= 1
+    third, snap_third = make_task("three", setup=["true"])
+    assert environment_image(engine, third, snap_third, cache_dir=cache) != tag
+
+
+_BUILD = """
+import sys
+from pathlib import Path
+from pytest_oneshot.task import load_task
+from pytest_oneshot.sandbox.docker import environment_image
+from pytest_oneshot.sandbox.dockerd import ensure_engine
+print(environment_image(ensure_engine(), load_task(Path(sys.argv[1])), Path(sys.argv[2]), cache_dir=Path(sys.argv[3])))
+"""
+
+
+def test_concurrent_processes_build_an_image_once(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    task, snap = make_task("once", setup=[f"echo {tmp_path.name} > .unique"])  # a tag no earlier run built
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    argv = [sys.executable, "-c", _BUILD, str(task.paths.root), str(snap), str(cache)]
+    procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err.decode() for _, err in outputs]
+    tags = {out.decode().strip() for out, _ in outputs}
+    assert len(tags) == 1
+    (tag,) = tags
+    try:
+        builds = [line for line in builds_log(cache).read_text().splitlines() if f"\t{tag}\t" in line]
+        assert len(builds) == 1
+    finally:
+        engine.run("rmi", tag, check=False)
+
+
+def test_failing_setup_is_infra_error_with_output(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = make_task("broken", setup=["echo no-such-dep >&2; exit 7"])
+    with pytest.raises(InfraError, match="setup: building the docker image for task broken failed: .*no-such-dep"):
+        environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
+
+
+def test_task_dockerfile_and_missing_base_image(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = make_task("own", dockerfile="FROM oneshot-base:bookworm\nRUN echo from-task > /etc/marker\n")
+    sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id="own-df", run_id="test-run"), cache_dir=tmp_path / "cache")
+    try:
+        sandbox.start()
+        assert sh(sandbox, "cat /etc/marker; git log --format=%s") == "from-task\nstart\n"
+    finally:
+        sandbox.stop()
+    task, snap = make_task("nobase")
+    with pytest.raises(SandboxUnavailableError, match="docker image example.invalid/none:1 not found"):
+        environment_image(engine, task, snap, base_image="example.invalid/none:1", cache_dir=tmp_path / "cache")
+
+
+# --- reaping ------------------------------------------------------------------------------
+
+_HOLD = """
+import sys
+from pathlib import Path
+from pytest_oneshot.task import load_task
+from pytest_oneshot.sandbox import SandboxSpec
+from pytest_oneshot.sandbox.docker import DockerSandbox
+task = load_task(Path(sys.argv[1]))
+sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=Path(sys.argv[2]), trial_id=sys.argv[3], run_id="reap-run"))
+sandbox.start()
+print(sandbox.name, flush=True)
+sandbox.exec(["sleep", "300"])
+"""
+
+
+def test_reap_removes_containers_of_a_killed_owner(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = make_task("reap")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(task.paths.root), str(snap), f"reap-{tmp_path.name}"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert owner.stdout is not None
+    name = owner.stdout.readline().strip()
+    assert name, "the owner process did not start its sandbox"
+    assert name not in reap(engine)  # alive: left alone
+    assert engine.run("inspect", name, check=False).returncode == 0
+    owner.send_signal(signal.SIGKILL)
+    owner.wait()
+    container_id = engine.run("inspect", "--format", "{{.Id}}", name).stdout.decode().strip()
+    assert container_id in reap(engine)
+    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=reap-run").stdout.strip() == b""
+
+
+def test_owner_detection() -> None:
+    from pytest_oneshot.sandbox.docker import Owner
+
+    me = Owner.current()
+    assert not me.is_dead()
+    assert Owner(me.host, me.boot, me.pid, "1").is_dead()  # same pid, other process (pid reuse)
+    assert Owner(me.host, "another-boot", me.pid, me.started).is_dead()
+    assert not Owner("another-host", "x", 1, "1").is_dead()  # not ours to judge
+    assert Owner.from_labels(me.labels()) == me and Owner.from_labels({}) is None
+
+
+def test_oneshot_docker_cli(engine: Engine) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    code = textwrap.dedent(
+        """
+        import argparse, sys
+        from pytest_oneshot.sandbox import dockerd
+        parser = argparse.ArgumentParser(prog="oneshot")
+        dockerd.add_commands(parser.add_subparsers(dest="group", required=True))
+        args = parser.parse_args(sys.argv[1:])
+        sys.exit(args.func(args))
+        """
+    )
+    engine_out = subprocess.run([sys.executable, "-c", code, "docker", "engine"], env=env, capture_output=True, text=True, check=True)
+    assert "docker engine " in engine_out.stdout
+    base_out = subprocess.run([sys.executable, "-c", code, "docker", "base"], env=env, capture_output=True, text=True, check=True)
+    assert base_out.stdout.startswith("oneshot-base:bookworm sha256:")
+
+
+def test_missing_subdir_is_infra_error(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = make_task("nosub", subdir="nope")
+    with pytest.raises(InfraError, match=r"tb_meta.json: repo.subdir 'nope' is not a directory at the start commit"):
+        environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
