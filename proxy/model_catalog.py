@@ -48,7 +48,8 @@ def extract_template(codex_bin: Path, source_slug: str = SOURCE_SLUG) -> dict[st
 
 @cache
 def _template() -> dict[str, Any]:
-    return json.loads(TEMPLATE_FILE.read_text(encoding="utf-8"))
+    document: dict[str, Any] = json.loads(TEMPLATE_FILE.read_text(encoding="utf-8"))
+    return document
 
 
 def catalog_for(models: Iterable[str]) -> dict[str, Any]:
@@ -65,7 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     version = subprocess.run(
         [str(args.codex_bin), "--version"], capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
     ).stdout.split()[-1]
-    document = {"codex_version": version, "source_slug": args.slug, "entry": extract_template(args.codex_bin, args.slug)}
+    document = {
+        "codex_version": version,
+        "source_slug": args.slug,
+        "entry": extract_template(args.codex_bin, args.slug),
+    }
     TEMPLATE_FILE.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {TEMPLATE_FILE} from codex {version} ({args.slug})")
 

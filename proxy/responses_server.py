@@ -45,6 +45,8 @@ Run ``python -m proxy.responses_server [CASSETTE...]`` to serve cassettes by han
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import json
 import threading
 import time
@@ -55,7 +57,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -78,10 +80,15 @@ __all__ = [
     "message",
 ]
 
-CASSETTE_FORMAT = "oneshot-cassette/1"
-DEFAULT_KEY = "default"
+CASSETTE_FORMAT: Final = "oneshot-cassette/1"
+DEFAULT_KEY: Final = "default"
 TOOL_OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"})
-_CALL_TYPES = {"function_call": ("name", "arguments"), "custom_tool_call": ("name", "input")}
+_CALL_TYPES = frozenset({"function_call", "custom_tool_call"})
+_REQUIRED_FIELDS = {
+    "message": ("content",),
+    "function_call": ("name", "arguments"),
+    "custom_tool_call": ("name", "input"),
+}
 
 
 class _Model(BaseModel):
@@ -137,7 +144,7 @@ class Turn(_Model):
             kind = item.get("type")
             if not isinstance(kind, str):
                 raise ValueError(f"item {index}: needs a string 'type'")
-            missing = [key for key in _CALL_TYPES.get(kind, ("content",) if kind == "message" else ()) if key not in item]
+            missing = [key for key in _REQUIRED_FIELDS.get(kind, ()) if key not in item]
             if missing:
                 raise ValueError(f"item {index} ({kind}): missing {', '.join(missing)}")
             if kind == "function_call" and not isinstance(item["arguments"], str):
@@ -178,7 +185,7 @@ def load_cassette(path: Path) -> Cassette:
         raise TaskFormatError(str(path), None, "file not found") from None
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = ".".join(f"[{part}]" if isinstance(part, int) else str(part) for part in error["loc"]).replace(".[", "[")
+        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
         raise TaskFormatError(str(path), field or None, str(error["msg"]).removeprefix("Value error, ")) from None
 
 
@@ -190,7 +197,9 @@ def message(text: str) -> dict[str, Any]:
     return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
 
 
-def exec_command(cmd: str, *, workdir: str | None = None, login: bool = False, call_id: str | None = None) -> dict[str, Any]:
+def exec_command(
+    cmd: str, *, workdir: str | None = None, login: bool = False, call_id: str | None = None
+) -> dict[str, Any]:
     """A call of codex's ``exec_command`` tool (``login=False`` runs ``bash -c``, not ``-lc``)."""
     arguments: dict[str, Any] = {"cmd": cmd, "login": login}
     if workdir is not None:
@@ -273,6 +282,7 @@ class _Script:
         return cls(tuple(filled), tuple(counts))
 
     def pick(self, answered: int, earlier_at_same_count: int) -> int | None:
+        """The turn after ``answered`` tool outputs; retries at that count take the next error-free turns."""
         candidates = [index for index, count in enumerate(self.answered_before) if count == answered]
         if not candidates:
             return None
@@ -287,9 +297,9 @@ class ScriptedResponsesServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.scripted = self  # type: ignore[attr-defined]
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.scripted = self
+        self._host = host
         self._scripts: dict[str, _Script] = {}
         self._log: dict[str, list[ReceivedRequest]] = defaultdict(list)
         self._lock = threading.Lock()
@@ -299,8 +309,7 @@ class ScriptedResponsesServer:
 
     @property
     def root_url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._httpd.server_port}"
 
     @property
     def base_url(self) -> str:
@@ -331,7 +340,9 @@ class ScriptedResponsesServer:
         return dict(sessions)
 
     def start(self) -> ScriptedResponsesServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="responses-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="responses-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -359,7 +370,9 @@ class ScriptedResponsesServer:
             log = self._log[key]
             index: int | None = None
             if script is None:
-                outcome: Turn | str = f"no script registered under key {key!r} (known: {', '.join(sorted(self._scripts))})"
+                outcome: Turn | str = (
+                    f"no script registered under key {key!r} (known: {', '.join(sorted(self._scripts))})"
+                )
             else:
                 earlier = sum(r.session_id == session_id and _answered_count(r.body) == answered for r in log)
                 index = script.pick(answered, earlier)
@@ -385,7 +398,7 @@ def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
     """The SSE events of one scripted response, in the order the real API sends them."""
     response: dict[str, Any] = {"id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time())}
     response.update(model=model, status="in_progress", output=[])
-    sequence = iter(range(1_000_000))
+    sequence = itertools.count()
     yield _sse("response.created", next(sequence), response=response)
     for index, item in enumerate(turn.output):
         yield _sse("response.output_item.added", next(sequence), output_index=index, item=item)
@@ -398,15 +411,20 @@ def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
     yield _sse("response.completed", next(sequence), response=done)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    scripted: ScriptedResponsesServer
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "oneshot-scripted-responses/1"
 
     @property
     def scripted(self) -> ScriptedResponsesServer:
-        return self.server.scripted  # type: ignore[attr-defined]
+        return cast(_Server, self.server).scripted
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is the record."""
 
     def do_POST(self) -> None:
@@ -482,11 +500,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{DEFAULT_KEY}\t{server.base_url}", flush=True)
     for path in args.cassettes:
         print(f"{path.stem}\t{server.add_script(path.stem, load_cassette(path))}", flush=True)
-    with server:
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+    with server, contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
 
 
 if __name__ == "__main__":

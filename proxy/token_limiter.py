@@ -12,6 +12,7 @@ upstream base URL: ``POST /r/<token>/responses`` goes to ``{upstream}/responses`
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import secrets
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from proxy.sse import event_end_offsets, parse_events
@@ -31,7 +32,17 @@ __all__ = ["LIMITER_ERROR_PREFIX", "Route", "TokenLimiter", "usage_from_api"]
 
 LIMITER_ERROR_PREFIX = "oneshot token limit reached"
 _HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "content-length",
+    }
 )
 _DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding", "authorization"}  # SSE must arrive uncompressed to be read
 
@@ -85,9 +96,9 @@ class TokenLimiter:
     """A threaded loopback forwarder holding any number of routes; a context manager."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.limiter = self  # type: ignore[attr-defined]
+        self._httpd = _Server((host, port), _Handler)
+        self._httpd.limiter = self
+        self._host = host
         self._routes: dict[str, Route] = {}
         self._upstreams: set[http.client.HTTPConnection] = set()
         self._lock = threading.Lock()
@@ -103,8 +114,7 @@ class TokenLimiter:
         if urlsplit(upstream).scheme not in ("http", "https"):
             raise ValueError(f"upstream must be an http(s) URL (got {upstream!r})")
         token = secrets.token_hex(8)
-        host, port = self._httpd.server_address[:2]
-        route = Route(upstream.rstrip("/"), limit, f"http://{host}:{port}/r/{token}", api_key)
+        route = Route(upstream.rstrip("/"), limit, f"http://{self._host}:{self._httpd.server_port}/r/{token}", api_key)
         with self._lock:
             self._routes[token] = route
         return route
@@ -114,7 +124,9 @@ class TokenLimiter:
             return self._routes.get(token)
 
     def start(self) -> TokenLimiter:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="token-limiter", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="token-limiter", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -127,10 +139,8 @@ class TokenLimiter:
         with self._lock:
             for connection in self._upstreams:
                 if connection.sock is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         connection.sock.shutdown(socket.SHUT_RDWR)  # wakes a handler blocked reading
-                    except OSError:
-                        pass
         self._httpd.server_close()
 
     def __enter__(self) -> TokenLimiter:
@@ -162,14 +172,19 @@ class _UsageScanner:
                 self._route.charge(usage_from_api((event.data.get("response") or {}).get("usage") or {}))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    limiter: TokenLimiter
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     @property
     def limiter(self) -> TokenLimiter:
-        return self.server.limiter  # type: ignore[attr-defined]
+        return cast(_Server, self.server).limiter
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: usage totals are the record."""
 
     def do_GET(self) -> None:

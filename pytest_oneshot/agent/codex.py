@@ -196,10 +196,14 @@ def _result(run: ExecResult, events: list[dict[str, Any]], route: Route, timeout
         message = f"token limit of {route.limit} reached ({route.usage.total_tokens} tokens used)"
         return AgentResult("token_limit", message, run.returncode, usage)
     if run.timed_out:
-        return AgentResult("timeout", f"codex still running at the {timeout_sec:g}s agent timeout", run.returncode, usage)
+        return AgentResult(
+            "timeout", f"codex still running at the {timeout_sec:g}s agent timeout", run.returncode, usage
+        )
     failure = _failure(events)
     if run.returncode != 0 or failure or not any(event["type"] == "turn.completed" for event in events):
-        return AgentResult("agent_error", failure or f"codex exited {run.returncode} (see codex.log)", run.returncode, usage)
+        return AgentResult(
+            "agent_error", failure or f"codex exited {run.returncode} (see codex.log)", run.returncode, usage
+        )
     return AgentResult("completed", exit_code=run.returncode, usage=usage)
 
 

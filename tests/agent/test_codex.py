@@ -77,7 +77,11 @@ RunCodex = Callable[..., Run]
 
 @pytest.fixture
 def run_codex(
-    codex_bin: Path, server: ScriptedResponsesServer, make_task: Callable[..., Path], tmp_path: Path, request: pytest.FixtureRequest
+    codex_bin: Path,
+    server: ScriptedResponsesServer,
+    make_task: Callable[..., Path],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> RunCodex:
     """Run CodexAgent on a fresh sandbox of the ``calc`` task with ``script`` as the model."""
     task = load_task(make_task(tmp_path / "task"))
@@ -92,9 +96,23 @@ def run_codex(
         options: dict[str, str] | None = None,
     ) -> Run:
         key = uuid.uuid4().hex[:12]
-        agent = CodexAgent({"model": "test-model", "base_url": server.add_script(key, script), "codex_bin": str(codex_bin), **(options or {})})
+        agent = CodexAgent(
+            {
+                "model": "test-model",
+                "base_url": server.add_script(key, script),
+                "codex_bin": str(codex_bin),
+                **(options or {}),
+            }
+        )
         sandbox = LocalSandbox(
-            SandboxSpec(task=task, repo_snapshot=repo, trial_id=key, run_id="codex-test", network=agent.network, mounts=agent.mounts())
+            SandboxSpec(
+                task=task,
+                repo_snapshot=repo,
+                trial_id=key,
+                run_id="codex-test",
+                network=agent.network,
+                mounts=agent.mounts(),
+            )
         )
         request.addfinalizer(sandbox.stop)
         sandbox.start()
@@ -112,7 +130,10 @@ def test_apply_patch_edits_the_workspace(run_codex: RunCodex) -> None:
     run = run_codex(
         [
             Turn(output=[apply_patch(FIX)], usage=Usage(input_tokens=100, output_tokens=10, cached_input_tokens=40)),
-            Turn(output=[message("Fixed the sign.")], usage=Usage(input_tokens=150, output_tokens=5, reasoning_output_tokens=2)),
+            Turn(
+                output=[message("Fixed the sign.")],
+                usage=Usage(input_tokens=150, output_tokens=5, reasoning_output_tokens=2),
+            ),
         ],
         options={"reasoning_effort": "low"},
     )
@@ -121,7 +142,12 @@ def test_apply_patch_edits_the_workspace(run_codex: RunCodex) -> None:
     assert run.sandbox.read_file("calc/__init__.py") == b"def add(a, b):\n    return a + b\n"
     usage = run.result.usage
     assert usage is not None
-    assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_output_tokens) == (250, 15, 40, 2)
+    assert (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_output_tokens) == (
+        250,
+        15,
+        40,
+        2,
+    )
     assert (run.log_dir / "last_message.md").read_text() == "Fixed the sign."
     events = [json.loads(line) for line in (run.log_dir / "events.jsonl").read_text().splitlines()]
     assert any(event.get("item", {}).get("type") == "file_change" for event in events)
@@ -131,7 +157,10 @@ def test_apply_patch_edits_the_workspace(run_codex: RunCodex) -> None:
 
 def test_exec_command_output_round_trips_to_the_model(run_codex: RunCodex) -> None:
     run = run_codex(
-        [Turn(output=[exec_command("echo marker-$((6*7)); cat calc/__init__.py", call_id="look")]), Turn(output=[message("Seen.")])]
+        [
+            Turn(output=[exec_command("echo marker-$((6*7)); cat calc/__init__.py", call_id="look")]),
+            Turn(output=[message("Seen.")]),
+        ]
     )
 
     assert run.result.status == "completed", run.result
@@ -145,7 +174,10 @@ def test_exec_command_output_round_trips_to_the_model(run_codex: RunCodex) -> No
     ("turn", "expected"),
     [
         (Turn(http_error=insufficient_quota()), "Quota exceeded"),
-        (Turn(http_error=HttpError(status=400, body={"error": {"code": "bad", "message": "bad tool schema"}})), "bad tool schema"),
+        (
+            Turn(http_error=HttpError(status=400, body={"error": {"code": "bad", "message": "bad tool schema"}})),
+            "bad tool schema",
+        ),
         (Turn(stream_error=StreamError(code="server_error", message="boom in the stream")), "boom in the stream"),
     ],
     ids=["429-quota", "400", "response.failed"],
@@ -195,7 +227,10 @@ def test_parallel_runs_on_one_server_do_not_mix_scripts(run_codex: RunCodex) -> 
         ]
 
     runs: dict[str, Run] = {}
-    threads = [threading.Thread(target=lambda who=who: runs.__setitem__(who, run_codex(script(who)))) for who in ("alpha", "beta")]
+    threads = [
+        threading.Thread(target=lambda who=who: runs.__setitem__(who, run_codex(script(who))))
+        for who in ("alpha", "beta")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -212,7 +247,11 @@ def test_parallel_runs_on_one_server_do_not_mix_scripts(run_codex: RunCodex) -> 
 def test_api_key_reaches_the_model_and_nothing_else(run_codex: RunCodex) -> None:
     probe = f'env; grep -rlF {CANARY_IN_SHELL} "$CODEX_HOME" "$HOME" /workspace /proc/$PPID/environ; echo grep-exit=$?'
     run = run_codex(
-        [Turn(output=[exec_command(probe, call_id="probe")]), Turn(output=[apply_patch(FIX)]), Turn(output=[message("ok")])],
+        [
+            Turn(output=[exec_command(probe, call_id="probe")]),
+            Turn(output=[apply_patch(FIX)]),
+            Turn(output=[message("ok")]),
+        ],
         env={"OPENAI_API_KEY": CANARY},
     )
 

@@ -46,7 +46,11 @@ def server() -> Iterator[ScriptedResponsesServer]:
 
 
 def post(
-    base_url: str, input_items: list[dict[str, Any]] | None = None, *, session: str = "s1", headers: dict[str, str] | None = None
+    base_url: str,
+    input_items: list[dict[str, Any]] | None = None,
+    *,
+    session: str = "s1",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, str, bytes]:
     """POST ``{base_url}/responses`` as codex does; return status, content type and body."""
     body = json.dumps({"model": "m", "stream": True, "input": input_items or []}).encode()
@@ -78,9 +82,16 @@ def test_stream_has_the_shape_codex_needs(server: ScriptedResponsesServer) -> No
 
     assert (status, content_type) == (200, "text/event-stream")
     kinds = [event["type"] for event in events(body)]
-    assert kinds == ["response.created"] + ["response.output_item.added", "response.output_item.done"] * 2 + ["response.completed"]
+    assert kinds == ["response.created"] + ["response.output_item.added", "response.output_item.done"] * 2 + [
+        "response.completed"
+    ]
     done = [event["item"] for event in events(body) if event["type"] == "response.output_item.done"]
-    assert done[0] == {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": '{"cmd": "ls", "login": false}'}
+    assert done[0] == {
+        "type": "function_call",
+        "call_id": "c1",
+        "name": "exec_command",
+        "arguments": '{"cmd": "ls", "login": false}',
+    }
     assert done[1]["namespace"] == "mcp__oneshot" and done[1]["call_id"], "a missing call_id is filled in"
     completed = events(body)[-1]["response"]
     assert completed["id"].startswith("resp_") and completed["status"] == "completed"
@@ -132,11 +143,18 @@ def test_http_error_turn_answers_with_status_and_body(server: ScriptedResponsesS
     status, content_type, body = post(url)
 
     assert (status, content_type) == (429, "application/json")
-    assert json.loads(body)["error"] == {"type": "insufficient_quota", "code": "insufficient_quota", "message": "spent", "param": None}
+    assert json.loads(body)["error"] == {
+        "type": "insufficient_quota",
+        "code": "insufficient_quota",
+        "message": "spent",
+        "param": None,
+    }
 
 
 def test_stream_error_turn_ends_with_response_failed(server: ScriptedResponsesServer) -> None:
-    url = server.add_script("k", [Turn(output=[message("partial")], stream_error=StreamError(code="server_error", message="boom"))])
+    url = server.add_script(
+        "k", [Turn(output=[message("partial")], stream_error=StreamError(code="server_error", message="boom"))]
+    )
 
     sent = events(post(url)[2])
 
@@ -204,7 +222,10 @@ def test_cassette_round_trips_through_its_file(tmp_path: Path, server: ScriptedR
     ("content", "expected"),
     [
         ({"format": "oneshot-cassette/1", "turns": []}, r"cassette.json: turns: List should have at least 1 item"),
-        ({"turns": [{"output": [{"type": "message"}]}]}, r"cassette.json: turns\[0\].output: item 0 \(message\): missing content"),
+        (
+            {"turns": [{"output": [{"type": "message"}]}]},
+            r"cassette.json: turns\[0\].output: item 0 \(message\): missing content",
+        ),
         ({"format": "other/2", "turns": [{}]}, r"cassette.json: format: Input should be 'oneshot-cassette/1'"),
     ],
 )
