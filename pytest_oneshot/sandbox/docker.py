@@ -40,7 +40,6 @@ from pytest_oneshot.sandbox.dockerd import (
     cli_env,
     ensure_base_image,
     ensure_engine,
-    file_lock,
     stderr_progress,
 )
 from pytest_oneshot.task import Task
@@ -243,15 +242,16 @@ def environment_image(
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     if engine.image_id(tag):
         return tag
-    cache = cache_dir or default_cache_dir()
-    with file_lock(cache / "docker" / "locks" / f"{tag.partition(':')[2]}.lock"):
+    with engine.lock(tag.partition(":")[2]):
         if engine.image_id(tag):  # built by another worker while we waited
             return tag
         progress(f"building docker image {tag} for task {task.name}")
         started = time.monotonic()
         _build(engine, tag, dockerfile, snapshot, task)
         seconds = time.monotonic() - started
-        with open(builds_log(cache), "a") as log:
+        log_path = builds_log(cache_dir)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as log:
             log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{tag}\t{task.name}\t{seconds:.1f}\n")
     return tag
 

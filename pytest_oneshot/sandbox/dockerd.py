@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -19,19 +20,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
-from pytest_oneshot.repo import default_cache_dir
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 OWN_ROOT = Path(os.environ.get("ONESHOT_DOCKERD_ROOT", "/var/lib/oneshot-docker"))
 """Our private engine's state: data root, exec root, socket, pid and log files."""
 BASE_IMAGE = "oneshot-base:bookworm"
-BASE_PACKAGES = ("python3", "python3-pytest", "git", "ca-certificates")
+BASE_PACKAGES = ("python3", "python-is-python3", "python3-pytest", "git", "ca-certificates")
+_PACKAGES_LABEL = "oneshot.base.packages"  # a base built from another package list is rebuilt
 ENGINE_START_TIMEOUT_SEC = 60.0
 _PROBE_TIMEOUT_SEC = 10.0
 _DEBOOTSTRAP_PHASE = re.compile(
@@ -49,12 +50,12 @@ def stderr_progress(line: str) -> None:
 def file_lock(path: Path) -> Iterator[None]:
     """Exclusive lock shared by threads and processes (xdist workers) on this host."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class Engine:
             return self.run("version", "--format", "{{.Server.Version}}", timeout=_PROBE_TIMEOUT_SEC, check=False).returncode == 0
         except InfraError:
             return False
+
+    def lock(self, name: str) -> AbstractContextManager[None]:
+        """A host-wide lock per engine and ``name``: images live in the engine, not in a cache dir."""
+        engine_key = hashlib.sha256(self.host.encode()).hexdigest()[:12]
+        return file_lock(Path(tempfile.gettempdir(), "oneshot-docker-locks", engine_key, f"{name}.lock"))
 
     def image_id(self, image: str) -> str | None:
         proc = self.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
@@ -206,23 +212,28 @@ def ensure_base_image(engine: Engine, name: str = BASE_IMAGE, progress: Progress
     Raises:
         SandboxUnavailableError: debootstrap is missing, we are not root, or the build failed.
     """
-    found = engine.image_id(name)
+    found = _current_base(engine, name)
     if found:
         return found
-    with file_lock(default_cache_dir() / "docker" / "locks" / "base-image.lock"):
-        found = engine.image_id(name)
-        if found:
-            return found
-        return _build_base_image(engine, name, progress)
-
-
-def _build_base_image(engine: Engine, name: str, progress: Progress) -> str:
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None or os.geteuid() != 0:
         why = "debootstrap is not installed (`apt-get install debootstrap`)" if debootstrap is None else "it needs root"
         raise SandboxUnavailableError(
             f"docker image {name} is missing and cannot be built here: {why}; build it with `oneshot docker base` as root"
         )
+    with engine.lock("base-image"):
+        return _current_base(engine, name) or _build_base_image(engine, name, debootstrap, progress)
+
+
+def _current_base(engine: Engine, name: str) -> str | None:
+    """The id of ``name`` if it exists and was built from today's package list."""
+    template = f'{{{{.Id}}}} {{{{index .Config.Labels "{_PACKAGES_LABEL}"}}}}'
+    proc = engine.run("image", "inspect", "--format", template, name, check=False)
+    image, _, packages = proc.stdout.decode().strip().partition(" ")
+    return image if proc.returncode == 0 and packages == ",".join(BASE_PACKAGES) else None
+
+
+def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Progress) -> str:
     mirror = apt_mirror()
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="oneshot-rootfs-", dir=OWN_ROOT if os.access(OWN_ROOT, os.W_OK) else None))
@@ -247,6 +258,7 @@ def _build_base_image(engine: Engine, name: str, progress: Progress) -> str:
                 "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--change", "ENV LANG=C.UTF-8",
                 "--change", 'CMD ["bash"]',
+                "--change", f"LABEL {_PACKAGES_LABEL}={','.join(BASE_PACKAGES)}",
                 "-", name,
             ),
             stdin=tar.stdout,
@@ -260,7 +272,7 @@ def _build_base_image(engine: Engine, name: str, progress: Progress) -> str:
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"built {name} in {time.monotonic() - started:.0f}s")
     log.unlink(missing_ok=True)
-    image = engine.image_id(name)
+    image = _current_base(engine, name)
     assert image is not None
     return image
 

@@ -50,11 +50,11 @@ def engine() -> Engine:
     return engine
 
 
-MakeTask = Callable[..., tuple[Task, Path]]
+DockerTask = Callable[..., tuple[Task, Path]]
 
 
 @pytest.fixture
-def make_task(tmp_path: Path, engine: Engine) -> MakeTask:
+def docker_task(tmp_path: Path, engine: Engine) -> DockerTask:
     """Build a task dir (bundle holding the start commit only, hidden files) and its repo snapshot."""
 
     def make(
@@ -106,11 +106,11 @@ MakeSandbox = Callable[..., DockerSandbox]
 
 
 @pytest.fixture
-def make_sandbox(make_task: MakeTask, request: pytest.FixtureRequest) -> MakeSandbox:
+def make_sandbox(docker_task: DockerTask, request: pytest.FixtureRequest) -> MakeSandbox:
     """Start a DockerSandbox for a fresh small task; stopped at teardown."""
 
     def make(*, task_kwargs: dict[str, object] | None = None, **spec_kwargs: object) -> DockerSandbox:
-        task, snap = make_task(**(task_kwargs or {}))
+        task, snap = docker_task(**(task_kwargs or {}))
         trial = f"{request.node.name}-{os.getpid()}"
         sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id=trial, run_id="test-run", **spec_kwargs))  # type: ignore[arg-type]
         request.addfinalizer(sandbox.stop)

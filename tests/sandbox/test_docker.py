@@ -25,8 +25,8 @@ from pytest_oneshot.task import Task
 pytestmark = pytest.mark.docker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CANARY = "sk-oneshot-canary-7f3a9c2e"  # the same fake secret the make_task fixture plants in hidden files
-MakeTask = Callable[..., tuple[Task, Path]]
+CANARY = "sk-oneshot-canary-7f3a9c2e"  # the same fake secret the docker_task fixture plants in hidden files
+DockerTask = Callable[..., tuple[Task, Path]]
 MakeSandbox = Callable[..., DockerSandbox]
 
 
@@ -180,9 +180,9 @@ def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine
 # --- images -------------------------------------------------------------------------------
 
 
-def test_image_holds_nothing_of_the_answer(make_task: MakeTask, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_holds_nothing_of_the_answer(docker_task: DockerTask, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # a key in the host env must not reach any layer
-    task, snap = make_task("leak", setup=["echo setup-ran > .setup-marker"])
+    task, snap = docker_task("leak", setup=["echo setup-ran > .setup-marker"])
     tag = environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
     history = engine.run("history", "--no-trunc", tag).stdout.decode()
     assert CANARY not in history and "setup-ran" in history
@@ -211,15 +211,15 @@ def test_image_holds_nothing_of_the_answer(make_task: MakeTask, engine: Engine, 
         sandbox.stop()
 
 
-def test_same_environment_shares_one_image_and_never_rebuilds(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+def test_same_environment_shares_one_image_and_never_rebuilds(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    first, snap_first = make_task("one")
-    second, snap_second = make_task("two")  # other task dir, same repo and environment
+    first, snap_first = docker_task("one")
+    second, snap_second = docker_task("two")  # other task dir, same repo and environment
     tag = environment_image(engine, first, snap_first, cache_dir=cache)
     assert environment_image(engine, second, snap_second, cache_dir=cache) == tag
     assert environment_image(engine, first, snap_first, cache_dir=cache) == tag
     assert not builds_log(cache).exists() or len(builds_log(cache).read_text().splitlines()) <= 1
-    third, snap_third = make_task("three", setup=["true"])
+    third, snap_third = docker_task("three", setup=["true"])
     assert environment_image(engine, third, snap_third, cache_dir=cache) != tag
 
 
@@ -233,9 +233,9 @@ print(environment_image(ensure_engine(), load_task(Path(sys.argv[1])), Path(sys.
 """
 
 
-def test_concurrent_processes_build_an_image_once(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
+def test_concurrent_processes_build_an_image_once(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    task, snap = make_task("once", setup=[f"echo {tmp_path.name} > .unique"])  # a tag no earlier run built
+    task, snap = docker_task("once", setup=[f"echo {tmp_path.name} > .unique"])  # a tag no earlier run built
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     argv = [sys.executable, "-c", _BUILD, str(task.paths.root), str(snap), str(cache)]
     procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
@@ -251,21 +251,21 @@ def test_concurrent_processes_build_an_image_once(make_task: MakeTask, engine: E
         engine.run("rmi", tag, check=False)
 
 
-def test_failing_setup_is_infra_error_with_output(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
-    task, snap = make_task("broken", setup=["echo no-such-dep >&2; exit 7"])
+def test_failing_setup_is_infra_error_with_output(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = docker_task("broken", setup=["echo no-such-dep >&2; exit 7"])
     with pytest.raises(InfraError, match="setup: building the docker image for task broken failed: .*no-such-dep"):
         environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
 
 
-def test_task_dockerfile_and_missing_base_image(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
-    task, snap = make_task("own", dockerfile="FROM oneshot-base:bookworm\nRUN echo from-task > /etc/marker\n")
+def test_task_dockerfile_and_missing_base_image(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = docker_task("own", dockerfile="FROM oneshot-base:bookworm\nRUN echo from-task > /etc/marker\n")
     sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id="own-df", run_id="test-run"), cache_dir=tmp_path / "cache")
     try:
         sandbox.start()
         assert sh(sandbox, "cat /etc/marker; git log --format=%s") == "from-task\nstart\n"
     finally:
         sandbox.stop()
-    task, snap = make_task("nobase")
+    task, snap = docker_task("nobase")
     with pytest.raises(SandboxUnavailableError, match="docker image example.invalid/none:1 not found"):
         environment_image(engine, task, snap, base_image="example.invalid/none:1", cache_dir=tmp_path / "cache")
 
@@ -286,8 +286,8 @@ sandbox.exec(["sleep", "300"])
 """
 
 
-def test_reap_removes_containers_of_a_killed_owner(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
-    task, snap = make_task("reap")
+def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = docker_task("reap")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     owner = subprocess.Popen(
         [sys.executable, "-c", _HOLD, str(task.paths.root), str(snap), f"reap-{tmp_path.name}"], env=env, stdout=subprocess.PIPE, text=True
@@ -333,7 +333,7 @@ def test_oneshot_docker_cli(engine: Engine) -> None:
     assert base_out.stdout.startswith("oneshot-base:bookworm sha256:")
 
 
-def test_missing_subdir_is_infra_error(make_task: MakeTask, engine: Engine, tmp_path: Path) -> None:
-    task, snap = make_task("nosub", subdir="nope")
+def test_missing_subdir_is_infra_error(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
+    task, snap = docker_task("nosub", subdir="nope")
     with pytest.raises(InfraError, match=r"tb_meta.json: repo.subdir 'nope' is not a directory at the start commit"):
         environment_image(engine, task, snap, cache_dir=tmp_path / "cache")

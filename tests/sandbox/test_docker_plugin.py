@@ -1,0 +1,66 @@
+"""The plugin on ``--oneshot-sandbox=docker``: shipped tasks pass with oracle and fail with nop
+(also under xdist), and a SIGKILLed run leaves no container once reaped."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_oneshot.sandbox.docker import reap
+from pytest_oneshot.sandbox.dockerd import Engine
+
+pytestmark = pytest.mark.docker
+
+# Until the plugin registers "docker" itself; registering again is harmless afterwards.
+_REGISTER_DOCKER = """
+def pytest_oneshot_register(registries):
+    registries.sandbox.register("docker", "pytest_oneshot.sandbox.docker:DockerSandbox")
+"""
+
+
+@pytest.fixture
+def docker_tasks(pytester: pytest.Pytester, shipped_tasks: Path, engine: Engine) -> list[str]:
+    pytester.makeconftest(_REGISTER_DOCKER)
+    return sorted(path.name for path in shipped_tasks.iterdir() if (path / "tb_meta.json").is_file())
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_oracle_passes_and_nop_fails(docker_tasks: list[str], run_and_parse: Callable[..., Any], workers: list[str]) -> None:
+    run = run_and_parse("tasks", "--oneshot-sandbox=docker", "--oneshot-agent=oracle", *workers)
+    run.result.assert_outcomes(passed=len(docker_tasks))
+    run = run_and_parse("tasks", "--oneshot-sandbox=docker", "--oneshot-agent=nop", *workers)
+    run.result.assert_outcomes(failed=len(docker_tasks))
+    assert all(item["outcome"] == "failed" for item in run.items().values())
+
+
+def _containers_of(engine: Engine, pid: int) -> list[str]:
+    return engine.run("ps", "-aq", "--filter", f"label=oneshot.owner.pid={pid}").stdout.decode().split()
+
+
+def test_sigkilled_run_leaves_no_container_after_reap(pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine) -> None:
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{docker_tasks[0]}"]
+    argv += ["--oneshot-sandbox=docker", "--oneshot-agent=command", "--oneshot-agent-cmd=sleep 300"]
+    run = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
+        while time.monotonic() < deadline and run.poll() is None:
+            containers = _containers_of(engine, run.pid)
+            if containers and b"sleep 300" in engine.run("top", containers[0], check=False).stdout:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never reached its agent phase")
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    finally:
+        run.kill()
+    assert _containers_of(engine, run.pid), "SIGKILL leaves the container behind: only the reaper can remove it"
+    reap(engine)
+    assert _containers_of(engine, run.pid) == []
