@@ -15,14 +15,17 @@ from __future__ import annotations
 import bisect
 import importlib.util
 import ipaddress
+import itertools
 import json
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from mitmproxy import ctx, http
 from mitmproxy.addonmanager import Loader
@@ -120,13 +123,87 @@ def resolve_session(headers: http.Headers, port_session: str) -> tuple[str, str]
     return "session_unknown", "none"
 
 
+class _Captured(NamedTuple):
+    """What a row needs from a finished flow, taken on the event loop (cheap: references, no parsing).
+
+    A NamedTuple, not a dataclass: mitmproxy executes scripts outside ``sys.modules``.
+    """
+
+    id: str
+    error: str | None
+    proxy_session: str
+    method: str
+    url: str
+    http_version: str
+    request_headers: http.Headers
+    request_body: bytes | None
+    request_start: float
+    request_end: float | None
+    status: int | None = None
+    response_headers: http.Headers | None = None
+    response_body: bytes | None = None
+    response_start: float | None = None
+    response_end: float | None = None
+    chunk_times: tuple[float, ...] = ()
+    chunk_sizes: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, flow: http.HTTPFlow, error: str | None) -> _Captured:
+        request, response = flow.request, flow.response
+        captured = cls(
+            id=flow.id, error=error, proxy_session=ctx.options.oneshot_session, method=request.method,
+            url=request.pretty_url, http_version=request.http_version, request_headers=request.headers.copy(),
+            request_body=request.raw_content, request_start=request.timestamp_start, request_end=request.timestamp_end,
+        )
+        if response is None:
+            return captured
+        recorder = response.stream if isinstance(response.stream, _StreamRecorder) else None
+        return captured._replace(
+            status=response.status_code, response_headers=response.headers.copy(),
+            response_body=b"".join(recorder.chunks) if recorder else response.raw_content,
+            response_start=response.timestamp_start, response_end=response.timestamp_end or time.time(),
+            chunk_times=tuple(recorder.times) if recorder else (),
+            chunk_sizes=tuple(len(c) for c in recorder.chunks) if recorder else (),
+        )
+
+
+class _Writer:
+    """Builds, redacts and inserts rows on its own thread, so neither the event loop nor the
+    client's last byte ever waits for disk or for regexes over a large request body."""
+
+    def __init__(self, db: str) -> None:
+        self._queue: queue.SimpleQueue[_Captured | None] = queue.SimpleQueue()
+        self.recorded = 0
+        tracestore.connect(db).close()  # fail at startup, not on the first flow
+        self._thread = threading.Thread(target=self._run, args=(db,), name="oneshot-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, captured: _Captured) -> None:
+        self._queue.put(captured)
+
+    def close(self) -> None:
+        """Write everything queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self, db: str) -> None:
+        conn = tracestore.connect(db)
+        try:
+            while (captured := self._queue.get()) is not None:
+                try:
+                    self.recorded += tracestore.insert(conn, **_row(captured))
+                except Exception:  # a broken record must never break the agent's traffic; it is logged loudly
+                    logger.exception("oneshot: could not record flow %s", captured.id)
+        finally:
+            conn.close()
+
+
 class Tracer:
     """Records flows into ``oneshot_db``; answers ``GET /__oneshot/health`` itself."""
 
     def __init__(self) -> None:
-        self._conn: Any = None
+        self._writer: _Writer | None = None
         self._open: dict[str, http.HTTPFlow] = {}
-        self._recorded = 0
 
     def load(self, loader: Loader) -> None:
         loader.add_option("oneshot_db", str, "", "SQLite raw trace store to append to")
@@ -136,12 +213,12 @@ class Tracer:
 
     def configure(self, updated: set[str]) -> None:
         if "oneshot_db" in updated and ctx.options.oneshot_db:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = tracestore.connect(ctx.options.oneshot_db)
+            if self._writer is not None:
+                self._writer.close()
+            self._writer = _Writer(ctx.options.oneshot_db)
 
     def running(self) -> None:
-        if not ctx.options.oneshot_db:
+        if self._writer is None:
             logger.error("oneshot: no trace database configured (--set oneshot_db=PATH); nothing will be recorded")
         if path := ctx.options.oneshot_ready_file:
             addrs = ctx.master.addons.get("proxyserver").listen_addrs()
@@ -161,8 +238,8 @@ class Tracer:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.path.split("?", 1)[0] == HEALTH_PATH:
             self._open.pop(flow.id, None)
-            body = {"status": "ok", "service": "oneshot-tracer", "pid": os.getpid(),
-                    "session": ctx.options.oneshot_session, "recorded": self._recorded}
+            body = {"status": "ok", "service": "oneshot-tracer", "pid": os.getpid(), "session": ctx.options.oneshot_session,
+                    "recorded": self._writer.recorded if self._writer else 0}
             flow.response = http.Response.make(200, json.dumps(body), {"content-type": "application/json"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -178,72 +255,63 @@ class Tracer:
     def done(self) -> None:
         for flow in list(self._open.values()):
             self._record(flow, "proxy stopped before the flow completed")
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def _record(self, flow: http.HTTPFlow, error: str | None) -> None:
-        if self._open.pop(flow.id, None) is None or self._conn is None:
-            return  # already recorded, or a health probe
-        try:
-            row = self._row(flow, error)
-            if tracestore.insert(self._conn, **row):
-                self._recorded += 1
-        except Exception:  # a broken record must never break the agent's traffic; it is logged loudly
-            logger.exception("oneshot: could not record flow %s", flow.id)
-
-    def _row(self, flow: http.HTTPFlow, error: str | None) -> dict[str, Any]:
-        request, response = flow.request, flow.response
-        start = request.timestamp_start
-        session_id, source = resolve_session(request.headers, ctx.options.oneshot_session)
-        client_session = next((request.headers[n] for n in CLIENT_SESSION_HEADERS if n in request.headers), None)
-        timings: dict[str, float | None] = {"request_end_ms": _ms(request.timestamp_end, start)}
-        meta: dict[str, Any] = {
-            "session_id": session_id,
-            "session_source": source,
-            "client_session_id": client_session,
-            "proxy_session": ctx.options.oneshot_session or None,
-            "status_code": response.status_code if response else None,
-            "headers": _headers(response.headers) if response else {},
-            "request_headers": _headers(request.headers),
-            "http_version": request.http_version,
-            "error": error,
-            "complete": error is None,
-            "timings": timings,
-        }
-        response_body = None
-        if response is not None:
-            recorder = response.stream if isinstance(response.stream, _StreamRecorder) else None
-            raw = b"".join(recorder.chunks) if recorder else response.raw_content
-            response_body = _body(raw, response.headers.get("content-encoding"))
-            timings["response_headers_ms"] = _ms(response.timestamp_start, start)
-            timings["response_end_ms"] = _ms(response.timestamp_end or time.time(), start)
-            if recorder and recorder.chunks:
-                timings["first_byte_ms"] = _ms(recorder.times[0], start)
-                meta["chunks"] = [[_ms(t, start), len(c)] for t, c in zip(recorder.times, recorder.chunks)]
-                streamed_sse = "event-stream" in response.headers.get("content-type", "")
-                if streamed_sse and "content-encoding" not in response.headers:
-                    meta["sse_event_ms"] = _event_times(recorder, start)
-        return {
-            "id": flow.id,
-            "ts_ms": int(start * 1000),
-            "method": request.method,
-            "url": redact.redact_text(request.pretty_url),
-            "request": redact.redact(_body(request.raw_content, request.headers.get("content-encoding"))),
-            "response": redact.redact(response_body),
-            "meta": redact.redact(meta),
-        }
+        if self._open.pop(flow.id, None) is not None and self._writer is not None:  # else: recorded, or a health probe
+            self._writer.put(_Captured.of(flow, error))
 
 
-def _event_times(recorder: _StreamRecorder, start: float) -> list[float | None]:
+def _row(captured: _Captured) -> dict[str, Any]:
+    """The redacted ``traces`` row of one flow."""
+    start = captured.request_start
+    session_id, source = resolve_session(captured.request_headers, captured.proxy_session)
+    client_session = next((captured.request_headers[n] for n in CLIENT_SESSION_HEADERS if n in captured.request_headers), None)
+    timings: dict[str, float | None] = {"request_end_ms": _ms(captured.request_end, start)}
+    response_headers = captured.response_headers
+    meta: dict[str, Any] = {
+        "session_id": session_id,
+        "session_source": source,
+        "client_session_id": client_session,
+        "proxy_session": captured.proxy_session or None,
+        "status_code": captured.status,
+        "headers": _headers(response_headers) if response_headers is not None else {},
+        "request_headers": _headers(captured.request_headers),
+        "http_version": captured.http_version,
+        "error": captured.error,
+        "complete": captured.error is None,
+        "timings": timings,
+    }
+    response_body = None
+    if response_headers is not None:
+        response_body = _body(captured.response_body, response_headers.get("content-encoding"))
+        timings["response_headers_ms"] = _ms(captured.response_start, start)
+        timings["response_end_ms"] = _ms(captured.response_end, start)
+        if captured.chunk_times:
+            timings["first_byte_ms"] = _ms(captured.chunk_times[0], start)
+            meta["chunks"] = [[_ms(t, start), size] for t, size in zip(captured.chunk_times, captured.chunk_sizes)]
+            streamed_sse = "event-stream" in response_headers.get("content-type", "")
+            if streamed_sse and "content-encoding" not in response_headers and captured.response_body:
+                meta["sse_event_ms"] = _event_times(captured, start)
+    return {
+        "id": captured.id,
+        "ts_ms": int(start * 1000),
+        "method": captured.method,
+        "url": redact.redact_text(captured.url),
+        "request": redact.redact(_body(captured.request_body, captured.request_headers.get("content-encoding"))),
+        "response": redact.redact(response_body),
+        "meta": redact.redact(meta),
+    }
+
+
+def _event_times(captured: _Captured, start: float) -> list[float | None]:
     """Arrival time of each SSE event: the time of the chunk that completed it."""
-    ends, total = [], 0
-    for chunk in recorder.chunks:
-        total += len(chunk)
-        ends.append(total)
+    ends = list(itertools.accumulate(captured.chunk_sizes))
     return [
-        _ms(recorder.times[bisect.bisect_left(ends, offset)], start)
-        for offset in sse.event_end_offsets(b"".join(recorder.chunks))
+        _ms(captured.chunk_times[bisect.bisect_left(ends, offset)], start)
+        for offset in sse.event_end_offsets(captured.response_body or b"")
     ]
 
 

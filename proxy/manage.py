@@ -290,8 +290,7 @@ def _wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log_path: Pa
 
 
 def _last_error(log_path: Path) -> str:
+    """The log's last meaningful line (mitmdump ends every failed start with the same generic one)."""
     lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "error" in line.lower() or "address already in use" in line.lower():
-            return line
-    return lines[-1] if lines else "no output"
+    meaningful = [line for line in lines if not line.startswith("Error logged during startup")]
+    return (meaningful or lines or ["no output"])[-1]

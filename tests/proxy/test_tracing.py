@@ -424,3 +424,56 @@ def test_no_canary_byte_is_ever_written(start: Callable[..., ProxyHandle], raw_s
     (tmp_path / "cassette.json").write_text(json.dumps(cleaner.to_cassette(session)))
     proxy.stop()
     assert leaks() == []  # + cleaned db, exports, the log after shutdown
+
+
+@pytest.fixture
+def oneshot(mitmdump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str]]]:
+    """Run ``oneshot proxy|traces ...`` in-process with a private state dir; stops what it started."""
+    from pytest_oneshot import cli
+
+    monkeypatch.setenv("ONESHOT_MITMDUMP", str(mitmdump))
+    monkeypatch.setenv("ONESHOT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setitem(cli.COMMAND_GROUPS, "proxy", "proxy.proxy_cli")
+    monkeypatch.setitem(cli.COMMAND_GROUPS, "traces", "proxy.traces_cli")
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = cli.main(list(argv))
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    yield run
+    for pid_file in (tmp_path / "state" / "proxy").glob("*.json"):
+        run("proxy", "stop", "--name", pid_file.stem)
+
+
+def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]], scripted: ScriptedResponsesServer, tmp_path: Path) -> None:
+    scripted.add_script("k", SCRIPT)
+    db = tmp_path / "raw.sqlite3"
+    code, out = oneshot("proxy", "start", "--upstream", scripted.root_url, "--db", str(db), "--name", "rev")
+    assert code == 0, out
+    url = out.split("listening at ")[1].split()[0]
+    assert f"base_url at {url}/v1" in out
+    assert oneshot("proxy", "start", "--upstream", scripted.root_url, "--name", "rev") == (
+        2, f"oneshot: error: proxy 'rev' is already running at {url} (pid {out.split('pid ')[1].split(')')[0]}); "
+        "run `oneshot proxy stop --name rev` first\n")
+    code, out = oneshot("proxy", "start", "--forward", "--name", "fwd", "--db", str(db))
+    ca = tmp_path / "state" / "proxy" / "confdir" / "mitmproxy-ca-cert.pem"
+    assert code == 0 and f"CODEX_CA_CERTIFICATE={ca}" in out and ca.is_file()
+    code, out = oneshot("proxy", "status")
+    assert code == 0 and "rev: running at" in out and "fwd: running at" in out
+
+    _codex_like_session(ProxyHandle.from_json(json.loads((tmp_path / "state" / "proxy" / "rev.json").read_text())), "k", "cli", 4)
+    _wait_rows(db, 4)
+    code, out = oneshot("traces", "list", "--db", str(db))
+    assert code == 0 and out.splitlines()[1].split()[:2] == ["cli", "4"]
+    code, out = oneshot("traces", "show", "cli", "--db", str(db))
+    assert code == 0 and "mcp__oneshot.repo_start_task_v1()" in out and "'All done.'" in out
+    code, out = oneshot("traces", "export", "cli", "--db", str(db), "--cassette", "-o", str(tmp_path / "c.json"))
+    assert code == 0 and len(Cassette.model_validate_json((tmp_path / "c.json").read_text()).turns) == 4
+    assert oneshot("traces", "show", "nope", "--db", str(db))[1].startswith("oneshot: error: ")
+
+    pid = json.loads((tmp_path / "state" / "proxy" / "rev.json").read_text())["pid"]
+    assert oneshot("proxy", "stop", "--name", "rev")[0] == 0
+    assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
+    code, out = oneshot("proxy", "status", "--name", "rev")
+    assert code == 1 and "rev: not running" in out
