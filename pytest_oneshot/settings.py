@@ -113,10 +113,12 @@ def resolve(
     base_dir: Path,
     run_id: str,
 ) -> OneshotSettings:
-    """Merge the sources; ``cli`` maps option names to parsed CLI values (None = not given)."""
+    """Merge the sources; ``cli`` maps option names to raw CLI values (None = not given)."""
     values: dict[str, Any] = {}
     for option in OPTIONS:
         value = cli.get(option.name)
+        if value is not None and not option.multiple:
+            value = _parse(option, value, option.flag)
         if value is None and environ.get(option.env):
             raw = environ[option.env]
             value = [part for part in raw.split(",") if part] if option.multiple else _parse(option, raw, option.env)

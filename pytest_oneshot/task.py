@@ -328,6 +328,16 @@ def load_task(task_dir: Path) -> Task:
     for field, problem in spec.reference_problems()[:1]:
         raise TaskFormatError(meta_file, field, problem)
     task = Task(spec, paths)
+    hidden = task.hidden_test_files()
+    for kind in ("fail_to_pass", "pass_to_pass"):
+        for index, test_id in enumerate(getattr(spec.tests, kind)):
+            if test_id.split("::", 1)[0] not in hidden:
+                raise TaskFormatError(
+                    meta_file,
+                    f"tests.{kind}[{index}]",
+                    f"{test_id.split('::', 1)[0]} is not among the task's hidden tests "
+                    "(files under tests/ or evaluation.test_scripts); scoring must not trust the agent's copy",
+                )
     if task.bundle_path is not None and not task.bundle_path.is_file():
         raise TaskFormatError(meta_file, "repo.bundle", f"bundle file not found: {task.bundle_path}")
     if spec.environment.dockerfile and not (task_dir / spec.environment.dockerfile).is_file():
