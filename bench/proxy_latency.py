@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,10 +26,10 @@ from proxy.manage import start_proxy
 from proxy.responses_server import ScriptedResponsesServer, Turn, message
 
 
-def _request(base: str, key: str, body: dict[str, object], headers: dict[str, str]) -> tuple[float, float]:
+def _request(base: str, key: str, body: Mapping[str, object], headers: dict[str, str]) -> tuple[float, float]:
     """(time to first SSE data byte, time to last byte) in seconds for one streamed response."""
     parts = urlsplit(base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
     started = time.perf_counter()
     conn.request("POST", f"/s/{key}/v1/responses", json.dumps(body), {"content-type": "application/json", **headers})
     response = conn.getresponse()
@@ -65,14 +66,14 @@ def latency(server: ScriptedResponsesServer, proxy_url: str, key: str, rounds: i
 def load(proxy_url: str, db: Path, key: str, requests: int, sessions: int) -> tuple[int, int, int, float]:
     """(sent, lost, misattributed, requests/s) for ``requests`` spread over ``sessions`` threads."""
     per_session = requests // sessions
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def client(session: int) -> None:
         try:
             for n in range(per_session):
                 body = {"model": "bench", "input": [], "metadata": {"marker": f"{session}:{n}"}}
                 _request(proxy_url, key, body, {"x-oneshot-session": f"bench-{session}"})
-        except BaseException as error:  # reported below; a bench must not hang on one thread
+        except Exception as error:  # re-raised below, once every thread has finished
             errors.append(error)
 
     threads = [threading.Thread(target=client, args=(s,)) for s in range(sessions)]
@@ -85,8 +86,8 @@ def load(proxy_url: str, db: Path, key: str, requests: int, sessions: int) -> tu
     if errors:
         raise errors[0]
     conn = tracestore.connect(db, create=False)
-    deadline = time.monotonic() + 30
-    while (count := conn.execute("SELECT count(*) FROM traces").fetchone()[0]) < per_session * sessions and time.monotonic() < deadline:
+    deadline = time.monotonic() + 30  # rows land just after each response: wait for stragglers
+    while conn.execute("SELECT count(*) FROM traces").fetchone()[0] < per_session * sessions and time.monotonic() < deadline:
         time.sleep(0.1)
     markers: Counter[str] = Counter()
     misattributed = 0

@@ -80,7 +80,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _headers(headers: http.Headers) -> dict[str, str]:
-    return redact.redact_headers({name.lower(): ", ".join(headers.get_all(name)) for name in headers.keys()})
+    return redact.redact_headers({name.lower(): ", ".join(headers.get_all(name)) for name in headers})
 
 
 def _body(raw: bytes | None, content_encoding: str | None) -> Any:

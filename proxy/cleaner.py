@@ -110,7 +110,7 @@ def model_output(response: Any) -> dict[str, Any] | None:
     }
     if deltas and not messages:
         result["partial_text"] = "".join(deltas)  # a stream cut before its message item was done
-    return redact.redact(result)  # deltas joined here may reassemble a key split across events
+    return dict(redact.redact(result))  # deltas joined here may reassemble a key split across events
 
 
 def trace_event(row: RawTrace) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def clean(raw_db: str | Path, clean_db: str | Path) -> CleanResult:
     raw_key = str(Path(raw_db).resolve())
     raw = tracestore.connect(raw_db, create=False)
     out = connect_clean(clean_db)
-    new_rows, touched = 0, set()
+    new_rows, touched = 0, set[str]()
     try:
         while True:
             out.execute("BEGIN IMMEDIATE")  # one cleaner at a time per clean db

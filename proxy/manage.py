@@ -14,7 +14,6 @@ The harness calls :func:`start_proxy` per trial or per session::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import fcntl
 import ipaddress
@@ -32,7 +31,7 @@ import urllib.request
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pytest_oneshot.errors import OneshotError
 
@@ -91,7 +90,7 @@ def install_mitmproxy(venv: Path | None = None, *, python: str | None = None) ->
     interpreter = python or shutil.which("python3") or sys.executable
     steps = [[interpreter, "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", "-q", f"mitmproxy=={MITMPROXY_VERSION}"]]
     for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             shutil.rmtree(venv, ignore_errors=True)
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -182,9 +181,10 @@ class ProxyHandle:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProxyHandle:
         paths = {"db_path", "log_path", "confdir"}
-        return cls(**{key: Path(value) if key in paths else value for key, value in data.items()})
+        fields: dict[str, Any] = {key: Path(value) if key in paths else value for key, value in data.items()}
+        return cls(**fields)
 
-    def __enter__(self) -> ProxyHandle:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

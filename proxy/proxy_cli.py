@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from proxy.manage import (
     ProxyError,
@@ -88,7 +89,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else sorted(p.stem for p in (state_dir() / "proxy").glob("*.json"))
-    report = []
+    report: list[dict[str, Any]] = []
     for name in names:
         handle = _load(name)
         if handle is None:

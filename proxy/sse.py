@@ -33,7 +33,7 @@ def parse_events(text: str) -> list[SseEvent]:
         name, data_lines = "", []
         for line in block.splitlines():
             field, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
+            value = value.removeprefix(" ")
             if field == "event":
                 name = value
             elif field == "data":

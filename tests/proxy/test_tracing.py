@@ -92,7 +92,7 @@ class _RawSseHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: RawSse
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _chunk(self, data: bytes) -> None:
@@ -453,9 +453,9 @@ def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]],
     assert code == 0, out
     url = out.split("listening at ")[1].split()[0]
     assert f"base_url at {url}/v1" in out
-    assert oneshot("proxy", "start", "--upstream", scripted.root_url, "--name", "rev") == (
-        2, f"oneshot: error: proxy 'rev' is already running at {url} (pid {out.split('pid ')[1].split(')')[0]}); "
-        "run `oneshot proxy stop --name rev` first\n")
+    pid = out.split("pid ")[1].split(")")[0]
+    again = f"oneshot: error: proxy 'rev' is already running at {url} (pid {pid}); run `oneshot proxy stop --name rev` first\n"
+    assert oneshot("proxy", "start", "--upstream", scripted.root_url, "--name", "rev") == (2, again)
     code, out = oneshot("proxy", "start", "--forward", "--name", "fwd", "--db", str(db))
     ca = tmp_path / "state" / "proxy" / "confdir" / "mitmproxy-ca-cert.pem"
     assert code == 0 and f"CODEX_CA_CERTIFICATE={ca}" in out and ca.is_file()
