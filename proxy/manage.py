@@ -29,6 +29,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -212,6 +213,7 @@ def start_proxy(
     allow_remote: bool = False,
     detach: bool = False,
     mitmdump: str | Path | None = None,
+    mitm_options: Mapping[str, str] | None = None,
     timeout: float = 30.0,
 ) -> ProxyHandle:
     """Start mitmdump recording into ``db_path`` and wait until it listens.
@@ -223,6 +225,7 @@ def start_proxy(
         session_id: label for requests without an ``x-oneshot-session`` header.
         port: listening port; 0 picks a free one.
         detach: keep running after this process exits (the CLI); otherwise stopped at exit.
+        mitm_options: extra mitmproxy ``--set`` options (e.g. ``ssl_verify_upstream_trusted_ca``).
     Raises:
         ProxyError: mitmdump missing, port in use, non-loopback upstream without
             ``allow_remote``, or mitmdump exited before listening (with the log's last line).
@@ -245,6 +248,7 @@ def start_proxy(
         "flow_detail": 0,  # mitmdump's own flow lines would print URLs unredacted
         "connection_strategy": "lazy",  # never dial a server before the addon has seen the request
         "termlog_verbosity": "warn",  # errors only: per-connection lines would grow the log without bound
+        **(mitm_options or {}),
     }
     argv = [str(executable), "--mode", mode, "--listen-host", host, "-p", str(port), "-s", str(ADDON_PATH)]
     for name, value in options.items():

@@ -11,6 +11,8 @@ import json
 import os
 import signal
 import sqlite3
+import ssl
+import subprocess
 import threading
 import time
 import urllib.error
@@ -477,3 +479,34 @@ def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]],
     assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower()
     code, out = oneshot("proxy", "status", "--name", "rev")
     assert code == 1 and "rev: not running" in out
+
+
+
+def test_forward_mode_https_with_the_printed_ca(start: Callable[..., ProxyHandle], tmp_path: Path) -> None:
+    """The forward-mode recipe works: a client trusting only the proxy's CA reaches a TLS server, and is traced."""
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = RawSse()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        db = tmp_path / "raw.sqlite3"
+        proxy = start(None, db, session_id="human", mitm_options={"ssl_verify_upstream_trusted_ca": str(cert)})
+        trusting_proxy_ca = ssl.create_default_context(cafile=str(proxy.ca_cert))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({"https": proxy.url}), urllib.request.HTTPSHandler(context=trusting_proxy_ca))
+        request = urllib.request.Request(f"https://127.0.0.1:{server.server_address[1]}/quick", b"{}", {"authorization": f"Bearer {CANARY}"})
+        with opener.open(request, timeout=30) as reply:
+            assert b"response.completed" in reply.read()
+        rows = [row for row in _wait_rows(db, 1) if row.method == "POST"]
+        assert [(row.url, row.session_id) for row in rows] == [(f"https://127.0.0.1:{server.server_address[1]}/quick", "human")]
+        assert rows[0].meta["request_headers"]["authorization"] == "[REDACTED]"
+    finally:
+        server.shutdown()
+        server.server_close()
