@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.repo import default_cache_dir, git
-from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec
 from pytest_oneshot.sandbox.dockerd import (
     BASE_IMAGE,
     Engine,
@@ -57,6 +57,7 @@ _SANDBOX_ENV = {
     "ONESHOT_IN_SANDBOX": "1",
 }  # the same base environment as the local sandbox; the host's is never passed in
 _KILL_GRACE_SEC = 10.0
+SETUP_TIMEOUT_SEC = 900.0  # per setup command, as in the local sandbox
 
 # `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: CMD writes its pid and /proc stat line (start
 # time) to PIDFILE, so a timeout can find its whole tree, and runs as the leader of a new
@@ -206,8 +207,10 @@ def render_dockerfile(task: Task, base_image: str) -> str:
         head.rstrip("\n"),
         "# --- added by pytest-oneshot ---",
         f"COPY repo {WORKSPACE}",
-        "RUN git config --system user.name oneshot && git config --system user.email oneshot@localhost"
-        " && git config --system --add safe.directory '*'",
+        (
+            "RUN git config --system user.name oneshot && git config --system user.email oneshot@localhost"
+            " && git config --system --add safe.directory '*'"
+        ),
         f"WORKDIR {json.dumps(str(workdir))}",
         *(f"RUN {json.dumps(['bash', '-c', command])}" for command in env.setup),
     ]
@@ -283,12 +286,22 @@ def _build(engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task
             raise InfraError("sandbox", f"could not copy the repo snapshot {snapshot}: {exc}") from None
         _write_context(context, dockerfile, clone)
         context.seek(0)
-        proc = subprocess.run(
-            engine.argv("build", "--network", "none", "--force-rm", "--label", f"{_LABEL}.task={task.name}", "-t", tag, "-"),
-            stdin=context,
-            capture_output=True,
-            env=cli_env(),
-        )
+        timeout = SETUP_TIMEOUT_SEC * max(1, len(task.spec.environment.setup))
+        try:
+            proc = subprocess.run(
+                engine.argv(
+                    "build", "--network", "none", "--force-rm", "--label", f"{_LABEL}.task={task.name}", "-t", tag, "-"
+                ),
+                stdin=context,
+                capture_output=True,
+                env=cli_env(),
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise InfraError(
+                "setup", f"building the docker image for task {task.name} took over {timeout:.0f}s"
+            ) from None
     if proc.returncode != 0:
         output = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
         tail = " | ".join(line for line in output[-6:] if line.strip())
@@ -305,7 +318,7 @@ def _write_context(file: IO[bytes], dockerfile: str, repo: Path) -> None:
 
 
 @final
-class DockerSandbox:
+class DockerSandbox(Sandbox):
     """One trial in its own container of the task's environment image."""
 
     def __init__(self, spec: SandboxSpec, *, base_image: str = BASE_IMAGE, cache_dir: Path | None = None) -> None:
@@ -327,7 +340,9 @@ class DockerSandbox:
     @override
     def start(self) -> None:
         spec = self.spec
-        self.image = environment_image(self.engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir)
+        self.image = environment_image(
+            self.engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir
+        )
         labels = {f"{_LABEL}.run_id": spec.run_id, f"{_LABEL}.trial": spec.trial_id, **Owner.current().labels()}
         argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sleep", "-w", self.workdir]
         argv += ["--network", "host" if spec.network == "loopback" else "none"]
@@ -335,7 +350,10 @@ class DockerSandbox:
         for key, value in {**labels, **_SANDBOX_ENV}.items():
             argv += ["--label" if key in labels else "--env", f"{key}={value}"]
         for host_path, sandbox_path in spec.mounts.items():
-            argv += ["--mount", _csv(["type=bind", f"source={Path(host_path).resolve()}", f"target={sandbox_path}", "readonly"])]
+            argv += [
+                "--mount",
+                _csv(["type=bind", f"source={Path(host_path).resolve()}", f"target={sandbox_path}", "readonly"]),
+            ]
         _live.add(self)
         self.engine.run(*argv, self.image, "infinity")
 
@@ -384,7 +402,9 @@ class DockerSandbox:
             if output:
                 sink.close()  # type: ignore[union-attr]
         if proc.returncode != 0 and not timed_out and not self._running():  # docker's own errors exit 1 too
-            raise InfraError("sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)")
+            raise InfraError(
+                "sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)"
+            )
         return ExecResult(proc.returncode, stdout or b"", stderr or b"", timed_out, time.monotonic() - started)
 
     def _kill_tree(self, pidfile: str) -> None:
@@ -403,9 +423,13 @@ class DockerSandbox:
     @override
     def write_file(self, path: str, data: bytes) -> None:
         relative = self._path(path)
-        proc = self.engine.run("exec", "-i", self.name, "sh", "-c", _WRITE, "sh", WORKSPACE, relative, input=data, check=False)
+        proc = self.engine.run(
+            "exec", "-i", self.name, "sh", "-c", _WRITE, "sh", WORKSPACE, relative, input=data, check=False
+        )
         if proc.returncode != 0:
-            raise InfraError("sandbox", f"could not write {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}")
+            raise InfraError(
+                "sandbox", f"could not write {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}"
+            )
 
     @override
     def read_file(self, path: str) -> bytes:
@@ -419,7 +443,9 @@ class DockerSandbox:
             raise FileNotFoundError(f"{path}: no such file in the sandbox")
         if proc.returncode == 5:
             raise IsADirectoryError(f"{path}: is a directory")
-        raise InfraError("sandbox", f"could not read {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}")
+        raise InfraError(
+            "sandbox", f"could not read {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}"
+        )
 
     @override
     def stop(self) -> None:
@@ -443,4 +469,3 @@ _live: set[DockerSandbox] = set()
 def _stop_live() -> None:
     for sandbox in list(_live):
         sandbox.stop()
-

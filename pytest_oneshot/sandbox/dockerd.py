@@ -85,9 +85,12 @@ class Engine:
                 capture_output=True,
                 timeout=timeout,
                 env=cli_env(env),
+                check=False,
             )
         except subprocess.TimeoutExpired:
-            raise InfraError("sandbox", f"`docker {args[0]}` did not answer within {timeout:.0f}s ({self.host})") from None
+            raise InfraError(
+                "sandbox", f"`docker {args[0]}` did not answer within {timeout:.0f}s ({self.host})"
+            ) from None
         if check and proc.returncode != 0:
             message = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
             raise InfraError("sandbox", f"`docker {' '.join(args[:2])}` failed: {message[-500:]}")
@@ -95,7 +98,12 @@ class Engine:
 
     def answers(self) -> bool:
         try:
-            return self.run("version", "--format", "{{.Server.Version}}", timeout=_PROBE_TIMEOUT_SEC, check=False).returncode == 0
+            return (
+                self.run(
+                    "version", "--format", "{{.Server.Version}}", timeout=_PROBE_TIMEOUT_SEC, check=False
+                ).returncode
+                == 0
+            )
         except InfraError:
             return False
 
@@ -144,12 +152,16 @@ def ensure_engine(start: bool = True) -> Engine:
         engine = Engine(os.environ["DOCKER_HOST"], cli)
         if engine.answers():
             return engine
-        raise SandboxUnavailableError(f"DOCKER_HOST={engine.host} does not answer; start that engine or unset DOCKER_HOST")
+        raise SandboxUnavailableError(
+            f"DOCKER_HOST={engine.host} does not answer; start that engine or unset DOCKER_HOST"
+        )
     for host in (DEFAULT_SOCKET, own_socket()):
         if Engine(host, cli).answers():
             return Engine(host, cli)
     if not start:
-        raise SandboxUnavailableError(f"no Docker engine answers at {DEFAULT_SOCKET} or {own_socket()}; run `oneshot docker engine start`")
+        raise SandboxUnavailableError(
+            f"no Docker engine answers at {DEFAULT_SOCKET} or {own_socket()}; run `oneshot docker engine start`"
+        )
     return _start_engine(cli)
 
 
@@ -202,7 +214,9 @@ def apt_mirror(sources_dir: Path = Path("/etc/apt")) -> str:
             for match in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+bookworm\s", path.read_text(), re.MULTILINE):
                 candidates.append(match.group(1))
     if not candidates:
-        raise SandboxUnavailableError(f"{sources_dir}: no `bookworm` apt source found to debootstrap the base image from")
+        raise SandboxUnavailableError(
+            f"{sources_dir}: no `bookworm` apt source found to debootstrap the base image from"
+        )
     return candidates[0]
 
 
@@ -240,7 +254,14 @@ def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Pro
     log = scratch.with_suffix(".log")
     try:
         progress(f"building docker image {name}: debootstrap bookworm from {mirror} (about 80 s; log: {log})")
-        argv = [debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", "bookworm", str(scratch / "rootfs"), mirror]
+        argv = [
+            debootstrap,
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            "bookworm",
+            str(scratch / "rootfs"),
+            mirror,
+        ]
         with open(log, "wb") as sink:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             assert proc.stdout is not None
@@ -264,10 +285,13 @@ def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Pro
             stdin=tar.stdout,
             capture_output=True,
             env=cli_env(),
+            check=False,
         )  # fmt: skip
         tar.wait()
         if imported.returncode != 0 or tar.returncode != 0:
-            raise SandboxUnavailableError(f"docker import of {name} failed: {imported.stderr.decode(errors='replace').strip()}")
+            raise SandboxUnavailableError(
+                f"docker import of {name} failed: {imported.stderr.decode(errors='replace').strip()}"
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"built {name} in {time.monotonic() - started:.0f}s")

@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,7 +84,9 @@ def docker_task(tmp_path: Path, engine: Engine) -> DockerTask:
         _git(source, "bundle", "create", "-q", str(task_dir / "repo.bundle"), "start")
         (task_dir / "diff.patch").write_text(_git(source, "diff", start, end) + "\n")
         (task_dir / "notes.md").write_text(f"the fix flips the sign {CANARY}\n")
-        (task_dir / "tests" / "test_calc.py").write_text(f"# {CANARY}\nfrom calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n")
+        (task_dir / "tests" / "test_calc.py").write_text(
+            f"# {CANARY}\nfrom calc import add\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+        )
         environment: dict[str, object] = {"setup": list(setup)}
         if dockerfile is not None:
             (task_dir / "Dockerfile").write_text(dockerfile)
@@ -109,10 +112,12 @@ MakeSandbox = Callable[..., DockerSandbox]
 def make_sandbox(docker_task: DockerTask, request: pytest.FixtureRequest) -> MakeSandbox:
     """Start a DockerSandbox for a fresh small task; stopped at teardown."""
 
-    def make(*, task_kwargs: dict[str, object] | None = None, **spec_kwargs: object) -> DockerSandbox:
+    def make(*, task_kwargs: dict[str, Any] | None = None, **spec_kwargs: Any) -> DockerSandbox:
         task, snap = docker_task(**(task_kwargs or {}))
         trial = f"{request.node.name}-{os.getpid()}"
-        sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id=trial, run_id="test-run", **spec_kwargs))  # type: ignore[arg-type]
+        sandbox = DockerSandbox(
+            SandboxSpec(task=task, repo_snapshot=snap, trial_id=trial, run_id="test-run", **spec_kwargs)
+        )
         request.addfinalizer(sandbox.stop)
         sandbox.start()
         return sandbox

@@ -21,7 +21,6 @@ from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.task import Task
 
-
 pytestmark = pytest.mark.docker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +136,9 @@ def loopback_server() -> Iterator[int]:
     server.shutdown()
 
 
-_FETCH = "import sys, urllib.request; print(urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=5).status)"
+_FETCH = (
+    "import sys, urllib.request; print(urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=5).status)"
+)
 
 
 def test_network_none_has_no_network(make_sandbox: MakeSandbox, loopback_server: int) -> None:
@@ -160,7 +161,10 @@ def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -
     sandbox = make_sandbox(cpus=0.5, memory_mb=256, mounts={tool: "/opt/agent"})
     memory = sh(sandbox, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
     assert int(memory) == 256 * 1024 * 1024
-    cpu = sh(sandbox, "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max")
+    cpu = sh(
+        sandbox,
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+    )
     quota, period = (int(value) for value in cpu.split())
     assert quota / period == 0.5
     assert sh(sandbox, "cat /opt/agent/agent") == "binary"
@@ -180,7 +184,9 @@ def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine
 # --- images -------------------------------------------------------------------------------
 
 
-def test_image_holds_nothing_of_the_answer(docker_task: DockerTask, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_holds_nothing_of_the_answer(
+    docker_task: DockerTask, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # a key in the host env must not reach any layer
     task, snap = docker_task("leak", setup=["echo setup-ran > .setup-marker"])
     tag = environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
@@ -201,7 +207,9 @@ def test_image_holds_nothing_of_the_answer(docker_task: DockerTask, engine: Engi
     for hidden in ("diff.patch", "notes.md", "tb_meta.json", "repo.bundle", "test_calc.py"):
         assert not any(name.endswith(hidden) for name in names), hidden
     # the answer commit is not reachable in the image either
-    sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id="leak-git", run_id="test-run"), cache_dir=tmp_path / "cache")
+    sandbox = DockerSandbox(
+        SandboxSpec(task=task, repo_snapshot=snap, trial_id="leak-git", run_id="test-run"), cache_dir=tmp_path / "cache"
+    )
     try:
         sandbox.start()
         result = sandbox.exec(["git", "cat-file", "-e", task.spec.repo.end_commit_sha], timeout=60)
@@ -211,7 +219,9 @@ def test_image_holds_nothing_of_the_answer(docker_task: DockerTask, engine: Engi
         sandbox.stop()
 
 
-def test_same_environment_shares_one_image_and_never_rebuilds(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
+def test_same_environment_shares_one_image_and_never_rebuilds(
+    docker_task: DockerTask, engine: Engine, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     first, snap_first = docker_task("one")
     second, snap_second = docker_task("two")  # other task dir, same repo and environment
@@ -259,7 +269,9 @@ def test_failing_setup_is_infra_error_with_output(docker_task: DockerTask, engin
 
 def test_task_dockerfile_and_missing_base_image(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
     task, snap = docker_task("own", dockerfile="FROM oneshot-base:bookworm\nRUN echo from-task > /etc/marker\n")
-    sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=snap, trial_id="own-df", run_id="test-run"), cache_dir=tmp_path / "cache")
+    sandbox = DockerSandbox(
+        SandboxSpec(task=task, repo_snapshot=snap, trial_id="own-df", run_id="test-run"), cache_dir=tmp_path / "cache"
+    )
     try:
         sandbox.start()
         assert sh(sandbox, "cat /etc/marker; git log --format=%s") == "from-task\nstart\n"
@@ -290,7 +302,10 @@ def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engi
     task, snap = docker_task("reap")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     owner = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(task.paths.root), str(snap), f"reap-{tmp_path.name}"], env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD, str(task.paths.root), str(snap), f"reap-{tmp_path.name}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert owner.stdout is not None
     name = owner.stdout.readline().strip()
@@ -327,9 +342,13 @@ def test_oneshot_docker_cli(engine: Engine) -> None:
         sys.exit(args.func(args))
         """
     )
-    engine_out = subprocess.run([sys.executable, "-c", code, "docker", "engine"], env=env, capture_output=True, text=True, check=True)
+    engine_out = subprocess.run(
+        [sys.executable, "-c", code, "docker", "engine"], env=env, capture_output=True, text=True, check=True
+    )
     assert "docker engine " in engine_out.stdout
-    base_out = subprocess.run([sys.executable, "-c", code, "docker", "base"], env=env, capture_output=True, text=True, check=True)
+    base_out = subprocess.run(
+        [sys.executable, "-c", code, "docker", "base"], env=env, capture_output=True, text=True, check=True
+    )
     assert base_out.stdout.startswith("oneshot-base:bookworm sha256:")
 
 

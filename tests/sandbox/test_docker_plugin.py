@@ -32,7 +32,9 @@ def docker_tasks(pytester: pytest.Pytester, shipped_tasks: Path, engine: Engine)
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
-def test_oracle_passes_and_nop_fails(docker_tasks: list[str], run_and_parse: Callable[..., Any], workers: list[str]) -> None:
+def test_oracle_passes_and_nop_fails(
+    docker_tasks: list[str], run_and_parse: Callable[..., Any], workers: list[str]
+) -> None:
     run = run_and_parse("tasks", "--oneshot-sandbox=docker", "--oneshot-agent=oracle", *workers)
     run.result.assert_outcomes(passed=len(docker_tasks))
     run = run_and_parse("tasks", "--oneshot-sandbox=docker", "--oneshot-agent=nop", *workers)
@@ -44,23 +46,34 @@ def _containers_of(engine: Engine, pid: int) -> list[str]:
     return engine.run("ps", "-aq", "--filter", f"label=oneshot.owner.pid={pid}").stdout.decode().split()
 
 
-def test_sigkilled_run_leaves_no_container_after_reap(pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine) -> None:
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{docker_tasks[0]}"]
+def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine) -> subprocess.Popen[bytes]:
+    """A pytest run whose agent sleeps, returned once the sleep runs in its container."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{task}"]
     argv += ["--oneshot-sandbox=docker", "--oneshot-agent=command", "--oneshot-agent-cmd=sleep 300"]
-    run = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
-        while time.monotonic() < deadline and run.poll() is None:
-            containers = _containers_of(engine, run.pid)
-            if containers and b"sleep 300" in engine.run("top", containers[0], check=False).stdout:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("the run never reached its agent phase")
-        run.send_signal(signal.SIGKILL)
-        run.wait()
-    finally:
-        run.kill()
+    run: subprocess.Popen[bytes] = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
+    while time.monotonic() < deadline and run.poll() is None:
+        containers = _containers_of(engine, run.pid)
+        if containers and b"sleep 300" in engine.run("top", containers[0], check=False).stdout:
+            return run
+        time.sleep(0.5)
+    run.kill()
+    pytest.fail("the run never reached its agent phase")
+
+
+def test_sigkilled_run_leaves_no_container_after_reap(
+    pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine
+) -> None:
+    run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
     assert _containers_of(engine, run.pid), "SIGKILL leaves the container behind: only the reaper can remove it"
     reap(engine)
+    assert _containers_of(engine, run.pid) == []
+
+
+def test_ctrl_c_removes_the_container(pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine) -> None:
+    run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=120) != 0
     assert _containers_of(engine, run.pid) == []
