@@ -15,7 +15,8 @@ import pytest
 
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.errors import OneshotError, TaskFormatError
-from pytest_oneshot.stash import registries_key, settings_key, trial_key
+from pytest_oneshot.replay import REPLAY_MODEL
+from pytest_oneshot.stash import registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
 from pytest_oneshot.task import Task, load_task
@@ -37,7 +38,7 @@ class TaskDirectory(pytest.Directory):
         settings = self.config.stash[settings_key]
         for tag in task.spec.metadata.tags:
             self.config.addinivalue_line("markers", f"{tag}: tasks tagged {tag!r}")
-        for model in settings.models:
+        for model in _models(self.config):
             label = model or settings.agent
             for rollout in range(settings.rollouts):
                 item = TaskItem.from_parent(self, name=f"{task.name}[{label}-r{rollout}]", task=task, model=model, rollout=rollout)
@@ -45,6 +46,18 @@ class TaskDirectory(pytest.Directory):
                 for tag in task.spec.metadata.tags:
                     item.add_marker(tag)
                 yield item
+
+
+def _models(config: pytest.Config) -> tuple[str | None, ...]:
+    """One item per model for agents that use one (default: replay the cassette), else one."""
+    settings = config.stash[settings_key]
+    try:
+        uses_model = getattr(config.stash[registries_key].agent.get(settings.agent), "uses_model", False)
+    except OneshotError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not uses_model:
+        return (None,)
+    return settings.models or (REPLAY_MODEL,)
 
 
 @cache
@@ -81,6 +94,7 @@ class TaskItem(pytest.Item):
                 rollout=self.rollout,
                 agent_timeout_sec=settings.timeout,
                 min_score=settings.min_score,
+                replay=self.config.stash[replay_key],
             ),
             on_phase=lambda phase, duration: self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration),
         )

@@ -19,7 +19,8 @@ from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.settings import OPTIONS, resolve
-from pytest_oneshot.stash import Registries, registries_key, settings_key, trial_key
+from pytest_oneshot.replay import ReplayService
+from pytest_oneshot.stash import Registries, registries_key, replay_key, settings_key, trial_key
 
 # Set when a collection error came from something other than a task directory.
 _other_collect_error_key = pytest.StashKey[bool]()
@@ -73,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     config.stash[settings_key] = settings
     config.stash[registries_key] = registries
+    config.stash[replay_key] = ReplayService()
     if workerinput is None:
         from pytest_oneshot.report.session import SessionReport
 
@@ -81,6 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     from pytest_oneshot.report.session import SessionReport
+
+    if replay_key in config.stash:
+        config.stash[replay_key].close()
 
     report = config.pluginmanager.get_plugin(SessionReport.plugin_name)
     if report is not None:
@@ -105,7 +110,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if _inert(config):
         return None
     settings = config.stash[settings_key]
-    models = ", ".join(model or "-" for model in settings.models)
+    models = ", ".join(settings.models) or "-"
     return [
         f"oneshot: agent={settings.agent} model={models} sandbox={settings.sandbox} "
         f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}"

@@ -65,9 +65,19 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("agent", "Agent that attempts each task (oracle, nop, command, ...)", "oracle", metavar="NAME"),
+    Option("agent", "Agent that attempts each task (codex, oracle, nop, command, ...)", "codex", metavar="NAME"),
     Option("agent_cmd", "Shell command run as the agent by --oneshot-agent=command", "", metavar="CMD"),
-    Option("model", "Model to evaluate; repeat for one item per model", None, multiple=True, metavar="MODEL"),
+    Option(
+        "model",
+        "Model to evaluate, repeat for one item per model; 'replay' replays each task's recorded cassette",
+        None,
+        multiple=True,
+        metavar="MODEL",
+    ),
+    Option("base_url", "Responses API base URL for model calls (default: the OpenAI API)", "", metavar="URL"),
+    Option("api_key_env", "Environment variable holding the model API key", "OPENAI_API_KEY", metavar="VAR"),
+    Option("reasoning_effort", "Reasoning effort passed to the model (low, medium, high, ...)", "", metavar="LEVEL"),
+    Option("codex_bin", "Path of the codex binary (default: the pinned npm install)", "", metavar="PATH"),
     Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
     Option("sandbox", "Where trials run (local, docker, ...)", "local", metavar="NAME"),
     Option("timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"),
@@ -84,7 +94,12 @@ class OneshotSettings(BaseModel):
 
     agent: str
     agent_cmd: str
-    models: tuple[str | None, ...]
+    base_url: str
+    api_key_env: str
+    reasoning_effort: str
+    codex_bin: str
+    models: tuple[str, ...]
+    """Empty when none was given: model agents then replay the tasks' cassettes."""
     rollouts: int
     sandbox: str
     timeout: float | None
@@ -95,7 +110,14 @@ class OneshotSettings(BaseModel):
     run_id: str
 
     def agent_options(self) -> dict[str, str]:
-        return {"cmd": self.agent_cmd}
+        """What agent factories receive; each agent reads the keys it knows."""
+        return {
+            "cmd": self.agent_cmd,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "reasoning_effort": self.reasoning_effort,
+            "codex_bin": self.codex_bin,
+        }
 
 
 def _parse(option: Option, raw: str, source: str) -> Any:
@@ -134,7 +156,11 @@ def resolve(
     return OneshotSettings(
         agent=values["agent"],
         agent_cmd=values["agent_cmd"],
-        models=tuple(models) if models else (None,),
+        base_url=values["base_url"],
+        api_key_env=values["api_key_env"],
+        reasoning_effort=values["reasoning_effort"],
+        codex_bin=values["codex_bin"],
+        models=tuple(models or ()),
         rollouts=values["rollouts"],
         sandbox=values["sandbox"],
         timeout=values["timeout"],

@@ -11,6 +11,7 @@ from pytest_oneshot.registry import Registry
 
 if TYPE_CHECKING:
     from pytest_oneshot.agent import AgentFactory
+    from pytest_oneshot.replay import ReplayService
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
     from pytest_oneshot.trial import TrialResult
@@ -27,3 +28,4 @@ class Registries:
 settings_key = pytest.StashKey["OneshotSettings"]()
 registries_key = pytest.StashKey[Registries]()
 trial_key = pytest.StashKey["TrialResult"]()
+replay_key = pytest.StashKey["ReplayService"]()

@@ -20,8 +20,9 @@ from pydantic import BaseModel
 
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult, TokenUsage
 from pytest_oneshot.errors import InfraError
+from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.report.rundir import write_trial_files
+from pytest_oneshot.report.rundir import item_dir_name, write_trial_files
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec
 from pytest_oneshot.scoring.rubric import RubricScore, score_rubrics, total_score
 from pytest_oneshot.scoring.tests import TestRun, graded_tests, run_hidden_tests
@@ -55,6 +56,13 @@ class TrialConfig:
     """Overrides the task's ``limits.agent_timeout_sec`` when set."""
     min_score: float | None = None
     agent_env: Mapping[str, str] = field(default_factory=dict)
+    replay: ReplayService | None = None
+    """Serves the task's cassette when ``model`` is a replay model."""
+
+    @property
+    def trial_id(self) -> str:
+        """Unique, URL- and name-safe id of this trial: run id + item."""
+        return f"{self.run_id}-{item_dir_name(self.item_id)}"
 
 
 class AgentSummary(BaseModel):
@@ -95,6 +103,7 @@ class _TrialState:
     config: TrialConfig
     result: TrialResult
     sandbox: Sandbox | None = None
+    model_base_url: str | None = None
     baseline: str = ""
     diff: bytes = b""
     agent_result: AgentResult | None = None
@@ -151,12 +160,14 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
             )
         if not task.instructions.strip():
             raise InfraError("prepare", "the task has no instructions (lm.instructions or LM_INSTRUCTIONS.md)")
+        if config.replay is not None:
+            state.model_base_url = config.replay.endpoint(task, config.model, config.trial_id)
     with state.phase(Phase.SANDBOX, on_phase):
         state.sandbox = config.sandbox_factory(
             SandboxSpec(
                 task=task,
                 repo_snapshot=repo,
-                trial_id=f"{config.run_id}-{config.item_id}",
+                trial_id=config.trial_id,
                 run_id=config.run_id,
                 network="loopback" if "loopback" in (config.agent.network, task.spec.environment.network) else "none",
                 cpus=task.spec.environment.cpus,
@@ -180,6 +191,7 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
                 log_dir=log_dir,
                 token_limit=task.spec.limits.token_limit,
                 env=config.agent_env,
+                base_url=state.model_base_url,
             ),
         )
         result.agent = _summarize_agent(config.agent.name, state.agent_result)

@@ -94,7 +94,7 @@ def test_rollouts_and_models_multiply_items(shipped_tasks: Path, pytester: pytes
 
 def test_tags_are_registered_markers_and_k_selects(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("tasks", "--collect-only", "-q", "-m", "bugfix", "-W", "error::pytest.PytestUnknownMarkWarning")
-    result.stdout.fnmatch_lines(["tasks/fix-off-by-one::fix-off-by-one[[]oracle-r0[]]", "*1/4 tests collected (3 deselected)*"])
+    result.stdout.fnmatch_lines(["tasks/fix-off-by-one::fix-off-by-one[[]replay-r0[]]", "*1/4 tests collected (3 deselected)*"])
     result = pytester.runpytest("tasks", "--collect-only", "-q", "-k", "document")
     result.stdout.fnmatch_lines(["tasks/document-cli::*", "*1/4 tests collected*"])
 
@@ -111,7 +111,7 @@ def test_last_failed_reruns_only_failures(shipped_tasks: Path, pytester: pytest.
 def test_unknown_agent_or_sandbox_fails_fast_with_known_names(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--oneshot-agent=gpt-wizard")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*unknown agent 'gpt-wizard' (known: command, nop, oracle*"])
+    result.stderr.fnmatch_lines(["*unknown agent 'gpt-wizard' (known: codex, command, nop, oracle*"])
     result = pytester.runpytest("--oneshot-sandbox=moon")
     result.stderr.fnmatch_lines(["*unknown sandbox 'moon' (known: *local*"])
 

@@ -45,6 +45,8 @@ class AgentRequest:
     token_limit: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     """Secrets and settings for the agent process only; never written to disk."""
+    base_url: str | None = None
+    """Model endpoint for this trial (replay mode), overriding the agent's configured one."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,12 @@ class AgentResult:
 
 
 class Agent(Protocol):
-    """A coding agent. ``network`` says what the sandbox must allow for it to work."""
+    """A coding agent. ``network`` says what the sandbox must allow for it to work;
+    ``uses_model`` says whether ``--oneshot-model`` means anything to it (one item per model)."""
 
     name: str
     network: Network
+    uses_model: bool
 
     def mounts(self) -> Mapping[Path, str]:
         """Host paths the agent needs inside the sandbox (read-only), e.g. its binary."""
@@ -77,5 +81,6 @@ def default_agent_registry() -> Registry[AgentFactory]:
     registry.register("oracle", "pytest_oneshot.agent.builtin:OracleAgent")
     registry.register("nop", "pytest_oneshot.agent.builtin:NopAgent")
     registry.register("command", "pytest_oneshot.agent.builtin:CommandAgent")
+    registry.register("codex", "pytest_oneshot.agent.codex:CodexAgent")
     registry.load_entry_points()
     return registry

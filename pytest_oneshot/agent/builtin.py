@@ -16,6 +16,7 @@ from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
 class _ModelFreeAgent:
     network: Network = "none"
+    uses_model = False
 
     def mounts(self) -> Mapping[Path, str]:
         return {}

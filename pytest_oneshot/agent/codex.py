@@ -56,6 +56,7 @@ class CodexAgent:
 
     name = "codex"
     network: Network = "loopback"
+    uses_model = True
 
     def __init__(self, options: Mapping[str, str]) -> None:
         self.model = options.get("model") or None
@@ -80,7 +81,7 @@ class CodexAgent:
         api_key = request.env.get(self.api_key_env) or os.environ.get(self.api_key_env)
         env = {name: value for name, value in request.env.items() if name != self.api_key_env}
         with TokenLimiter() as limiter:
-            route = limiter.add_route(self.base_url, limit=request.token_limit, api_key=api_key)
+            route = limiter.add_route(request.base_url or self.base_url, limit=request.token_limit, api_key=api_key)
             config = self.config_toml(model, route.base_url)
             (request.log_dir / "config.toml").write_text(config, encoding="utf-8")
             home = _make_home(sandbox, config, model)
