@@ -13,17 +13,19 @@ from collections.abc import Sequence
 
 from pytest_oneshot.errors import OneshotError
 
-# group name -> module defining add_commands(subparsers); imported only when used
+# group name -> module whose add_commands(subparsers) adds it; imported only when used
 COMMAND_GROUPS: dict[str, str] = {
-    "tasks": "pytest_oneshot.task_cli",
+    "docker": "pytest_oneshot.sandbox.dockerd",
+    "proxy": "proxy.proxy_cli",
+    "traces": "proxy.traces_cli",
 }
 
 
 def build_parser(groups: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oneshot", description="pytest-oneshot: agent evaluation tasks as tests")
     subparsers = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for name in groups or COMMAND_GROUPS:
-        importlib.import_module(COMMAND_GROUPS[name]).add_commands(subparsers)
+    for module in dict.fromkeys(COMMAND_GROUPS[name] for name in groups or COMMAND_GROUPS):
+        importlib.import_module(module).add_commands(subparsers)  # a module may add several groups
     return parser
 
 
