@@ -109,7 +109,9 @@ class LocalSandbox:
 
     def _argv(self, cmd: Sequence[str], cwd: str) -> list[str]:
         if not self._bwrap:
-            return list(cmd)
+            # No mount namespace: a command naming a mount point runs the host path instead.
+            remap = {sandbox_path: str(host_path) for host_path, sandbox_path in self.spec.mounts.items()}
+            return [remap.get(arg, arg) for arg in cmd]
         argv = [self._bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
         if self.spec.network == "loopback":
             argv.append("--share-net")
