@@ -35,8 +35,30 @@ import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script: use the project from this checkout
+
+from proxy.responses_server import (  # noqa: E402
+    CASSETTE_FORMAT,
+    Cassette,
+    ScriptedResponsesServer,
+    apply_patch,
+    exec_command,
+    load_cassette,
+    message,
+)
+from pytest_oneshot.agent import AgentRequest, AgentResult  # noqa: E402
+from pytest_oneshot.agent.codex import CodexAgent, find_codex  # noqa: E402
+from pytest_oneshot.errors import OneshotError, TaskFormatError  # noqa: E402
+from pytest_oneshot.repo import snapshot  # noqa: E402
+from pytest_oneshot.sandbox import SandboxSpec  # noqa: E402
+from pytest_oneshot.sandbox.local import LocalSandbox  # noqa: E402
+from pytest_oneshot.task import Task, load_task  # noqa: E402
+from pytest_oneshot.workspace import Workspace  # noqa: E402
+
 SOURCES = ROOT / "scripts" / "example_task_sources"
 TASKS = ROOT / "tasks"
 
@@ -84,6 +106,190 @@ def git_bytes(*args: str, cwd: Path) -> bytes:
 
 def git_out(*args: str, cwd: Path) -> str:
     return git(*args, cwd=cwd).stdout.strip()
+
+
+# --------------------------------------------------------------------------------------------
+# unified diff -> codex apply_patch
+
+
+class PatchConversionError(ValueError):
+    """A git diff holds a change codex's ``apply_patch`` cannot express."""
+
+
+_HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_NO_NEWLINE = "\\ No newline at end of file"
+# Extended header lines apply_patch has no counterpart for (it writes text files, mode 0644).
+_UNSUPPORTED = {
+    "old mode ": "a file mode change",
+    "rename from ": "a rename (make the diff with --no-renames)",
+    "copy from ": "a copy",
+    "GIT binary patch": "a binary diff",
+    "Binary files ": "a binary diff",
+}
+
+
+@dataclass
+class _FileDiff:
+    """One file's section of a git diff: what happens to it and its hunks' lines."""
+
+    path: str
+    kind: str  # "add", "delete" or "update"
+    hunks: list[list[str]] = field(default_factory=list)
+
+
+def unified_to_apply_patch(diff: str) -> str:
+    """The ``apply_patch`` input (``*** Begin Patch`` ... ``*** End Patch``) making git diff ``diff``'s change.
+
+    Each git hunk becomes a bare ``@@`` chunk with the same ' ', '-', '+' lines: codex finds a
+    chunk by its old lines, searching forward from the previous chunk, so git's context lines
+    are what anchor it (git's ``@@ ... @@ funcname`` is not reused: codex would seek that line
+    *after* the previous chunk and fail when two hunks share it).
+
+    Raises:
+        PatchConversionError: binary diffs, mode changes, renames, copies, quoted paths, hunks
+            without old lines (codex appends those at the end of the file) and files whose new
+            version ends without a newline (codex always writes one).
+    """
+    sections = _split_files(diff)
+    out = ["*** Begin Patch"]
+    for section in sections:
+        file = _parse_file(section)
+        if file.kind == "delete":
+            out.append(f"*** Delete File: {file.path}")
+        elif file.kind == "add":
+            out.append(f"*** Add File: {file.path}")
+            out += [line for hunk in file.hunks for line in _chunk_lines(file.path, hunk)]
+        else:
+            out.append(f"*** Update File: {file.path}")
+            for hunk in file.hunks:
+                out += ["@@", *_chunk_lines(file.path, hunk)]
+    out.append("*** End Patch")
+    return "\n".join(out) + "\n"
+
+
+def _split_files(diff: str) -> list[list[str]]:
+    lines = diff.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    starts = [index for index, line in enumerate(lines) if line.startswith("diff --git ")]
+    if not starts or any(line.strip() for line in lines[: starts[0]]):
+        raise PatchConversionError("not a git diff: expected it to start with 'diff --git'")
+    return [lines[start:end] for start, end in zip(starts, [*starts[1:], len(lines)])]
+
+
+def _parse_file(section: list[str]) -> _FileDiff:
+    header = section[0].removeprefix("diff --git ")
+    kind, index = "update", 1
+    while index < len(section) and not section[index].startswith("@@"):
+        line = section[index]
+        for prefix, what in _UNSUPPORTED.items():
+            if line.startswith(prefix):
+                raise PatchConversionError(f"{header}: {what} cannot be expressed with apply_patch")
+        if line.startswith("new file mode "):
+            kind = "add"
+            if line != "new file mode 100644":
+                raise PatchConversionError(f"{header}: {line!r}: apply_patch creates plain 0644 files only")
+        elif line.startswith("deleted file mode "):
+            kind = "delete"
+        index += 1
+    half = (len(header) - 5) // 2  # the header is "a/P b/P"
+    file = _FileDiff(header[2 : 2 + half], kind)
+    if header.startswith('"') or header != f"a/{file.path} b/{file.path}":
+        raise PatchConversionError(f"{header}: cannot read the path (quoted paths are not supported)")
+    while index < len(section):
+        index = _read_hunk(section, index, file)
+    if kind == "update" and not file.hunks:
+        raise PatchConversionError(f"{file.path}: no content change to express")
+    return file
+
+
+def _read_hunk(section: list[str], index: int, file: _FileDiff) -> int:
+    """Append the hunk starting at ``section[index]`` to ``file``; return the index after it."""
+    match = _HUNK_HEADER.match(section[index])
+    if not match:
+        raise PatchConversionError(f"{file.path}: expected a hunk header, got {section[index]!r}")
+    old_start, old_len, _, new_len = (int(group) if group is not None else 1 for group in match.groups())
+    hunk: list[str] = []
+    index += 1
+    while old_len > 0 or new_len > 0 or (index < len(section) and section[index] == _NO_NEWLINE):
+        if index >= len(section):
+            raise PatchConversionError(f"{file.path}: hunk at old line {old_start} is cut short")
+        line = section[index]
+        tag = line[:1]
+        if tag not in (" ", "-", "+", "\\"):
+            raise PatchConversionError(f"{file.path}: malformed hunk line {line!r}")
+        old_len -= tag in (" ", "-")
+        new_len -= tag in (" ", "+")
+        hunk.append(line)
+        index += 1
+    if file.kind == "update" and old_start != 0 and not any(line[:1] in (" ", "-") for line in hunk):
+        raise PatchConversionError(
+            f"{file.path}: hunk at old line {old_start} has no context lines, and apply_patch would append it at "
+            "the end of the file; make the diff with context (git diff -U3)"
+        )
+    file.hunks.append(hunk)
+    return index
+
+
+def _chunk_lines(path: str, hunk: list[str]) -> list[str]:
+    """The hunk's lines for apply_patch: a missing newline may only be the old version's."""
+    lines: list[str] = []
+    for line in hunk:
+        if line != _NO_NEWLINE:
+            lines.append(line)
+        elif not lines or lines[-1][:1] != "-":
+            raise PatchConversionError(
+                f"{path}: the new version ends without a newline, which apply_patch cannot write (it ends every "
+                "file with one)"
+            )
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# replay cassette
+
+REPLAY_CASSETTE = Path("cassettes") / "replay.json"
+REPLAY_MODEL = "replay"
+REPLAY_TEST_COMMAND = "python -m pytest -q"
+_PROMPT_TOKENS = 7_900
+"""About what codex 0.169's developer prompt and tool schemas cost, before the task's words."""
+_RESULT_TOKENS = {"call_look": 1_400, "call_patch": 40, "call_tests": 60}
+"""Rough size of each tool result the model reads back in the next request."""
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def build_cassette(task_id: str, source: dict, diff: bytes) -> dict[str, Any]:
+    """The scripted trajectory replaying the reference solution: look, patch, test, summarise.
+
+    ``source["replay"]`` gives the look command and the closing summary; the patch is
+    ``diff`` in apply_patch form. Usage grows with the history the way codex re-sends it.
+    """
+    steps = [
+        exec_command(source["replay"]["look"], call_id="call_look"),
+        apply_patch(unified_to_apply_patch(diff.decode("utf-8")), call_id="call_patch"),
+        exec_command(REPLAY_TEST_COMMAND, call_id="call_tests"),
+        message(source["replay"]["summary"]),
+    ]
+    turns = []
+    history, cached = _PROMPT_TOKENS + _tokens(source["instructions"]), 0
+    for item in steps:
+        written = _tokens(json.dumps(item))
+        turns.append(
+            {"output": [item], "usage": {"input_tokens": history, "cached_input_tokens": cached, "output_tokens": written}}
+        )
+        cached = history // 128 * 128  # the prompt cache holds the previous request, in 128-token blocks
+        history += written + _RESULT_TOKENS.get(item.get("call_id", ""), 0)
+    cassette = {"format": CASSETTE_FORMAT, "model": REPLAY_MODEL, "task_id": task_id, "turns": turns}
+    Cassette.model_validate(cassette)
+    return cassette
+
+
+def cassette_bytes(cassette: dict[str, Any]) -> bytes:
+    """The file form of a cassette: stable key order and indentation, so rebuilds are byte-identical."""
+    return (json.dumps(cassette, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -197,6 +403,12 @@ def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(git_bytes("show", f"{end}:{path}", cwd=repo))
     (out_dir / "diff.patch").write_bytes(patch)
+    try:
+        cassette = build_cassette(out_dir.name, source, patch)
+    except PatchConversionError as exc:
+        raise SystemExit(f"{src_dir}: the reference diff cannot be replayed: {exc}") from None
+    (out_dir / REPLAY_CASSETTE).parent.mkdir()
+    (out_dir / REPLAY_CASSETTE).write_bytes(cassette_bytes(cassette))
     shutil.copyfile(src_dir / "notes.md", out_dir / "notes.md")
     meta = _tb_meta(out_dir.name, source, start, end)
     (out_dir / "tb_meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
