@@ -41,7 +41,10 @@ def mitmdump() -> Path:
         try:
             return install_mitmproxy()
         except ProxyError as failed:
-            pytest.skip(f"mitmproxy unavailable: {not_found}; and {failed}")
+            reason = f"mitmproxy unavailable: {not_found}; and {failed}"
+            if os.environ.get("ONESHOT_REQUIRE_MITMPROXY"):
+                pytest.fail(f"ONESHOT_REQUIRE_MITMPROXY is set but {reason}", pytrace=False)
+            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
