@@ -251,6 +251,7 @@ def _chunk_lines(path: str, hunk: list[str]) -> list[str]:
 REPLAY_CASSETTE = Path("cassettes") / "replay.json"
 REPLAY_MODEL = "replay"
 REPLAY_TEST_COMMAND = "python -m pytest -q"
+REPLAY_TIMEOUT_SEC = 120.0
 _PROMPT_TOKENS = 7_900
 """About what codex 0.169's developer prompt and tool schemas cost, before the task's words."""
 _RESULT_TOKENS = {"call_look": 1_400, "call_patch": 40, "call_tests": 60}
@@ -424,6 +425,12 @@ class Row:
     check: str
     ok: bool
     detail: str = ""
+    skipped: bool = False
+    """Not verified here (e.g. no codex binary): neither a pass nor a failure."""
+
+    @property
+    def mark(self) -> str:
+        return "SKIPPED" if self.skipped else "ok" if self.ok else "FAIL"
 
 
 @dataclass
@@ -435,15 +442,23 @@ class Report:
         self.rows.append(Row(check, ok, detail))
         return ok
 
+    def skip(self, check: str, detail: str) -> None:
+        self.rows.append(Row(check, False, detail, skipped=True))
+
     @property
     def ok(self) -> bool:
-        return all(row.ok for row in self.rows)
+        return all(row.ok or row.skipped for row in self.rows)
+
+    @property
+    def skipped(self) -> int:
+        return sum(row.skipped for row in self.rows)
 
     def render(self) -> str:
         width = max(len(row.check) for row in self.rows)
-        lines = [f"== {self.task}: {'OK' if self.ok else 'FAILED'}"]
+        status = ("OK" if self.ok else "FAILED") + (f" ({self.skipped} check(s) SKIPPED)" if self.skipped else "")
+        lines = [f"== {self.task}: {status}"]
         for row in self.rows:
-            lines.append(f"  {row.check:<{width}}  {'ok  ' if row.ok else 'FAIL'}  {row.detail}")
+            lines.append(f"  {row.check:<{width}}  {row.mark:<7}  {row.detail}")
         return "\n".join(lines)
 
 
@@ -527,20 +542,12 @@ def check_task(task_dir: Path) -> Report:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         report.add("tb_meta.json", False, f"{meta_path}: {exc}")
         return report
-    detail = f"{len(f2p)} F2P, {len(p2p)} P2P"
+    detail = f"{len(f2p)} F2P, {len(p2p)} P2P; load_task ok"
     try:
-        sys.path.insert(0, str(ROOT))
-        from pytest_oneshot.task import load_task  # noqa: PLC0415 (optional: needs pydantic)
-
-        load_task(task_dir)
-        detail += "; load_task ok"
-    except ImportError:
-        detail += "; load_task not importable (skipped)"
+        task = load_task(task_dir)
     except Exception as exc:  # noqa: BLE001 (report any validation problem as a failed row)
         report.add("tb_meta.json", False, str(exc))
         return report
-    finally:
-        sys.path.remove(str(ROOT))
     shas_ok = all(re.fullmatch(r"[0-9a-f]{40}", sha) for sha in (start, end))
     report.add("tb_meta.json", bool(f2p) and shas_ok, detail if shas_ok else f"{detail}; SHAs must be 40 hex digits")
 
@@ -610,7 +617,115 @@ def check_task(task_dir: Path) -> Report:
         )
         ok, detail = _summary(_run_tests(end_repo, command, listed, collected_end, timeout), "pass")
         report.add("after diff: all pass", ok, detail)
+        check_replay(task, report, hidden, base / "replay")
     return report
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What one codex run on a cassette did: its outcome, its edits and the turns it was served."""
+
+    result: AgentResult
+    diff: bytes
+    turns_served: list[int | None]
+    tool_outputs: dict[str, str]
+
+
+def replay_cassette(task: Task, cassette: Cassette, codex_bin: Path, scratch: Path) -> Replay:
+    """Run the real codex binary on ``task`` in a local sandbox, with ``cassette`` as the model."""
+    with ScriptedResponsesServer() as server:
+        url = server.add_script(task.name, cassette)
+        agent = CodexAgent({"model": cassette.model, "base_url": url, "codex_bin": str(codex_bin)})
+        spec = SandboxSpec(
+            task=task,
+            repo_snapshot=snapshot(task, scratch / "cache"),
+            trial_id=f"replay-{task.name}",
+            run_id="build-check",
+            network=agent.network,
+            mounts=agent.mounts(),
+        )
+        sandbox = LocalSandbox(spec)
+        try:
+            sandbox.start()
+            request = AgentRequest(task, task.instructions, cassette.model, REPLAY_TIMEOUT_SEC, scratch / "agent")
+            result = agent.run(sandbox, request)
+            diff = Workspace.open(sandbox).collect_diff("HEAD")
+        finally:
+            sandbox.stop()
+        served = server.requests(task.name)
+    return Replay(result, diff, [r.turn for r in served], served[-1].tool_outputs() if served else {})
+
+
+def _differing_paths(bundle: Path, agent_diff: bytes, reference: Path, repo: Path) -> list[str]:
+    """Paths where codex's tree differs from the one ``reference`` gives; leaves codex's tree in ``repo``."""
+    _clone(bundle, repo)
+    agent_patch = repo.parent / "agent.diff"
+    agent_patch.write_bytes(agent_diff)
+    git("apply", "--binary", "--index", str(agent_patch), cwd=repo)
+    agent_tree = git_out("write-tree", cwd=repo)
+    git("reset", "-q", "--hard", cwd=repo)
+    git("apply", "--binary", "--index", str(reference), cwd=repo)
+    differing = git_out("diff-index", "--cached", "--name-only", agent_tree, cwd=repo).splitlines()
+    git("read-tree", "-u", "--reset", agent_tree, cwd=repo)
+    return differing
+
+
+def _exit_codes(tool_outputs: dict[str, str], call_ids: list[str]) -> dict[str, str]:
+    """call id -> the exit code codex reported for that command ("?" when it reported none)."""
+    codes = {}
+    for call_id in call_ids:
+        found = re.search(r"Process exited with code (-?\d+)", tool_outputs.get(call_id, ""))
+        codes[call_id] = found.group(1) if found else "?"
+    return codes
+
+
+def check_replay(task: Task, report: Report, hidden: dict[str, bytes], scratch: Path) -> None:
+    """The cassette is current, and the real codex replaying it makes diff.patch's change and passes the tests."""
+    path = task.paths.root / REPLAY_CASSETTE
+    try:
+        cassette = load_cassette(path)
+    except TaskFormatError as exc:
+        report.add("cassette loads", False, str(exc))
+        return
+    report.add("cassette loads", cassette.task_id == task.name, f"{len(cassette.turns)} turns, task_id {cassette.task_id!r}")
+    source_path = SOURCES / task.name / "task.json"
+    try:
+        source = json.loads(source_path.read_text(encoding="utf-8"))
+        expected = cassette_bytes(build_cassette(task.name, source, task.reference_patch()))
+    except (OSError, ValueError, KeyError) as exc:
+        report.add("cassette current", False, f"cannot regenerate it: {exc}")
+    else:
+        current = path.read_bytes() == expected
+        report.add("cassette current", current, "" if current else f"stale: rebuild with {Path(__file__).name}")
+    try:
+        codex_bin = find_codex()
+    except OneshotError as exc:
+        report.skip("codex replay", f"codex not found, cassette not replayed: {exc}")
+        return
+    scratch.mkdir()
+    replay = replay_cassette(task, cassette, codex_bin, scratch)
+    in_order = replay.turns_served == list(range(len(cassette.turns)))
+    report.add(
+        "codex replay",
+        replay.result.status == "completed" and in_order,
+        ": ".join(filter(None, [replay.result.status, replay.result.message])) + f"; turns served {replay.turns_served}",
+    )
+    commands = [item["call_id"] for turn in cassette.turns for item in turn.output if item.get("name") == "exec_command"]
+    codes = _exit_codes(replay.tool_outputs, commands)
+    report.add("replay: commands exit 0", set(codes.values()) == {"0"}, ", ".join(f"{k}={v}" for k, v in codes.items()))
+    if not replay.diff:
+        report.add("replay = diff.patch", False, "codex changed nothing")
+        return
+    repo = scratch / "repo"
+    differing = _differing_paths(task.paths.root / "repo.bundle", replay.diff, task.paths.reference_diff, repo)
+    report.add("replay = diff.patch", not differing, "differ: " + ", ".join(differing) if differing else "same tree")
+    meta = task.spec.tests
+    listed = [*meta.fail_to_pass, *meta.pass_to_pass]
+    _write_files(repo, hidden)
+    collected = _collect(repo, meta.command, sorted(hidden))
+    timeout = float(task.spec.limits.tests_timeout_sec)
+    ok, detail = _summary(_run_tests(repo, meta.command, listed, collected, timeout), "pass")
+    report.add("replay: all pass", ok, detail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,7 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         for report in reports:
             print(report.render())
         failed = [r.task for r in reports if not r.ok]
-        print(f"\n{len(reports) - len(failed)}/{len(reports)} task(s) OK" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        skipped = [r.task for r in reports if r.skipped]
+        print(
+            f"\n{len(reports) - len(failed)}/{len(reports)} task(s) OK"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+            + (f"; SKIPPED checks in: {', '.join(skipped)}" if skipped else "")
+        )
         return 1 if failed else 0
     for name in names:
         start, end = build_task(SOURCES / name, TASKS / name)
