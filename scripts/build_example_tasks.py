@@ -174,7 +174,7 @@ def _split_files(diff: str) -> list[list[str]]:
     starts = [index for index, line in enumerate(lines) if line.startswith("diff --git ")]
     if not starts or any(line.strip() for line in lines[: starts[0]]):
         raise PatchConversionError("not a git diff: expected it to start with 'diff --git'")
-    return [lines[start:end] for start, end in zip(starts, [*starts[1:], len(lines)])]
+    return [lines[start:end] for start, end in zip(starts, [*starts[1:], len(lines)], strict=True)]
 
 
 def _parse_file(section: list[str]) -> _FileDiff:
@@ -278,9 +278,8 @@ def build_cassette(task_id: str, source: dict, diff: bytes) -> dict[str, Any]:
     history, cached = _PROMPT_TOKENS + _tokens(source["instructions"]), 0
     for item in steps:
         written = _tokens(json.dumps(item))
-        turns.append(
-            {"output": [item], "usage": {"input_tokens": history, "cached_input_tokens": cached, "output_tokens": written}}
-        )
+        usage = {"input_tokens": history, "cached_input_tokens": cached, "output_tokens": written}
+        turns.append({"output": [item], "usage": usage})
         cached = history // 128 * 128  # the prompt cache holds the previous request, in 128-token blocks
         history += written + _RESULT_TOKENS.get(item.get("call_id", ""), 0)
     cassette = {"format": CASSETTE_FORMAT, "model": REPLAY_MODEL, "task_id": task_id, "turns": turns}
@@ -687,7 +686,8 @@ def check_replay(task: Task, report: Report, hidden: dict[str, bytes], scratch: 
     except TaskFormatError as exc:
         report.add("cassette loads", False, str(exc))
         return
-    report.add("cassette loads", cassette.task_id == task.name, f"{len(cassette.turns)} turns, task_id {cassette.task_id!r}")
+    detail = f"{len(cassette.turns)} turns, task_id {cassette.task_id!r}"
+    report.add("cassette loads", cassette.task_id == task.name, detail)
     source_path = SOURCES / task.name / "task.json"
     try:
         source = json.loads(source_path.read_text(encoding="utf-8"))
@@ -705,14 +705,14 @@ def check_replay(task: Task, report: Report, hidden: dict[str, bytes], scratch: 
     scratch.mkdir()
     replay = replay_cassette(task, cassette, codex_bin, scratch)
     in_order = replay.turns_served == list(range(len(cassette.turns)))
-    report.add(
-        "codex replay",
-        replay.result.status == "completed" and in_order,
-        ": ".join(filter(None, [replay.result.status, replay.result.message])) + f"; turns served {replay.turns_served}",
-    )
-    commands = [item["call_id"] for turn in cassette.turns for item in turn.output if item.get("name") == "exec_command"]
+    outcome = ": ".join(filter(None, [replay.result.status, replay.result.message]))
+    completed = replay.result.status == "completed"
+    report.add("codex replay", completed and in_order, f"{outcome}; turns served {replay.turns_served}")
+    items = [item for turn in cassette.turns for item in turn.output]
+    commands = [item["call_id"] for item in items if item.get("name") == "exec_command"]
     codes = _exit_codes(replay.tool_outputs, commands)
-    report.add("replay: commands exit 0", set(codes.values()) == {"0"}, ", ".join(f"{k}={v}" for k, v in codes.items()))
+    detail = ", ".join(f"{call_id}={code}" for call_id, code in codes.items())
+    report.add("replay: commands exit 0", set(codes.values()) == {"0"}, detail)
     if not replay.diff:
         report.add("replay = diff.patch", False, "codex changed nothing")
         return
