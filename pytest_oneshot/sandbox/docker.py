@@ -345,6 +345,10 @@ class DockerSandbox(Sandbox):
         )
         labels = {f"{_LABEL}.run_id": spec.run_id, f"{_LABEL}.trial": spec.trial_id, **Owner.current().labels()}
         argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sleep", "-w", self.workdir]
+        # As in the local sandbox, the system is read-only, so the agent cannot tamper with the git,
+        # python or shell the harness runs after it; the workspace is an anonymous volume seeded
+        # from the image (removed with the container), HOME and /tmp are scratch.
+        argv += ["--read-only", "--volume", WORKSPACE, "--tmpfs", "/tmp:exec", "--tmpfs", "/root", "--tmpfs", "/run"]
         argv += ["--network", "host" if spec.network == "loopback" else "none"]
         argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
         for key, value in {**labels, **_SANDBOX_ENV}.items():

@@ -107,10 +107,10 @@ def test_write_and_read_files(make_sandbox: MakeSandbox) -> None:
 def test_write_replaces_symlinks_and_never_leaves_the_workspace(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox()
     # the agent plants a file symlink and a directory symlink pointing out of the workspace
-    sh(sandbox, "mkdir /outside && ln -s /outside/f target.txt && ln -s /outside tests && ln -s /etc/hostname peek")
+    sh(sandbox, "mkdir /tmp/out && ln -s /tmp/out/f target.txt && ln -s /tmp/out tests && ln -s /etc/hostname peek")
     sandbox.write_file("target.txt", b"mine")
     sandbox.write_file("tests/test_calc.py", b"hidden")
-    assert sh(sandbox, "ls -A /outside") == ""
+    assert sh(sandbox, "ls -A /tmp/out") == ""
     assert sh(sandbox, "test ! -L target.txt && test ! -L tests && cat target.txt tests/test_calc.py") == "minehidden"
     with pytest.raises(PermissionError):
         sandbox.read_file("peek")
@@ -170,6 +170,13 @@ def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -
     assert sh(sandbox, "cat /opt/agent/agent") == "binary"
     result = sandbox.exec(["sh", "-c", "echo x > /opt/agent/agent"], timeout=60)
     assert result.returncode != 0 and b"Read-only file system" in result.stderr
+
+
+def test_system_is_read_only_and_workspace_home_tmp_writable(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()
+    result = sandbox.exec(["sh", "-c", "echo evil > /usr/bin/git"], timeout=60)
+    assert result.returncode != 0 and b"Read-only file system" in result.stderr
+    assert sh(sandbox, "touch new.txt ~/h /tmp/t && git status --porcelain") == "?? new.txt\n"
 
 
 def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine) -> None:
