@@ -8,7 +8,6 @@ not solve the task is a pytest failure.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import cache
 from typing import Any
 
 import pytest
@@ -16,9 +15,9 @@ import pytest
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.replay import REPLAY_MODEL
-from pytest_oneshot.stash import registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
+from pytest_oneshot.stash import agent_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import Task, load_task
 from pytest_oneshot.trial import TrialConfig, run_trial
 
@@ -41,7 +40,9 @@ class TaskDirectory(pytest.Directory):
         for model in _models(self.config):
             label = model or settings.agent
             for rollout in range(settings.rollouts):
-                item = TaskItem.from_parent(self, name=f"{task.name}[{label}-r{rollout}]", task=task, model=model, rollout=rollout)
+                item = TaskItem.from_parent(
+                    self, name=f"{task.name}[{label}-r{rollout}]", task=task, model=model, rollout=rollout
+                )
                 item.add_marker("oneshot")
                 for tag in task.spec.metadata.tags:
                     item.add_marker(tag)
@@ -60,10 +61,12 @@ def _models(config: pytest.Config) -> tuple[str | None, ...]:
     return settings.models or (REPLAY_MODEL,)
 
 
-@cache
-def _agent(factory: Any, options: tuple[tuple[str, str], ...]) -> Agent:
-    """One agent object per (factory, options): agents hold configuration, not trial state."""
-    return factory(dict(options))
+def _agent(config: pytest.Config) -> Agent:
+    if agent_key not in config.stash:
+        settings = config.stash[settings_key]
+        factory = config.stash[registries_key].agent.get(settings.agent)
+        config.stash[agent_key] = factory(settings.agent_options())
+    return config.stash[agent_key]
 
 
 class TaskItem(pytest.Item):
@@ -77,7 +80,7 @@ class TaskItem(pytest.Item):
         settings = self.config.stash[settings_key]
         registries = self.config.stash[registries_key]
         try:
-            agent = _agent(registries.agent.get(settings.agent), tuple(sorted(settings.agent_options().items())))
+            agent = _agent(self.config)
             sandbox_factory = registries.sandbox.get(settings.sandbox)
         except OneshotError as exc:
             pytest.fail(str(exc), pytrace=False)

@@ -17,14 +17,15 @@ import pytest
 from pytest_oneshot import hookspecs
 from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.settings import OPTIONS, resolve
-from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.stash import Registries, registries_key, replay_key, settings_key, trial_key
+from pytest_oneshot.task import META_FILE
 
 # Set when a collection error came from something other than a task directory.
 _other_collect_error_key = pytest.StashKey[bool]()
-from pytest_oneshot.task import META_FILE
+
 
 def _inert(config: pytest.Config) -> bool:
     """Inside a sandbox the plugin must not collect tasks: the hidden tests run there."""

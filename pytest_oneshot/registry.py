@@ -63,4 +63,3 @@ class Registry(Generic[T]):
                 ) from None
             self._entries[name] = entry
         return entry  # type: ignore[return-value]
-

@@ -10,7 +10,6 @@ URL, so concurrent trials never share a script. ``replay`` plays ``cassettes/rep
 from __future__ import annotations
 
 import threading
-
 from typing import TYPE_CHECKING
 
 from pytest_oneshot.errors import InfraError, TaskFormatError

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from pytest_oneshot.errors import RepoUnavailableError
@@ -52,12 +53,20 @@ def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC)
     return proc.stdout.strip()
 
 
+@cache
+def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
+    """sha256 of a bundle, computed once per process per version of the file."""
+    del mtime_ns, size  # part of the cache key only
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _source_key(task: Task) -> str:
     spec = task.spec.repo
+    origin = spec.git_url
     if task.bundle_path is not None:
-        origin = hashlib.sha256(task.bundle_path.read_bytes()).hexdigest()
-    else:
-        origin = spec.git_url
+        stat = task.bundle_path.stat()
+        origin = _file_digest(task.bundle_path.resolve(), stat.st_mtime_ns, stat.st_size)
     blob = "\0".join([origin, spec.start_commit_sha, spec.branch, ",".join(spec.sparse_checkout)])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

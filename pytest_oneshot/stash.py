@@ -10,7 +10,7 @@ import pytest
 from pytest_oneshot.registry import Registry
 
 if TYPE_CHECKING:
-    from pytest_oneshot.agent import AgentFactory
+    from pytest_oneshot.agent import Agent, AgentFactory
     from pytest_oneshot.replay import ReplayService
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
@@ -25,7 +25,9 @@ class Registries:
     agent: Registry[AgentFactory]
 
 
-settings_key = pytest.StashKey["OneshotSettings"]()
-registries_key = pytest.StashKey[Registries]()
-trial_key = pytest.StashKey["TrialResult"]()
-replay_key = pytest.StashKey["ReplayService"]()
+settings_key: pytest.StashKey[OneshotSettings] = pytest.StashKey()
+registries_key: pytest.StashKey[Registries] = pytest.StashKey()
+replay_key: pytest.StashKey[ReplayService] = pytest.StashKey()
+agent_key: pytest.StashKey[Agent] = pytest.StashKey()
+"""The session's agent, built on first use (agents hold configuration, not trial state)."""
+trial_key: pytest.StashKey[TrialResult] = pytest.StashKey()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from pytest_oneshot.errors import TaskFormatError
 
@@ -190,7 +191,10 @@ class TaskSpec(_Model):
         for index, script in enumerate(self.evaluation.test_scripts):
             if script.rubric_id not in ids:
                 problems.append(
-                    (f"evaluation.test_scripts[{index}].rubric_id", f"unknown rubric {script.rubric_id!r} (known: {known})")
+                    (
+                        f"evaluation.test_scripts[{index}].rubric_id",
+                        f"unknown rubric {script.rubric_id!r} (known: {known})",
+                    )
                 )
         if self.tests.rubric_id is not None and self.tests.rubric_id not in ids:
             problems.append(("tests.rubric_id", f"unknown rubric {self.tests.rubric_id!r} (known: {known})"))
@@ -288,7 +292,7 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _describe(error: dict[str, Any]) -> tuple[str | None, str]:
+def _describe(error: ErrorDetails) -> tuple[str | None, str]:
     field = _field_path(tuple(error.get("loc", ()))) or None
     message = str(error.get("msg", "invalid"))
     message = message.removeprefix("Value error, ")

@@ -59,7 +59,9 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
         (src / "tests").mkdir()
         _git(src, "init", "-q", "-b", "main")
         (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a - b\n")
-        (src / "tests" / "test_calc.py").write_text("from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n")
+        (src / "tests" / "test_calc.py").write_text(
+            "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
+        )
         _git(src, "add", "-A")
         _git(src, "commit", "-qm", "start")
         start = _git(src, "rev-parse", "HEAD")
@@ -70,9 +72,8 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
         (dest / "diff.patch").write_text(diff)
         (dest / "notes.md").write_text("the fix: use + instead of -\n")
         (dest / "tests").mkdir()
-        (dest / "tests" / "test_calc.py").write_text(
-            "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
-        )
+        hidden = "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\ndef test_add():\n"
+        (dest / "tests" / "test_calc.py").write_text(hidden + "    assert add(2, 3) == 5\n")
         meta: dict[str, Any] = {
             "task_id": dest.name,
             "metadata": {"title": "Fix add", "tags": ["bugfix"]},

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+
 def _without_index_lines(diff: str) -> list[str]:
     """``git diff --binary`` writes full blob ids on ``index`` lines; the change itself must match."""
     return [line for line in diff.strip().splitlines() if not line.startswith("index ")]
@@ -41,8 +42,10 @@ def test_oracle_passes_every_shipped_task(shipped_tasks: Path, run_and_parse: Ca
     fix = items["fix-off-by-one[oracle-r0]"]["tests"]
     assert props["oneshot.outcome"] == "passed"
     assert props["oneshot.rubric.code_quality"] == "unscored"
-    assert props["oneshot.fail_to_pass.passed"] == props["oneshot.fail_to_pass.total"] == str(
-        sum(1 for kind in fix["kinds"].values() if kind == "fail_to_pass")
+    assert (
+        props["oneshot.fail_to_pass.passed"]
+        == props["oneshot.fail_to_pass.total"]
+        == str(sum(1 for kind in fix["kinds"].values() if kind == "fail_to_pass"))
     )
     assert float(props["oneshot.phase.tests"]) > 0
     summary = {row["task"]: row for row in run.report["summary"]}
@@ -70,9 +73,16 @@ def test_malformed_tasks_are_collection_errors_and_valid_tasks_still_run(
     for name, text in broken.items():
         (shipped_tasks / name).mkdir()
         (shipped_tasks / name / "tb_meta.json").write_text(text)
-    result = pytester.runpytest_subprocess("tasks/bad-json", "tasks/no-repo", "tasks/fix-off-by-one", "--oneshot-agent=oracle")
+    result = pytester.runpytest_subprocess(
+        "tasks/bad-json", "tasks/no-repo", "tasks/fix-off-by-one", "--oneshot-agent=oracle"
+    )
     result.assert_outcomes(passed=1, errors=2)
-    result.stdout.fnmatch_lines(["*tasks/bad-json/tb_meta.json: not valid JSON*", "*tasks/no-repo/tb_meta.json: repo: required field is missing*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*tasks/bad-json/tb_meta.json: not valid JSON*",
+            "*tasks/no-repo/tb_meta.json: repo: required field is missing*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -85,7 +95,12 @@ def test_xdist_runs_share_one_run_dir_and_report(shipped_tasks: Path, run_and_pa
 
 def test_rollouts_and_models_multiply_items(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
-        "tasks/fix-off-by-one", "--collect-only", "-q", "--oneshot-model=m1", "--oneshot-model=m2", "--oneshot-rollouts=2"
+        "tasks/fix-off-by-one",
+        "--collect-only",
+        "-q",
+        "--oneshot-model=m1",
+        "--oneshot-model=m2",
+        "--oneshot-rollouts=2",
     )
     result.stdout.fnmatch_lines(
         [f"tasks/fix-off-by-one::fix-off-by-one[[]{model}-r{r}[]]" for model in ("m1", "m2") for r in (0, 1)]
@@ -93,8 +108,12 @@ def test_rollouts_and_models_multiply_items(shipped_tasks: Path, pytester: pytes
 
 
 def test_tags_are_registered_markers_and_k_selects(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest("tasks", "--collect-only", "-q", "-m", "bugfix", "-W", "error::pytest.PytestUnknownMarkWarning")
-    result.stdout.fnmatch_lines(["tasks/fix-off-by-one::fix-off-by-one[[]replay-r0[]]", "*1/4 tests collected (3 deselected)*"])
+    result = pytester.runpytest(
+        "tasks", "--collect-only", "-q", "-m", "bugfix", "-W", "error::pytest.PytestUnknownMarkWarning"
+    )
+    result.stdout.fnmatch_lines(
+        ["tasks/fix-off-by-one::fix-off-by-one[[]replay-r0[]]", "*1/4 tests collected (3 deselected)*"]
+    )
     result = pytester.runpytest("tasks", "--collect-only", "-q", "-k", "document")
     result.stdout.fnmatch_lines(["tasks/document-cli::*", "*1/4 tests collected*"])
 

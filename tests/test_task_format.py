@@ -26,13 +26,23 @@ def test_prepared_form_with_inline_test_scripts(tmp_path: Path) -> None:
     meta = {
         "task_id": "add-hello_20250101_000000",
         "metadata": {"title": "Add hello", "tags": ["docs"]},
-        "repo": {"git_url": "/nowhere", "branch": "main", "start_commit_sha": "a" * 40, "end_commit_sha": "b" * 40,
-                 "subdir": "", "sparse_checkout": []},
+        "repo": {
+            "git_url": "/nowhere",
+            "branch": "main",
+            "start_commit_sha": "a" * 40,
+            "end_commit_sha": "b" * 40,
+            "subdir": "",
+            "sparse_checkout": [],
+        },
         "lm": {"instructions": "Add hello"},
         "evaluation": {
-            "rubrics": [{"id": "task_completion", "criterion": "done", "weight": 0.4, "evaluation_criteria": ["x"]},
-                        {"id": "testing", "criterion": "tested", "weight": 0.6}],
-            "test_scripts": [{"path": "tests/test_hello.py", "rubric_id": "testing", "content": "def test_x():\n    pass\n"}],
+            "rubrics": [
+                {"id": "task_completion", "criterion": "done", "weight": 0.4, "evaluation_criteria": ["x"]},
+                {"id": "testing", "criterion": "tested", "weight": 0.6},
+            ],
+            "test_scripts": [
+                {"path": "tests/test_hello.py", "rubric_id": "testing", "content": "def test_x():\n    pass\n"}
+            ],
         },
         "sensitivity": {"level": "safe"},
     }
@@ -43,12 +53,21 @@ def test_prepared_form_with_inline_test_scripts(tmp_path: Path) -> None:
 
 
 def test_legacy_keys_are_mapped(tmp_path: Path) -> None:
-    meta = {"id": "old-task", "title": "Old", "tags": ["a"], "lm_instructions": "do it",
-            "repository": {"clone_url": "https://example.invalid/r.git", "branch": "dev", "commit": "c" * 40}}
+    meta = {
+        "id": "old-task",
+        "title": "Old",
+        "tags": ["a"],
+        "lm_instructions": "do it",
+        "repository": {"clone_url": "https://example.invalid/r.git", "branch": "dev", "commit": "c" * 40},
+    }
     (tmp_path / "tb_meta.json").write_text(json.dumps(meta))
     spec = load_task(tmp_path).spec
     assert (spec.task_id, spec.metadata.title, spec.metadata.tags) == ("old-task", "Old", ["a"])
-    assert (spec.repo.git_url, spec.repo.branch, spec.repo.start_commit_sha) == ("https://example.invalid/r.git", "dev", "c" * 40)
+    assert (spec.repo.git_url, spec.repo.branch, spec.repo.start_commit_sha) == (
+        "https://example.invalid/r.git",
+        "dev",
+        "c" * 40,
+    )
     assert spec.lm.instructions == "do it"
 
 
@@ -60,14 +79,30 @@ def test_legacy_keys_are_mapped(tmp_path: Path) -> None:
         (lambda m: m["limits"].update(agent_timeout_sec="soon"), "limits.agent_timeout_sec", "'soon'"),
         (lambda m: m["evaluation"]["rubrics"][0].update(weight=-1), "evaluation.rubrics[0].weight", "greater than 0"),
         (lambda m: m["tests"].update(rubric_id="nope"), "tests.rubric_id", "unknown rubric 'nope'"),
-        (lambda m: m["evaluation"].update(test_scripts=[{"path": "t.py", "rubric_id": "ghost", "content": ""}]),
-         "evaluation.test_scripts[0].rubric_id", "unknown rubric 'ghost'"),
+        (
+            lambda m: m["evaluation"].update(test_scripts=[{"path": "t.py", "rubric_id": "ghost", "content": ""}]),
+            "evaluation.test_scripts[0].rubric_id",
+            "unknown rubric 'ghost'",
+        ),
         (lambda m: m["repo"].update(bundle="missing.bundle"), "repo.bundle", "bundle file not found"),
         (lambda m: m.update(tset={}), "tset", "unknown field"),
-        (lambda m: m["tests"].update(pass_to_pass=["tests/test_calc.py::test_add"]), "tests.pass_to_pass", "also listed"),
+        (
+            lambda m: m["tests"].update(pass_to_pass=["tests/test_calc.py::test_add"]),
+            "tests.pass_to_pass",
+            "also listed",
+        ),
     ],
-    ids=["no-task-id", "no-start-sha", "wrong-type", "bad-weight", "unknown-rubric", "unknown-script-rubric",
-         "missing-bundle", "typo-key", "f2p-and-p2p"],
+    ids=[
+        "no-task-id",
+        "no-start-sha",
+        "wrong-type",
+        "bad-weight",
+        "unknown-rubric",
+        "unknown-script-rubric",
+        "missing-bundle",
+        "typo-key",
+        "f2p-and-p2p",
+    ],
 )
 def test_malformed_task_names_file_and_field(
     make_task: Callable[..., Path], tmp_path: Path, mutate: Callable[[dict], object], field: str, message: str

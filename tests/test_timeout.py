@@ -13,7 +13,9 @@ def test_hanging_agent_times_out_and_keeps_its_diff(
 ) -> None:
     make_task(pytester.path / "tasks" / "fix-add")
     hang = "echo working; echo partial > partial.txt; (sleep 300 &); sleep 300"
-    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={hang}", "--oneshot-timeout=2", timeout=120)
+    run = run_and_parse(
+        "tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={hang}", "--oneshot-timeout=2", timeout=120
+    )
     run.result.assert_outcomes(failed=1)
     item = run.items()["fix-add[command-r0]"]
     assert item["outcome"] == "timeout"

@@ -88,9 +88,8 @@ def render_markdown(result: TrialResult) -> str:
     if result.rubrics:
         lines += ["", "| rubric | weight | score | tests |", "|---|---|---|---|"]
         for rubric in result.rubrics:
-            lines.append(
-                f"| {rubric.id} | {rubric.weight:g} | {_fmt(rubric.score)} | {rubric.tests_passed}/{rubric.test_count} |"
-            )
+            tests = f"{rubric.tests_passed}/{rubric.test_count}"
+            lines.append(f"| {rubric.id} | {rubric.weight:g} | {_fmt(rubric.score)} | {tests} |")
     if result.tests:
         lines += ["", "| test | kind | status |", "|---|---|---|"]
         for test_id, status in result.tests.statuses.items():

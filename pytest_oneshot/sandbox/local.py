@@ -8,6 +8,7 @@ degrades to a plain subprocess in a temp dir, with a one-time warning.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -204,7 +205,5 @@ class LocalSandbox:
 
 
 def _kill_group(pgid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -56,7 +56,7 @@ def score_rubrics(spec: TaskSpec, tests: TestRun) -> list[RubricScore]:
 
 def total_score(rubrics: list[RubricScore]) -> float | None:
     """Weighted mean over scored rubrics; None when no rubric is scored."""
-    scored = [rubric for rubric in rubrics if rubric.score is not None]
+    scored = [(rubric.score, rubric.weight) for rubric in rubrics if rubric.score is not None]
     if not scored:
         return None
-    return sum(rubric.score * rubric.weight for rubric in scored) / sum(rubric.weight for rubric in scored)  # type: ignore[operator]
+    return sum(score * weight for score, weight in scored) / sum(weight for _, weight in scored)

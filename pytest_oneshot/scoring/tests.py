@@ -85,7 +85,13 @@ def parse_junit(xml: bytes) -> dict[tuple[str, str], TestStatus]:
     for case in ET.fromstring(xml).iter("testcase"):
         tags = {child.tag for child in case}
         status: TestStatus = (
-            "error" if "error" in tags else "failed" if "failure" in tags else "skipped" if "skipped" in tags else "passed"
+            "error"
+            if "error" in tags
+            else "failed"
+            if "failure" in tags
+            else "skipped"
+            if "skipped" in tags
+            else "passed"
         )
         key = (case.get("classname", ""), case.get("name", ""))
         previous = results.get(key)
@@ -98,9 +104,7 @@ def _status_of(test_id: str, results: dict[tuple[str, str], TestStatus]) -> Test
     classname, name = _junit_key(test_id)
     if name:
         return results.get((classname, name), "missing")
-    in_file = [
-        status for (cls, _), status in results.items() if cls == classname or cls.startswith(classname + ".")
-    ]
+    in_file = [status for (cls, _), status in results.items() if cls == classname or cls.startswith(classname + ".")]
     if not in_file:
         return "missing"
     return max(in_file, key=_SEVERITY.__getitem__)
