@@ -646,7 +646,13 @@ def replay_cassette(task: Task, cassette: Cassette, codex_bin: Path, scratch: Pa
         sandbox = LocalSandbox(spec)
         try:
             sandbox.start()
-            request = AgentRequest(task, task.instructions, cassette.model, REPLAY_TIMEOUT_SEC, scratch / "agent")
+            request = AgentRequest(
+                task=task,
+                instructions=task.instructions,
+                model=cassette.model,
+                timeout_sec=REPLAY_TIMEOUT_SEC,
+                log_dir=scratch / "agent",
+            )
             result = agent.run(sandbox, request)
             diff = Workspace.open(sandbox).collect_diff("HEAD")
         finally:
