@@ -84,7 +84,10 @@ while [ -n "$changed" ]; do
     pid=${line%% *}
     set -- ${line##*") "}
     case "$all" in *" $pid "*) continue ;; esac
-    case "$all" in *" $2 "*) ;; *) [ "$4" = "$root" ] || { [ "$2" = 1 ] && [ "${20}" -ge "$since" ]; } || continue ;; esac
+    case "$all" in
+      *" $2 "*) ;;
+      *) [ "$4" = "$root" ] || { [ "$2" = 1 ] && [ "${20}" -ge "$since" ]; } || continue ;;
+    esac
     all="$all$pid "; kill -STOP "$pid" 2>/dev/null; changed=1
   done
 done

@@ -36,8 +36,9 @@ _PACKAGES_LABEL = "oneshot.base.packages"  # a base built from another package l
 ENGINE_START_TIMEOUT_SEC = 60.0
 _PROBE_TIMEOUT_SEC = 10.0
 _DEBOOTSTRAP_PHASE = re.compile(
-    rb"I: (Retrieving (InRelease|Packages)|Resolving|Installing|Unpacking (required|the base)|Configuring (required|the base)|Base system)"
-)
+    rb"I: (Retrieving (InRelease|Packages)|Resolving|Installing"
+    rb"|Unpacking (required|the base)|Configuring (required|the base)|Base system)"
+)  # the phase lines of debootstrap's output; per-package lines go to the log only
 
 Progress = Callable[[str], None]
 
@@ -233,7 +234,8 @@ def ensure_base_image(engine: Engine, name: str = BASE_IMAGE, progress: Progress
     if debootstrap is None or os.geteuid() != 0:
         why = "debootstrap is not installed (`apt-get install debootstrap`)" if debootstrap is None else "it needs root"
         raise SandboxUnavailableError(
-            f"docker image {name} is missing and cannot be built here: {why}; build it with `oneshot docker base` as root"
+            f"docker image {name} is missing and cannot be built here: {why}; "
+            "build it with `oneshot docker base` as root"
         )
     with engine.lock("base-image"):
         return _current_base(engine, name) or _build_base_image(engine, name, debootstrap, progress)
@@ -267,7 +269,7 @@ def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Pro
             assert proc.stdout is not None
             for line in proc.stdout:
                 sink.write(line)
-                if _DEBOOTSTRAP_PHASE.match(line):  # per-package chatter goes to the log only
+                if _DEBOOTSTRAP_PHASE.match(line):
                     progress(line.decode("utf-8", "replace").strip())
             if proc.wait() != 0:
                 raise SandboxUnavailableError(f"debootstrap failed (exit {proc.returncode}); see {log}")

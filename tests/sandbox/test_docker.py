@@ -163,7 +163,7 @@ def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -
     assert int(memory) == 256 * 1024 * 1024
     cpu = sh(
         sandbox,
-        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null || cat /sys/fs/cgroup/cpu.max",
+        "cd /sys/fs/cgroup && (cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us 2>/dev/null || cat cpu.max)",
     )
     quota, period = (int(value) for value in cpu.split())
     assert quota / period == 0.5
@@ -270,7 +270,7 @@ def test_concurrent_processes_build_an_image_once(docker_task: DockerTask, engin
 
 def test_failing_setup_is_infra_error_with_output(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
     task, snap = docker_task("broken", setup=["echo no-such-dep >&2; exit 7"])
-    with pytest.raises(InfraError, match="setup: building the docker image for task broken failed: .*no-such-dep"):
+    with pytest.raises(InfraError, match=r"setup: building the docker image for task broken failed: .*no-such-dep"):
         environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
 
 
@@ -285,7 +285,7 @@ def test_task_dockerfile_and_missing_base_image(docker_task: DockerTask, engine:
     finally:
         sandbox.stop()
     task, snap = docker_task("nobase")
-    with pytest.raises(SandboxUnavailableError, match="docker image example.invalid/none:1 not found"):
+    with pytest.raises(SandboxUnavailableError, match=r"docker image example\.invalid/none:1 not found"):
         environment_image(engine, task, snap, base_image="example.invalid/none:1", cache_dir=tmp_path / "cache")
 
 
@@ -298,7 +298,8 @@ from pytest_oneshot.task import load_task
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox
 task = load_task(Path(sys.argv[1]))
-sandbox = DockerSandbox(SandboxSpec(task=task, repo_snapshot=Path(sys.argv[2]), trial_id=sys.argv[3], run_id="reap-run"))
+spec = SandboxSpec(task=task, repo_snapshot=Path(sys.argv[2]), trial_id=sys.argv[3], run_id="reap-run")
+sandbox = DockerSandbox(spec)
 sandbox.start()
 print(sandbox.name, flush=True)
 sandbox.exec(["sleep", "300"])
