@@ -116,6 +116,7 @@ class LocalSandbox:
         argv = [self._bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
         if self.spec.network == "loopback":
             argv.append("--share-net")
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # before binds: a venv may live in /tmp
         for system_dir in _SYSTEM_DIRS:
             if os.path.islink(system_dir):
                 argv += ["--symlink", os.readlink(system_dir), system_dir]
@@ -124,7 +125,6 @@ class LocalSandbox:
         for path in _python_dirs():
             if path.is_dir() and not str(path).startswith(_SYSTEM_DIRS):
                 argv += ["--ro-bind", str(path), str(path)]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         argv += ["--bind", str(self._home), SANDBOX_HOME, "--bind", str(self._workspace), SANDBOX_WORKSPACE]
         for host_path, sandbox_path in self.spec.mounts.items():
             argv += ["--ro-bind", str(host_path), sandbox_path]
