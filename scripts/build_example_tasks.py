@@ -4,7 +4,8 @@
 Sources live in ``scripts/example_task_sources/<task>/`` (never under ``tasks/``, where pytest
 would collect stray test files):
 
-    task.json     title, tags, instructions, rubric text, commits, hidden tests, F2P/P2P ids
+    task.json     title, tags, instructions, rubric text, commits, hidden tests, F2P/P2P ids,
+                  and ``replay``: the look command and closing summary of the replay cassette
     notes.md      the author's notes (copied as is)
     commits/<n>/  one overlay per commit: its files are copied over the previous tree; the last
                   commit is the end (reference) commit, the one before it the start commit
@@ -12,10 +13,13 @@ would collect stray test files):
 Commits use fixed names, emails and dates and an isolated git config, so rebuilding gives the
 same SHAs. Building writes, per task: ``tb_meta.json``, ``repo.bundle`` (history up to the start
 commit only), ``diff.patch`` (start..end without the hidden tests), ``notes.md`` and the hidden
-test files under ``tests/``.
+test files under ``tests/``, and ``cassettes/replay.json``: a scripted model trajectory (look,
+``apply_patch`` of diff.patch, run the tests, summarise) that replay mode feeds to real codex.
 
 ``--check`` clones each bundle into a temp dir and uses only git and the task's test command
-to verify the fail-to-pass / pass-to-pass split, the reference diff and that nothing leaks.
+to verify the fail-to-pass / pass-to-pass split, the reference diff and that nothing leaks;
+then it replays the cassette with the real codex binary in a local sandbox and requires the
+same tree as diff.patch and passing hidden tests (SKIPPED when codex is not installed).
 
 Usage: python scripts/build_example_tasks.py [--check] [TASK ...]
 """
@@ -143,7 +147,9 @@ def unified_to_apply_patch(diff: str) -> str:
     Each git hunk becomes a bare ``@@`` chunk with the same ' ', '-', '+' lines: codex finds a
     chunk by its old lines, searching forward from the previous chunk, so git's context lines
     are what anchor it (git's ``@@ ... @@ funcname`` is not reused: codex would seek that line
-    *after* the previous chunk and fail when two hunks share it).
+    *after* the previous chunk and fail when two hunks share it). A chunk whose old lines also
+    occur between the previous chunk and its real place would land early; only a replay with
+    codex (``--check``) can tell, as the diff alone does not show the rest of the file.
 
     Raises:
         PatchConversionError: binary diffs, mode changes, renames, copies, quoted paths, hunks
