@@ -44,7 +44,8 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
-_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding", "authorization"}  # SSE must arrive uncompressed to be read
+# SSE must arrive uncompressed to be read; the tracing proxy's session header is ours, not the API's.
+_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding", "authorization", "x-oneshot-session"}
 
 
 def usage_from_api(usage: Mapping[str, Any]) -> TokenUsage:
@@ -75,6 +76,8 @@ class Route:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     usage: TokenUsage = field(default_factory=TokenUsage)
+    requests: int = 0
+    """Requests received on this route, refused ones included."""
     refused: int = 0
     """Requests answered with 429 because the budget was spent."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -86,6 +89,10 @@ class Route:
     def charge(self, usage: TokenUsage) -> None:
         with self._lock:
             self.usage = _add(self.usage, usage)
+
+    def receive(self) -> None:
+        with self._lock:
+            self.requests += 1
 
     def refuse(self) -> None:
         with self._lock:
@@ -122,6 +129,11 @@ class TokenLimiter:
     def route(self, token: str) -> Route | None:
         with self._lock:
             return self._routes.get(token)
+
+    def remove_route(self, route: Route) -> None:
+        """Forget ``route``: later requests on it get 404 (a finished trial's leftovers reach nothing)."""
+        with self._lock:
+            self._routes = {token: kept for token, kept in self._routes.items() if kept is not route}
 
     def start(self) -> TokenLimiter:
         self._thread = threading.Thread(
@@ -200,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._json(HTTPStatus.NOT_FOUND, "not_found", f"no route for {self.path}")
             return
+        route.receive()
         if route.exhausted:
             route.refuse()
             text = f"{LIMITER_ERROR_PREFIX}: {route.usage.total_tokens} tokens used of {route.limit}"

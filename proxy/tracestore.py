@@ -91,6 +91,12 @@ def _loads(text: str | None) -> Any:
         return {"_raw": text}
 
 
+def count(conn: sqlite3.Connection, session_id: str) -> int:
+    """Rows recorded so far for ``session_id`` (served by the session index)."""
+    query = "SELECT count(*) FROM traces WHERE json_extract(meta_json, '$.session_id') = ?"
+    return int(conn.execute(query, (session_id,)).fetchone()[0])
+
+
 def read_since(conn: sqlite3.Connection, after_rowid: int = 0, *, session_id: str | None = None) -> Iterator[RawTrace]:
     """Rows committed after ``after_rowid`` in commit order, optionally for one session."""
     query = "SELECT rowid, id, ts_ms, method, url, request_json, response_json, meta_json FROM traces WHERE rowid > ?"

@@ -17,7 +17,7 @@ from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.replay import REPLAY_MODEL
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
-from pytest_oneshot.stash import agent_key, registries_key, replay_key, settings_key, trial_key
+from pytest_oneshot.stash import agent_key, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import Task, load_task
 from pytest_oneshot.trial import TrialConfig, run_trial
 
@@ -98,6 +98,7 @@ class TaskItem(pytest.Item):
                 agent_timeout_sec=settings.timeout,
                 min_score=settings.min_score,
                 replay=self.config.stash[replay_key],
+                gateway=self.config.stash[gateway_key],
             ),
             on_phase=lambda phase, duration: self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration),
         )

@@ -17,10 +17,11 @@ import pytest
 from pytest_oneshot import hookspecs
 from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.gateway import ModelGateway
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.settings import OPTIONS, resolve
-from pytest_oneshot.stash import Registries, registries_key, replay_key, settings_key, trial_key
+from pytest_oneshot.stash import Registries, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import META_FILE
 
 # Set when a collection error came from something other than a task directory.
@@ -39,14 +40,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oneshot", "Run agent-evaluation tasks as tests")
     for option in OPTIONS:
-        group.addoption(
-            option.flag,
-            dest=option.key,
-            action="append" if option.multiple else "store",
-            default=None,
-            metavar=option.metavar,
-            help=option.help + (f" (default: {option.default})" if option.default else ""),
-        )
+        group.addoption(option.flag, **option.addoption_kwargs())
         parser.addini(option.key, option.help, type="args" if option.multiple else "string", default=None)
 
 
@@ -64,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     ini = {option.name: config.getini(option.key) for option in OPTIONS}
     try:
         settings = resolve(cli, ini, os.environ, base_dir=config.invocation_params.dir, run_id=run_id)
+        gateway = ModelGateway.from_settings(settings)
     except OneshotError as exc:
         raise pytest.UsageError(str(exc)) from None
     registries = Registries(sandbox=default_sandbox_registry(), agent=default_agent_registry())
@@ -76,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[settings_key] = settings
     config.stash[registries_key] = registries
     config.stash[replay_key] = ReplayService()
+    config.stash[gateway_key] = gateway
     if workerinput is None:
         from pytest_oneshot.report.session import SessionReport
 
@@ -85,6 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     from pytest_oneshot.report.session import SessionReport
 
+    if gateway_key in config.stash:
+        config.stash[gateway_key].close()
     if replay_key in config.stash:
         config.stash[replay_key].close()
 

@@ -35,6 +35,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _boolean(value: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off``, any case (env vars and ini keys are strings)."""
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false (1/0, yes/no, on/off)")
+
+
 def _score(value: str) -> float:
     number = float(value)
     if not 0.0 <= number <= 1.0:
@@ -50,6 +60,8 @@ class Option:
     parse: Callable[[str], Any] = str
     multiple: bool = False
     metavar: str | None = None
+    boolean: bool = False
+    """A flag: on the command line it takes no value (it means ``true``)."""
 
     @property
     def flag(self) -> str:
@@ -62,6 +74,15 @@ class Option:
     @property
     def env(self) -> str:
         return "ONESHOT_" + self.name.upper()
+
+    def addoption_kwargs(self) -> dict[str, Any]:
+        """``parser.addoption`` arguments; a flag stores ``"true"``, so CLI, env and ini values parse alike."""
+        kwargs: dict[str, Any] = {"dest": self.key, "default": None, "help": self.help}
+        if self.boolean:
+            return {**kwargs, "action": "store_const", "const": "true"}
+        if self.default:
+            kwargs["help"] += f" (default: {self.default})"
+        return {**kwargs, "action": "append" if self.multiple else "store", "metavar": self.metavar}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -80,10 +101,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("codex_bin", "Path of the codex binary (default: the pinned npm install)", "", metavar="PATH"),
     Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
     Option("sandbox", "Where trials run (local, docker, ...)", "local", metavar="NAME"),
-    Option("timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"),
+    Option(
+        "timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"
+    ),
     Option("runs_dir", "Directory receiving runs/<run_id>/<item>/", "runs", metavar="DIR"),
     Option("min_score", "Rubric score an item needs besides being resolved (0-1)", None, _score, metavar="SCORE"),
     Option("json", "Write a JSON report of all items to this path", None, metavar="PATH"),
+    Option(
+        "trace",
+        "Record every model request of every trial through the tracing proxy (runs/<run_id>/traces.sqlite3, "
+        "<item>/trace.json)",
+        "false",
+        _boolean,
+        boolean=True,
+    ),
+    Option(
+        "prices",
+        "JSON file of model prices in USD per million tokens, added to the built-in table",
+        None,
+        metavar="PATH",
+    ),
 )
 
 
@@ -106,6 +143,8 @@ class OneshotSettings(BaseModel):
     runs_dir: Path
     min_score: float | None
     json_path: Path | None
+    trace: bool
+    prices: Path | None
     cache_dir: Path
     run_id: str
 
@@ -151,7 +190,7 @@ def resolve(
             value = _parse(option, option.default, option.flag)
         values[option.name] = value
     runs_dir = Path(values["runs_dir"])
-    json_path = values["json"]
+    json_path, prices = values["json"], values["prices"]
     models: Sequence[str] | None = values["model"]
     return OneshotSettings(
         agent=values["agent"],
@@ -166,7 +205,9 @@ def resolve(
         timeout=values["timeout"],
         runs_dir=runs_dir if runs_dir.is_absolute() else base_dir / runs_dir,
         min_score=values["min_score"],
-        json_path=None if not json_path else (Path(json_path) if Path(json_path).is_absolute() else base_dir / json_path),
+        json_path=None if not json_path else base_dir / json_path,
+        trace=values["trace"],
+        prices=None if not prices else base_dir / prices,
         cache_dir=Path(environ.get("ONESHOT_CACHE_DIR") or default_cache_dir()),
         run_id=run_id,
     )

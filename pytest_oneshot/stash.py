@@ -11,6 +11,7 @@ from pytest_oneshot.registry import Registry
 
 if TYPE_CHECKING:
     from pytest_oneshot.agent import Agent, AgentFactory
+    from pytest_oneshot.gateway import ModelGateway
     from pytest_oneshot.replay import ReplayService
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
@@ -28,6 +29,8 @@ class Registries:
 settings_key: pytest.StashKey[OneshotSettings] = pytest.StashKey()
 registries_key: pytest.StashKey[Registries] = pytest.StashKey()
 replay_key: pytest.StashKey[ReplayService] = pytest.StashKey()
+gateway_key: pytest.StashKey[ModelGateway] = pytest.StashKey()
+"""Every trial's route to its model (servers start on the first route)."""
 agent_key: pytest.StashKey[Agent] = pytest.StashKey()
 """The session's agent, built on first use (agents hold configuration, not trial state)."""
 trial_key: pytest.StashKey[TrialResult] = pytest.StashKey()

@@ -1,9 +1,11 @@
 """One trial = one agent attempt at one task, as a sequence of timed phases.
 
-prepare (repo snapshot) -> sandbox (start, baseline) -> agent -> diff -> tests (hidden
-tests written in only now) -> score. Every phase is timed; whatever a phase produced is
-written to the run dir even when a later phase fails, and an infrastructure failure
-becomes outcome ``error`` (a pytest error) rather than an agent failure.
+prepare (repo snapshot, model route) -> sandbox (start, baseline) -> agent -> diff -> tests
+(hidden tests written in only now) -> score. Every phase is timed; whatever a phase produced
+is written to the run dir even when a later phase fails, and an infrastructure failure
+becomes outcome ``error`` (a pytest error) rather than an agent failure. A model agent's
+traffic goes through a route of the model gateway, which counts (and with tracing records)
+it; the route closes as soon as the agent stops.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult, TokenUsage
-from pytest_oneshot.errors import InfraError
+from pytest_oneshot.errors import InfraError, OneshotError
+from pytest_oneshot.gateway import ModelGateway, ModelRoute
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_trial_files
@@ -58,6 +61,8 @@ class TrialConfig:
     agent_env: Mapping[str, str] = field(default_factory=dict)
     replay: ReplayService | None = None
     """Serves the task's cassette when ``model`` is a replay model."""
+    gateway: ModelGateway | None = None
+    """Routes a model agent's traffic (key, token count and limit, tracing); None: a private one."""
 
     @property
     def trial_id(self) -> str:
@@ -96,6 +101,18 @@ class TrialResult(BaseModel):
     restored_test_config: list[str] = []
     phases: dict[str, float] = {}
     run_dir: str = ""
+    model_requests: int | None = None
+    """Requests the agent sent through the model gateway (None: the agent uses no model)."""
+    tokens: dict[str, int] | None = None
+    """Tokens as the model gateway counted them from the upstream's answers (authoritative)."""
+    tokens_agree: bool | None = None
+    """Whether the agent's own count (``agent.usage``) equals ``tokens``; None if it reported none."""
+    cost_usd: float | None = None
+    """``tokens`` at the model's list price; None when the price (or the token count) is unknown."""
+    trace: str | None = None
+    """The trial's recorded model traffic in the run dir (``--oneshot-trace``)."""
+    trace_complete: bool | None = None
+    """Whether every request was recorded before the trace was written."""
 
 
 @dataclass
@@ -103,7 +120,8 @@ class _TrialState:
     config: TrialConfig
     result: TrialResult
     sandbox: Sandbox | None = None
-    model_base_url: str | None = None
+    route: ModelRoute | None = None
+    private_gateway: ModelGateway | None = None
     baseline: str = ""
     diff: bytes = b""
     agent_result: AgentResult | None = None
@@ -142,6 +160,9 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
     except InfraError as exc:
         state.result.outcome, state.result.reason = "error", str(exc)
     finally:
+        _close_route(state)
+        if state.private_gateway is not None:
+            state.private_gateway.close()
         if state.sandbox is not None:
             state.sandbox.stop()
         write_trial_files(config.run_dir, state.result, state.diff)
@@ -160,8 +181,8 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
             )
         if not task.instructions.strip():
             raise InfraError("prepare", "the task has no instructions (lm.instructions or LM_INSTRUCTIONS.md)")
-        if config.replay is not None:
-            state.model_base_url = config.replay.endpoint(task, config.model, config.trial_id)
+        if config.agent.uses_model:
+            state.route = _open_route(state)
     with state.phase(Phase.SANDBOX, on_phase):
         state.sandbox = config.sandbox_factory(
             SandboxSpec(
@@ -181,19 +202,24 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
     with state.phase(Phase.AGENT, on_phase):
         log_dir = config.run_dir / "agent"
         log_dir.mkdir(exist_ok=True)
-        state.agent_result = config.agent.run(
-            state.sandbox,
-            AgentRequest(
-                task=task,
-                instructions=task.instructions,
-                model=config.model,
-                timeout_sec=config.agent_timeout_sec or task.spec.limits.agent_timeout_sec,
-                log_dir=log_dir,
-                token_limit=task.spec.limits.token_limit,
-                env=config.agent_env,
-                base_url=state.model_base_url,
-            ),
-        )
+        try:
+            state.agent_result = config.agent.run(
+                state.sandbox,
+                AgentRequest(
+                    task=task,
+                    instructions=task.instructions,
+                    model=config.model,
+                    timeout_sec=config.agent_timeout_sec or task.spec.limits.agent_timeout_sec,
+                    log_dir=log_dir,
+                    token_limit=task.spec.limits.token_limit,
+                    env=config.agent_env,
+                    endpoint=state.route.endpoint if state.route else None,
+                ),
+            )
+            if state.route is not None:
+                state.agent_result = state.route.settle(state.agent_result)
+        finally:
+            _close_route(state)
         result.agent = _summarize_agent(config.agent.name, state.agent_result)
     with state.phase(Phase.DIFF, on_phase):
         state.diff = workspace.collect_diff(state.baseline)
@@ -211,14 +237,48 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
         result.outcome, result.reason = _verdict(result, state.agent_result, config.min_score)
 
 
+def _open_route(state: _TrialState) -> ModelRoute:
+    """The trial's model route: to the task's cassette server in replay mode, else the model API."""
+    config = state.config
+    upstream = config.replay.endpoint(config.task, config.model, config.trial_id) if config.replay else None
+    gateway = config.gateway or state.private_gateway
+    if gateway is None:
+        gateway = state.private_gateway = ModelGateway()
+    try:
+        return gateway.open(
+            config.trial_id, model=config.model, limit=config.task.spec.limits.token_limit, upstream=upstream
+        )
+    except OneshotError as exc:
+        raise InfraError("prepare", str(exc)) from None
+
+
+def _close_route(state: _TrialState) -> None:
+    """Stop the trial's model route; what it counted (and recorded) joins the result."""
+    route, state.route = state.route, None
+    if route is None:
+        return
+    report = route.close(state.config.run_dir / "trace.json")
+    result = state.result
+    result.model_requests = report.requests
+    result.tokens = _token_counts(report.usage)
+    result.cost_usd = report.cost_usd
+    result.trace = report.trace_path.name if report.trace_path else None
+    result.trace_complete = report.trace_complete
+    reported = state.agent_result.usage if state.agent_result else None
+    result.tokens_agree = None if reported is None else reported == report.usage
+
+
+def _token_counts(usage: TokenUsage) -> dict[str, int]:
+    return {**usage.__dict__, "total_tokens": usage.total_tokens}
+
+
 def _summarize_agent(name: str, agent: AgentResult) -> AgentSummary:
-    usage: TokenUsage | None = agent.usage
     return AgentSummary(
         name=name,
         status=agent.status,
         message=agent.message,
         exit_code=agent.exit_code,
-        usage=None if usage is None else {**usage.__dict__, "total_tokens": usage.total_tokens},
+        usage=None if agent.usage is None else _token_counts(agent.usage),
     )
 
 

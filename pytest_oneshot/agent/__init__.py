@@ -15,7 +15,15 @@ from pytest_oneshot.registry import Registry
 from pytest_oneshot.sandbox import Network, Sandbox
 from pytest_oneshot.task import Task
 
-__all__ = ["Agent", "AgentFactory", "AgentRequest", "AgentResult", "TokenUsage", "default_agent_registry"]
+__all__ = [
+    "Agent",
+    "AgentFactory",
+    "AgentRequest",
+    "AgentResult",
+    "ModelEndpoint",
+    "TokenUsage",
+    "default_agent_registry",
+]
 
 AgentStatus = Literal["completed", "timeout", "agent_error", "token_limit"]
 
@@ -33,6 +41,20 @@ class TokenUsage:
 
 
 @dataclass(frozen=True)
+class ModelEndpoint:
+    """Where an agent sends its model requests during one trial.
+
+    A loopback route of the harness's model gateway (:mod:`pytest_oneshot.gateway`): it adds
+    the API key, counts tokens and enforces the token limit, so the agent needs no key.
+    """
+
+    base_url: str
+    """Responses API base URL (``POST {base_url}/responses``)."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Send these with every request (the trace session id when tracing)."""
+
+
+@dataclass(frozen=True)
 class AgentRequest:
     """One agent run. ``task`` is the host-side task: only the oracle may read its answer."""
 
@@ -45,8 +67,9 @@ class AgentRequest:
     token_limit: int | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     """Secrets and settings for the agent process only; never written to disk."""
-    base_url: str | None = None
-    """Model endpoint for this trial (replay mode), overriding the agent's configured one."""
+    endpoint: ModelEndpoint | None = None
+    """The trial's model route, overriding the agent's configured base URL and key; the
+    harness sets it for agents that use a model."""
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,10 @@
 The pinned static binary is mounted read-only into the sandbox and run as
 ``codex exec --json`` with a per-trial ``CODEX_HOME`` (a temp dir under the sandbox's HOME)
 whose generated ``config.toml`` points at a custom provider and turns off everything that
-would phone home. Codex talks only to a loopback :class:`~proxy.token_limiter.TokenLimiter`
-route, which counts tokens, enforces ``token_limit`` and adds the API key on the way out:
-the key never enters the sandbox, its environment or any file.
+would phone home. Codex talks only to a loopback route of the model gateway
+(:mod:`pytest_oneshot.gateway`; the trial's ``request.endpoint``, or a private gateway when the
+agent runs on its own), which counts tokens, enforces ``token_limit`` and adds the API key on
+the way out: the key never enters the sandbox, its environment or any file.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ import shutil
 import subprocess
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
 from proxy.model_catalog import catalog_for
-from proxy.token_limiter import Route, TokenLimiter
-from pytest_oneshot.agent import AgentRequest, AgentResult, TokenUsage
+from pytest_oneshot.agent import AgentRequest, AgentResult, ModelEndpoint, TokenUsage
 from pytest_oneshot.errors import InfraError, OneshotError
+from pytest_oneshot.gateway import DEFAULT_BASE_URL, ModelGateway
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
 __all__ = ["CODEX_VERSION", "CodexAgent", "find_codex"]
 
 CODEX_VERSION: Final = "0.169.0"
 SANDBOX_CODEX_BIN: Final = "/opt/oneshot/bin/codex"
-DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 REASONING_EFFORTS: Final = ("none", "minimal", "low", "medium", "high", "xhigh")
 _NPM_ROOTS: Final = ("/opt/codex-npm/node_modules", "/usr/local/lib/node_modules", "/usr/lib/node_modules")
 _PLATFORMS: Final = {"x86_64": ("x64", "x86_64"), "aarch64": ("arm64", "aarch64"), "arm64": ("arm64", "aarch64")}
@@ -50,7 +51,8 @@ class CodexAgent:
 
     Options (all strings): ``model``; ``base_url`` of the Responses API (default the
     OpenAI API); ``api_key_env``, the variable in ``request.env`` or the host environment
-    holding the key (default ``OPENAI_API_KEY``; none found means no key is sent);
+    holding the key (default ``OPENAI_API_KEY``; none found means no key is sent). Both are
+    used only without ``request.endpoint``, when the agent runs outside a trial;
     ``reasoning_effort``; ``codex_bin`` to override the binary lookup (:func:`find_codex`).
     """
 
@@ -78,28 +80,34 @@ class CodexAgent:
         if not model:
             raise InfraError("agent", "codex needs a model: pass --oneshot-model=NAME")
         request.log_dir.mkdir(parents=True, exist_ok=True)
+        if request.endpoint is not None:
+            return self._run(sandbox, request, model, request.endpoint)
         api_key = request.env.get(self.api_key_env) or os.environ.get(self.api_key_env)
+        with ModelGateway(self.base_url, api_key=api_key) as gateway:  # on its own: a private gateway
+            route = gateway.open("codex", limit=request.token_limit)
+            result = route.settle(self._run(sandbox, request, model, route.endpoint))
+        return result if result.usage is not None else replace(result, usage=route.usage)
+
+    def _run(self, sandbox: Sandbox, request: AgentRequest, model: str, endpoint: ModelEndpoint) -> AgentResult:
         env = {name: value for name, value in request.env.items() if name != self.api_key_env}
-        with TokenLimiter() as limiter:
-            route = limiter.add_route(request.base_url or self.base_url, limit=request.token_limit, api_key=api_key)
-            config = self.config_toml(model, route.base_url)
-            (request.log_dir / "config.toml").write_text(config, encoding="utf-8")
-            home = _make_home(sandbox, config, model)
-            run = sandbox.exec(
-                self.command(model, home, sandbox.workdir, request.instructions),
-                env={**env, "CODEX_HOME": home},
-                timeout=request.timeout_sec,
-                output=request.log_dir / "codex.log",
-            )
+        config = self.config_toml(model, endpoint.base_url, endpoint.headers)
+        (request.log_dir / "config.toml").write_text(config, encoding="utf-8")
+        home = _make_home(sandbox, config, model)
+        run = sandbox.exec(
+            self.command(model, home, sandbox.workdir, request.instructions),
+            env={**env, "CODEX_HOME": home},
+            timeout=request.timeout_sec,
+            output=request.log_dir / "codex.log",
+        )
         last_message = sandbox.exec(["sh", "-c", _FINISH_HOME, "sh", home], timeout=60).stdout
         (request.log_dir / "last_message.md").write_bytes(last_message)
         events = list(_events(request.log_dir / "codex.log"))
         with open(request.log_dir / "events.jsonl", "w", encoding="utf-8") as out:
             out.writelines(json.dumps(event) + "\n" for event in events)
-        return _result(run, events, route, request.timeout_sec)
+        return _result(run, events, request.timeout_sec)
 
-    def config_toml(self, model: str, base_url: str) -> str:
-        """``config.toml`` for one run: no key in it, nothing but ``base_url`` contacted."""
+    def config_toml(self, model: str, base_url: str, headers: Mapping[str, str] | None = None) -> str:
+        """``config.toml`` for one run: no key in it, nothing but ``base_url`` contacted, ``headers`` sent."""
         lines = [
             f"model = {_toml(model)}",
             'model_provider = "oneshot"',
@@ -113,6 +121,7 @@ class CodexAgent:
             'name = "pytest-oneshot"',
             f"base_url = {_toml(base_url)}",
             'wire_api = "responses"',
+            *([f"http_headers = {_toml_table(headers)}"] if headers else []),
             "request_max_retries = 0",
             "stream_max_retries = 0",
             "",
@@ -146,6 +155,10 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def _toml_table(values: Mapping[str, str]) -> str:
+    return "{ " + ", ".join(f"{_toml(key)} = {_toml(value)}" for key, value in values.items()) + " }"
+
+
 def _make_home(sandbox: Sandbox, config: str, model: str) -> str:
     """Create the run's CODEX_HOME inside the sandbox; return its sandbox path."""
     catalog = json.dumps(catalog_for([model])).encode()
@@ -169,11 +182,11 @@ def _events(log: Path) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-def _usage(events: list[dict[str, Any]], route: Route) -> TokenUsage:
-    """Codex's own total from ``turn.completed``; the limiter's count when codex reported none."""
+def _usage(events: list[dict[str, Any]]) -> TokenUsage | None:
+    """Codex's own total from ``turn.completed``; None when it reported none."""
     reported = [event.get("usage") or {} for event in events if event["type"] == "turn.completed"]
     if not reported:
-        return route.usage
+        return None
     return TokenUsage(
         **{
             name: sum(int(usage.get(name) or 0) for usage in reported)
@@ -191,11 +204,9 @@ def _failure(events: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _result(run: ExecResult, events: list[dict[str, Any]], route: Route, timeout_sec: float) -> AgentResult:
-    usage = _usage(events, route)
-    if route.refused:
-        message = f"token limit of {route.limit} reached ({route.usage.total_tokens} tokens used)"
-        return AgentResult("token_limit", message, run.returncode, usage)
+def _result(run: ExecResult, events: list[dict[str, Any]], timeout_sec: float) -> AgentResult:
+    """What codex's exit and events say; a refusal by the gateway is settled by the route owner."""
+    usage = _usage(events)
     if run.timed_out:
         return AgentResult(
             "timeout", f"codex still running at the {timeout_sec:g}s agent timeout", run.returncode, usage

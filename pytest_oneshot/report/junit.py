@@ -28,7 +28,11 @@ def junit_properties(result: TrialResult) -> list[tuple[str, object]]:
         for kind in ("fail_to_pass", "pass_to_pass"):
             props.append((f"oneshot.{kind}.passed", result.tests.count(kind)))  # type: ignore[arg-type]
             props.append((f"oneshot.{kind}.total", result.tests.total(kind)))  # type: ignore[arg-type]
-    if result.agent.usage:
-        props += [(f"oneshot.tokens.{name}", value) for name, value in result.agent.usage.items()]
+    if result.tokens is not None:
+        props += [(f"oneshot.tokens.{name}", value) for name, value in result.tokens.items()]
+        props.append(("oneshot.model_requests", result.model_requests))
+        props.append(("oneshot.cost_usd", "unknown" if result.cost_usd is None else result.cost_usd))
+    if result.trace:
+        props.append(("oneshot.trace", f"{result.run_dir}/{result.trace}"))
     props += [(f"oneshot.phase.{phase}", round(seconds, 3)) for phase, seconds in result.phases.items()]
     return props

@@ -35,8 +35,18 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def _spend(runs: list[dict[str, Any]]) -> tuple[int | None, float | None]:
+    """(total tokens, total cost) of the runs whose tokens were counted; cost None if any is unpriced."""
+    counted = [run for run in runs if run["tokens"] is not None]
+    if not counted:
+        return None, None
+    tokens = sum(run["tokens"]["total_tokens"] for run in counted)
+    costs = [run["cost_usd"] for run in counted]
+    return tokens, None if None in costs else round(sum(costs), 8)
+
+
 def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (task, model): attempts, passes, pass@1/pass@n with CI, mean score."""
+    """One row per (task, model): attempts, passes, pass@1/pass@n with CI, mean score, tokens, cost."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for item in items:
         groups[(item["task_name"], item["model"] or item["agent"]["name"])].append(item)
@@ -46,6 +56,7 @@ def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         passed = sum(1 for run in runs if run["outcome"] == "passed")
         scores = [run["score"] for run in runs if run["score"] is not None]
         low, high = wilson_interval(passed, n)
+        tokens, cost = _spend(runs)
         rows.append(
             {
                 "task": task,
@@ -58,9 +69,17 @@ def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "pass_rate_ci95": [round(low, 4), round(high, 4)],
                 "mean_score": sum(scores) / len(scores) if scores else None,
                 "outcomes": sorted({run["outcome"] for run in runs}),
+                "total_tokens": tokens,
+                "cost_usd": cost,
             }
         )
     return rows
+
+
+def _cost(row: dict[str, Any]) -> str:
+    if row["cost_usd"] is not None:
+        return f"${row['cost_usd']:.4f}"
+    return "-" if row["total_tokens"] is None else "unknown"
 
 
 class SessionReport:
@@ -102,7 +121,7 @@ class SessionReport:
             return
         rows = aggregate(list(self.items.values()))
         terminalreporter.section("oneshot results")
-        header = ("task", "model/agent", "passed", "outcomes", "mean score")
+        header = ("task", "model/agent", "passed", "outcomes", "mean score", "tokens", "cost")
         table = [
             (
                 row["task"],
@@ -110,6 +129,8 @@ class SessionReport:
                 f"{row['passed']}/{row['attempts']}",
                 ",".join(row["outcomes"]),
                 "unscored" if row["mean_score"] is None else f"{row['mean_score']:.2f}",
+                "-" if row["total_tokens"] is None else row["total_tokens"],
+                _cost(row),
             )
             for row in rows
         ]

@@ -1,0 +1,249 @@
+"""The model gateway: one per process, every trial's model traffic goes through it.
+
+::
+
+    agent ──▶ mitmdump reverse proxy ──▶ TokenLimiter ──────────────────▶ model API / replay server
+              (--oneshot-trace only:      adds the key, counts tokens,
+               records, never sees a key) enforces limits.token_limit (HTTP 429)
+
+Why this order: the key is added behind the recorder, so no trace can hold it, and the token
+limit is enforced in one place whether tracing is on or off. One recorder serves every route,
+because its only upstream is the limiter (routes are paths, ``/r/<token>``). Servers start on
+the first route, so runs without model agents pay nothing. Each xdist worker has its own
+gateway; their recorders append to the run's one SQLite database (WAL mode: writers queue on a
+lock, readers never block).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, final
+from urllib.parse import urlsplit
+
+from pytest_oneshot.agent import AgentResult, ModelEndpoint, TokenUsage
+from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.pricing import DEFAULT_PRICES, Price, cost_usd, load_prices
+from pytest_oneshot.report.rundir import write_atomic
+
+if TYPE_CHECKING:  # proxy/ is imported only when used: the plugin also loads where it is absent (sandboxes)
+    from proxy.manage import ProxyHandle
+    from proxy.token_limiter import Route, TokenLimiter
+    from pytest_oneshot.settings import OneshotSettings
+
+__all__ = ["DEFAULT_BASE_URL", "SESSION_HEADER", "ModelGateway", "ModelRoute", "RouteReport"]
+
+DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
+SESSION_HEADER: Final = "x-oneshot-session"
+"""The recorder files a request under this header's session before any other clue."""
+RECORD_WAIT_SEC: Final = 10.0
+"""How long a finished route waits for the recorder to commit its last requests."""
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    """A finished route: what the trial's agent spent, and where its trace went."""
+
+    requests: int
+    refused: int
+    usage: TokenUsage
+    cost_usd: float | None
+    """None when the model has no price."""
+    trace_path: Path | None = None
+    trace_complete: bool | None = None
+    """Whether every request was recorded in time (None without tracing)."""
+
+
+@final
+class ModelRoute:
+    """One trial's path to its model; hand :attr:`endpoint` to the agent."""
+
+    def __init__(
+        self, gateway: ModelGateway, route: Route, endpoint: ModelEndpoint, session_id: str, model: str | None
+    ):
+        self.endpoint = endpoint
+        self.session_id = session_id
+        self._gateway = gateway
+        self._route = route
+        self._model = model
+
+    @property
+    def usage(self) -> TokenUsage:
+        """Tokens the upstream reported on this route so far."""
+        return self._route.usage
+
+    @property
+    def requests(self) -> int:
+        """Requests received on this route, refused ones included."""
+        return self._route.requests
+
+    def settle(self, result: AgentResult) -> AgentResult:
+        """``result`` as the gateway saw it: once a request was refused, the token limit stopped
+        the agent, whatever the agent made of the 429."""
+        if not self._route.refused:
+            return result
+        message = f"token limit of {self._route.limit} reached ({self._route.usage.total_tokens} tokens used)"
+        return AgentResult("token_limit", message, result.exit_code, result.usage)
+
+    def close(self, trace_to: Path | None = None) -> RouteReport:
+        """Stop routing; when tracing, first write this session's trace (``export_session``) to ``trace_to``."""
+        complete = self._gateway._export(self, trace_to) if trace_to is not None else None
+        self._gateway._remove(self._route)
+        route = self._route
+        return RouteReport(
+            requests=route.requests,
+            refused=route.refused,
+            usage=route.usage,
+            cost_usd=cost_usd(self._gateway.prices, self._model, route.usage),
+            trace_path=trace_to if complete is not None else None,
+            trace_complete=complete,
+        )
+
+
+@final
+class ModelGateway:
+    """Routes for the trials of one process; a context manager (or call :meth:`close`).
+
+    Args:
+        upstream: the model API base URL routes go to by default.
+        api_key: sent only to ``upstream``, never to a route's own upstream (a replay server).
+        prices: the price table for :attr:`RouteReport.cost_usd`.
+        trace_db: record every request through mitmdump into this SQLite store; None: no tracing.
+        log_dir: where mitmdump's log goes (with ``trace_db``).
+        mitmdump: the executable (default: :func:`proxy.manage.find_mitmdump`).
+    """
+
+    def __init__(
+        self,
+        upstream: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        prices: Mapping[str, Price] = DEFAULT_PRICES,
+        trace_db: Path | None = None,
+        log_dir: Path | None = None,
+        mitmdump: Path | None = None,
+    ) -> None:
+        if urlsplit(upstream).scheme not in ("http", "https"):
+            raise OneshotError(f"model base URL must be http(s)://HOST[:PORT]/PATH (got {upstream!r})")
+        self.upstream = upstream
+        self.prices = prices
+        self.trace_db = trace_db
+        self._api_key = api_key
+        self._log_dir = log_dir
+        self._mitmdump = mitmdump
+        self._limiter: TokenLimiter | None = None
+        self._proxy: ProxyHandle | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: OneshotSettings) -> ModelGateway:
+        """The session's gateway (no server started yet).
+
+        Raises:
+            OneshotError: a bad prices file, or ``--oneshot-trace`` without mitmdump (with how to install it).
+        """
+        mitmdump = None
+        run_root = settings.runs_dir / settings.run_id
+        if settings.trace:
+            from proxy.manage import ProxyError, find_mitmdump
+
+            try:
+                mitmdump = find_mitmdump()
+            except ProxyError as exc:
+                raise OneshotError(f"--oneshot-trace: {exc}") from None
+        return cls(
+            settings.base_url or DEFAULT_BASE_URL,
+            api_key=os.environ.get(settings.api_key_env) or None,
+            prices=load_prices(settings.prices),
+            trace_db=run_root / "traces.sqlite3" if settings.trace else None,
+            log_dir=run_root / "logs",
+            mitmdump=mitmdump,
+        )
+
+    def open(
+        self, session_id: str, *, model: str | None = None, limit: int | None = None, upstream: str | None = None
+    ) -> ModelRoute:
+        """A new route for one trial.
+
+        Args:
+            session_id: the trial's id; names its session in the trace.
+            model: the model it runs, for pricing.
+            limit: total tokens after which requests are refused with HTTP 429 ``insufficient_quota``.
+            upstream: serve this route from another endpoint (a replay server) instead of
+                :attr:`upstream`; it gets no API key.
+        Raises:
+            OneshotError: the tracing proxy could not start (its log's last line).
+        """
+        from proxy.token_limiter import TokenLimiter
+
+        with self._lock:
+            if self._limiter is None:
+                self._limiter = TokenLimiter().start()
+            api_key = None if upstream else self._api_key
+            route = self._limiter.add_route(upstream or self.upstream, limit=limit, api_key=api_key)
+            if self.trace_db is None:
+                return ModelRoute(self, route, ModelEndpoint(route.base_url), session_id, model)
+            proxy = self._proxy or self._start_proxy(route)
+        endpoint = ModelEndpoint(proxy.url + urlsplit(route.base_url).path, {SESSION_HEADER: session_id})
+        return ModelRoute(self, route, endpoint, session_id, model)
+
+    def _start_proxy(self, route: Route) -> ProxyHandle:
+        from proxy.manage import start_proxy
+
+        assert self.trace_db is not None
+        limiter = urlsplit(route.base_url)
+        log_dir = self._log_dir or self.trace_db.parent
+        self._proxy = start_proxy(
+            f"{limiter.scheme}://{limiter.netloc}",
+            self.trace_db,
+            mitmdump=self._mitmdump,
+            log_path=log_dir / f"mitmdump-{os.getpid()}.log",
+        )
+        return self._proxy
+
+    def _export(self, route: ModelRoute, dest: Path) -> bool | None:
+        """Write ``route``'s session once the recorder has committed all its requests (or at the
+        deadline); returns whether it had, None when not tracing."""
+        if self.trace_db is None or self._proxy is None:
+            return None
+        from proxy import tracestore
+        from proxy.cleaner import export_session
+
+        deadline = time.monotonic() + RECORD_WAIT_SEC
+        conn = tracestore.connect(self.trace_db, create=False)
+        try:
+            while (
+                recorded := tracestore.count(conn, route.session_id)
+            ) < route.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            conn.close()
+        session = export_session(self.trace_db, route.session_id)
+        write_atomic(dest, json.dumps(session, indent=2, ensure_ascii=False).encode())
+        return recorded >= route.requests
+
+    def _remove(self, route: Route) -> None:
+        with self._lock:
+            if self._limiter is not None:
+                self._limiter.remove_route(route)
+
+    def close(self) -> None:
+        """Stop the recorder (it commits what it holds), then the limiter. Idempotent."""
+        with self._lock:
+            if self._proxy is not None:
+                self._proxy.stop()
+                self._proxy = None
+            if self._limiter is not None:
+                self._limiter.stop()
+                self._limiter = None
+
+    def __enter__(self) -> ModelGateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
