@@ -9,6 +9,7 @@ degrades to a plain subprocess in a temp dir, with a one-time warning.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -21,7 +22,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-import pytest_oneshot
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
@@ -66,11 +66,19 @@ def base_env(home: str, tmp: str) -> dict[str, str]:
     }
 
 
+# Our distribution's packages: pytest inside the sandbox autoloads the plugin, which must
+# import even when the project is installed editable from a tree the sandbox doesn't mount.
+_OUR_PACKAGES = ("pytest_oneshot", "proxy", "mcp_server")
+
+
 def _python_dirs() -> Iterator[Path]:
     """Host dirs the sandbox needs to run this Python and the (possibly editable) plugin."""
     for prefix in {sys.prefix, sys.base_prefix, os.path.realpath(sys.prefix), os.path.realpath(sys.base_prefix)}:
         yield Path(prefix)
-    yield Path(pytest_oneshot.__file__).resolve().parent
+    for package in _OUR_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            yield Path(spec.origin).resolve().parent
 
 
 class LocalSandbox:
