@@ -1,8 +1,10 @@
-"""Shared fixtures: copies of the shipped tasks, a tiny task factory, and a run-and-parse helper."""
+"""Shared fixtures: copies of the shipped tasks, a tiny task factory, a run-and-parse helper, and the
+real codex and mitmdump binaries (skipped when missing, failed under ONESHOT_REQUIRE_CODEX/_MITMPROXY)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,6 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from proxy.manage import ProxyError, find_mitmdump, install_mitmproxy
+from pytest_oneshot.agent.codex import find_codex
+from pytest_oneshot.errors import OneshotError
 
 pytest_plugins = ["pytester"]
 collect_ignore = ["fixtures"]  # task dirs used as data, not as this suite's tests
@@ -27,6 +33,31 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("ONESHOT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "oneshot-cache"))
     for name in ("ONESHOT_AGENT", "ONESHOT_SANDBOX", "ONESHOT_MODEL", "ONESHOT_RUNS_DIR"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def codex_bin() -> Path:
+    try:
+        return find_codex()
+    except OneshotError as exc:
+        if os.environ.get("ONESHOT_REQUIRE_CODEX"):
+            pytest.fail(f"ONESHOT_REQUIRE_CODEX is set but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def mitmdump() -> Path:
+    """A real mitmdump: configured/PATH/managed venv, else installed into the managed venv."""
+    try:
+        return find_mitmdump()
+    except ProxyError as not_found:
+        try:
+            return install_mitmproxy()
+        except ProxyError as failed:
+            reason = f"mitmproxy unavailable: {not_found}; and {failed}"
+            if os.environ.get("ONESHOT_REQUIRE_MITMPROXY"):
+                pytest.fail(f"ONESHOT_REQUIRE_MITMPROXY is set but {reason}", pytrace=False)
+            pytest.skip(reason)
 
 
 @pytest.fixture
@@ -93,6 +124,11 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
         return dest
 
     return make
+
+
+def changed_lines(diff: str) -> list[str]:
+    """A diff without its ``index`` lines: ``git diff --binary`` writes full blob ids there, the change must match."""
+    return [line for line in diff.strip().splitlines() if not line.startswith("index ")]
 
 
 @dataclass

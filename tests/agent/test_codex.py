@@ -6,7 +6,6 @@ Each run is a real ``codex exec`` (about a second); only the model is scripted.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -29,7 +28,7 @@ from proxy.responses_server import (
     message,
 )
 from pytest_oneshot.agent import AgentRequest, AgentResult
-from pytest_oneshot.agent.codex import CodexAgent, find_codex
+from pytest_oneshot.agent.codex import CodexAgent
 from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec
@@ -42,16 +41,6 @@ CANARY = "sk-canary-" + "7c1e4b90d2"
 CANARY_IN_SHELL = '"sk-canary""-7c1e4b90d2"'
 """The canary as a shell word whose text does not hold the canary (commands are logged)."""
 FIX = "*** Begin Patch\n*** Update File: calc/__init__.py\n@@\n-    return a - b\n+    return a + b\n*** End Patch\n"
-
-
-@pytest.fixture(scope="module")
-def codex_bin() -> Path:
-    try:
-        return find_codex()
-    except OneshotError as exc:
-        if os.environ.get("ONESHOT_REQUIRE_CODEX"):
-            pytest.fail(f"ONESHOT_REQUIRE_CODEX is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")

@@ -25,26 +25,11 @@ from typing import Any
 import pytest
 
 from proxy import cleaner, sse, tracestore
-from proxy.manage import ProxyError, ProxyHandle, find_mitmdump, install_mitmproxy, start_proxy
+from proxy.manage import ProxyError, ProxyHandle, start_proxy
 from proxy.responses_server import Cassette, ScriptedResponsesServer, Turn, apply_patch, exec_command, mcp_call, message
 
 CANARY = "sk-proj-CANARY0123456789abcdefXYZ"
 CANARIES = (CANARY, "hf_CANARYabcdefghijklmnopqrstuvwxyz01", "ghp_CANARYabcdefghijklmnopqrstuvwxyz0123")
-
-
-@pytest.fixture(scope="session")
-def mitmdump() -> Path:
-    """A real mitmdump: configured/PATH/managed venv, else installed into the managed venv."""
-    try:
-        return find_mitmdump()
-    except ProxyError as not_found:
-        try:
-            return install_mitmproxy()
-        except ProxyError as failed:
-            reason = f"mitmproxy unavailable: {not_found}; and {failed}"
-            if os.environ.get("ONESHOT_REQUIRE_MITMPROXY"):
-                pytest.fail(f"ONESHOT_REQUIRE_MITMPROXY is set but {reason}", pytrace=False)
-            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
