@@ -33,11 +33,6 @@ from pytest_oneshot.task import Task, load_task
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3
-# Until the plugin registers "docker" itself (registering again is harmless).
-_REGISTER_DOCKER = """
-def pytest_oneshot_register(registries):
-    registries.sandbox.register("docker", "pytest_oneshot.sandbox.docker:DockerSandbox")
-"""
 
 
 def run_pytest(work: Path, *args: str) -> list[dict[str, object]]:
@@ -112,8 +107,7 @@ def main() -> int:
     engine = ensure_engine()
     with tempfile.TemporaryDirectory(prefix="oneshot-bench-") as tmp:
         work = Path(tmp)
-        (work / "conftest.py").write_text(_REGISTER_DOCKER)
-        task_dirs = []  # copies under the run's rootdir, so its conftest applies
+        task_dirs = []  # copies under the run's rootdir
         for path in args.tasks:
             if (path / "tb_meta.json").is_file():
                 task_dirs.append(Path(shutil.copytree(path, work / "tasks" / path.name)))

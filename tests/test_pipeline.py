@@ -141,3 +141,34 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--oneshot-rollouts=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--oneshot-rollouts: must be >= 1 (got '0')*"])
+
+
+def test_conftest_can_register_an_agent(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+from pytest_oneshot.agent import AgentResult
+
+
+class ApplyReference:
+    name = "apply-reference"
+    network = "none"
+    uses_model = False
+
+    def __init__(self, options):
+        pass
+
+    def mounts(self):
+        return {}
+
+    def run(self, sandbox, request):
+        applied = sandbox.exec(["git", "apply", "-"], stdin=request.task.reference_patch())
+        return AgentResult("completed" if applied.ok else "agent_error", applied.text())
+
+
+def pytest_oneshot_register(registries):
+    registries.agent.register("apply-reference", ApplyReference)
+"""
+    )
+    result = pytester.runpytest_subprocess("tasks/fix-off-by-one", "--oneshot-agent=apply-reference")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*fix-off-by-one*apply-reference*1/1*passed*"])

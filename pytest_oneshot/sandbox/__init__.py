@@ -122,5 +122,6 @@ class SandboxFactory(Protocol):
 def default_sandbox_registry() -> Registry[SandboxFactory]:
     registry: Registry[SandboxFactory] = Registry("sandbox", "pytest_oneshot.sandboxes")
     registry.register("local", "pytest_oneshot.sandbox.local:LocalSandbox")
+    registry.register("docker", "pytest_oneshot.sandbox.docker:DockerSandbox")
     registry.load_entry_points()
     return registry

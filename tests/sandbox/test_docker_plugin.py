@@ -18,16 +18,8 @@ from pytest_oneshot.sandbox.dockerd import Engine
 
 pytestmark = pytest.mark.docker
 
-# Until the plugin registers "docker" itself; registering again is harmless afterwards.
-_REGISTER_DOCKER = """
-def pytest_oneshot_register(registries):
-    registries.sandbox.register("docker", "pytest_oneshot.sandbox.docker:DockerSandbox")
-"""
-
-
 @pytest.fixture
 def docker_tasks(pytester: pytest.Pytester, shipped_tasks: Path, engine: Engine) -> list[str]:
-    pytester.makeconftest(_REGISTER_DOCKER)
     return sorted(path.name for path in shipped_tasks.iterdir() if (path / "tb_meta.json").is_file())
 
 
