@@ -50,7 +50,6 @@ class RouteReport:
     """A finished route: what the trial's agent spent, and where its trace went."""
 
     requests: int
-    refused: int
     usage: TokenUsage
     cost_usd: float | None
     """None when the model has no price."""
@@ -65,7 +64,7 @@ class ModelRoute:
 
     def __init__(
         self, gateway: ModelGateway, route: Route, endpoint: ModelEndpoint, session_id: str, model: str | None
-    ):
+    ) -> None:
         self.endpoint = endpoint
         self.session_id = session_id
         self._gateway = gateway
@@ -97,7 +96,6 @@ class ModelRoute:
         route = self._route
         return RouteReport(
             requests=route.requests,
-            refused=route.refused,
             usage=route.usage,
             cost_usd=cost_usd(self._gateway.prices, self._model, route.usage),
             trace_path=trace_to if complete is not None else None,

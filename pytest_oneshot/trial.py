@@ -62,7 +62,8 @@ class TrialConfig:
     replay: ReplayService | None = None
     """Serves the task's cassette when ``model`` is a replay model."""
     gateway: ModelGateway | None = None
-    """Routes a model agent's traffic (key, token count and limit, tracing); None: a private one."""
+    """Routes a model agent's traffic (key, token count and limit, tracing). None: a private one
+    for this trial, which reaches replay cassettes or the OpenAI API without a key."""
 
     @property
     def trial_id(self) -> str:

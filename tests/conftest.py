@@ -31,8 +31,8 @@ REFERENCE_TASKS = Path(__file__).resolve().parent / "fixtures" / "reference_task
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Repo snapshots go to a per-session cache, never the user's ~/.cache."""
     monkeypatch.setenv("ONESHOT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "oneshot-cache"))
-    for name in ("ONESHOT_AGENT", "ONESHOT_SANDBOX", "ONESHOT_MODEL", "ONESHOT_RUNS_DIR"):
-        monkeypatch.delenv(name, raising=False)
+    for name in ("AGENT", "SANDBOX", "MODEL", "RUNS_DIR", "TRACE", "PRICES"):
+        monkeypatch.delenv(f"ONESHOT_{name}", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -126,11 +126,6 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-def changed_lines(diff: str) -> list[str]:
-    """A diff without its ``index`` lines: ``git diff --binary`` writes full blob ids there, the change must match."""
-    return [line for line in diff.strip().splitlines() if not line.startswith("index ")]
-
-
 @dataclass
 class ParsedRun:
     result: pytest.RunResult
@@ -139,6 +134,11 @@ class ParsedRun:
 
     def items(self) -> dict[str, dict[str, Any]]:
         return {item["item_id"]: item for item in self.report.get("items", [])}
+
+    def diff(self, item_id: str) -> list[str]:
+        """The item's ``diff.patch`` without ``index`` lines (``git diff --binary`` writes blob ids there)."""
+        diff = (Path(self.items()[item_id]["run_dir"]) / "diff.patch").read_text()
+        return [line for line in diff.strip().splitlines() if not line.startswith("index ")]
 
     def properties(self, name_contains: str) -> dict[str, str]:
         for case in self.junit.iter("testcase"):
