@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -35,7 +35,7 @@ from pytest_oneshot.workspace import Workspace
 Outcome = Literal["passed", "failed", "timeout", "agent_error", "token_limit", "error"]
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     PREPARE = "prepare"
     SANDBOX = "sandbox"
     AGENT = "agent"
@@ -123,7 +123,6 @@ class _TrialState:
     sandbox: Sandbox | None = None
     route: ModelRoute | None = None
     private_gateway: ModelGateway | None = None
-    baseline: str = ""
     diff: bytes = b""
     agent_result: AgentResult | None = None
 
@@ -198,8 +197,7 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
             )
         )
         state.sandbox.start()
-        workspace = Workspace.open(state.sandbox)
-        state.baseline = workspace.make_baseline()
+        workspace = Workspace.commit_baseline(state.sandbox)
     with state.phase(Phase.AGENT, on_phase):
         log_dir = config.run_dir / "agent"
         log_dir.mkdir(exist_ok=True)
@@ -223,12 +221,13 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
             _close_route(state)
         result.agent = _summarize_agent(config.agent.name, state.agent_result)
     with state.phase(Phase.DIFF, on_phase):
-        state.diff = workspace.collect_diff(state.baseline)
-        result.diff_bytes = len(state.diff)
-        result.diff_lines = state.diff.count(b"\n")
-        result.changed_files = workspace.changed_paths(state.baseline)
+        change = workspace.collect_change()
+        state.diff = change.diff
+        result.diff_bytes = len(change.diff)
+        result.diff_lines = change.diff.count(b"\n")
+        result.changed_files = change.paths
     with state.phase(Phase.TESTS, on_phase):
-        result.restored_test_config = workspace.restore_test_runner_config(state.baseline, result.changed_files)
+        result.restored_test_config = workspace.restore_test_runner_config(result.changed_files)
         workspace.write_hidden_tests(task.hidden_test_files())
         result.tests = run_hidden_tests(state.sandbox, task.spec, config.run_dir / "tests.log")
     with state.phase(Phase.SCORE, on_phase):

@@ -8,6 +8,8 @@ or shape the diff we record.
 
 from __future__ import annotations
 
+import secrets
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,54 +33,61 @@ _SAFE_GIT = [
 TEST_RUNNER_CONFIG = ("conftest.py", "pytest.ini")
 
 
+# Every step is one ``bash`` script run from the repo's top directory (``workdir`` may be a
+# subdir): a sandbox exec is cheap locally but costs ~60 ms in a container.
+_PRELUDE = f'set -e; g() {{ {shlex.join(_SAFE_GIT)} "$@"; }}; cd "$(g rev-parse --show-toplevel)"; '
+
+
+@dataclass(frozen=True)
+class Change:
+    """The agent's change: the binary-safe diff and the repo-relative paths it touches."""
+
+    diff: bytes
+    paths: list[str]
+
+
 @dataclass(frozen=True)
 class Workspace:
-    """The repo inside a sandbox; ``root`` is its top directory (``workdir`` may be a subdir)."""
+    """The repo inside a sandbox, with the baseline commit the agent's change is measured from."""
 
     sandbox: Sandbox
-    root: str
+    baseline: str
 
-    @classmethod
-    def open(cls, sandbox: Sandbox) -> Workspace:
-        result = sandbox.exec(["git", "rev-parse", "--show-toplevel"], timeout=GIT_TIMEOUT_SEC)
+    @staticmethod
+    def _run(sandbox: Sandbox, what: str, body: str, *args: str) -> bytes:
+        result = sandbox.exec(["bash", "-c", _PRELUDE + body, "bash", *args], timeout=GIT_TIMEOUT_SEC)
         if not result.ok:
-            raise InfraError("workspace", f"workdir is not a git repo: {result.text().strip()}")
-        return cls(sandbox, result.stdout.decode().strip())
-
-    def git(self, *args: str, check: bool = True) -> bytes:
-        result = self.sandbox.exec([*_SAFE_GIT, *args], timeout=GIT_TIMEOUT_SEC, cwd=self.root)
-        if check and not result.ok:
-            raise InfraError("workspace", f"git {args[0]} failed: {result.text().strip()[-300:]}")
+            raise InfraError("workspace", f"{what} failed: {result.text().strip()[-300:]}")
         return result.stdout
 
-    def make_baseline(self) -> str:
-        """Commit whatever setup produced so the agent's diff is exactly its own change; return the sha."""
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "--no-verify", "-m", "oneshot baseline")
-        return self.git("rev-parse", "HEAD").decode().strip()
+    @classmethod
+    def commit_baseline(cls, sandbox: Sandbox) -> Workspace:
+        """Commit whatever setup produced so the agent's diff is exactly its own change."""
+        body = 'g add -A; g commit -q --allow-empty --no-verify -m "oneshot baseline"; g rev-parse HEAD'
+        return cls(sandbox, cls._run(sandbox, "baseline commit", body).decode().strip())
 
-    def collect_diff(self, baseline: str) -> bytes:
-        """The agent's change since ``baseline``: staged, binary-safe, new files included."""
-        self.git("add", "-A")
-        return self.git("diff", "--cached", "--binary", "--no-ext-diff", "--no-textconv", "--no-color", baseline)
+    def collect_change(self) -> Change:
+        """Stage everything (new files included) and return the diff against the baseline."""
+        separator = f"\n--oneshot-{secrets.token_hex(8)}--\n"
+        body = (
+            'g add -A; g diff --cached --name-only --no-renames -z "$1"; printf %s "$2"; '
+            'g diff --cached --binary --no-ext-diff --no-textconv --no-color "$1"'
+        )
+        out = self._run(self.sandbox, "collecting the diff", body, self.baseline, separator)
+        names, _, diff = out.partition(separator.encode())
+        return Change(diff, [path for path in names.decode("utf-8", "replace").split("\0") if path])
 
-    def changed_paths(self, baseline: str) -> list[str]:
-        """Repo-relative paths the agent touched (after :meth:`collect_diff` staged them)."""
-        out = self.git("diff", "--cached", "--name-only", "--no-renames", "-z", baseline)
-        return [path for path in out.decode("utf-8", "replace").split("\0") if path]
-
-    def restore_test_runner_config(self, baseline: str, changed: Iterable[str]) -> list[str]:
+    def restore_test_runner_config(self, changed: Iterable[str]) -> list[str]:
         """Undo agent edits to conftest.py / pytest.ini (deleting ones it added); return what was undone."""
         undone = [path for path in changed if path.rsplit("/", 1)[-1] in TEST_RUNNER_CONFIG]
-        for path in undone:
-            if self._exists_at(baseline, path):
-                self.git("checkout", baseline, "--", path)
-            else:
-                self.git("rm", "-q", "-r", "-f", "--", path)
+        if undone:
+            body = (
+                'base=$1; shift; for p in "$@"; do '
+                'if g cat-file -e "$base:$p" 2>/dev/null; then g checkout "$base" -- "$p"; '
+                'else g rm -q -r -f -- "$p"; fi; done'
+            )
+            self._run(self.sandbox, "restoring test config", body, self.baseline, *undone)
         return undone
-
-    def _exists_at(self, commit: str, path: str) -> bool:
-        return self.sandbox.exec([*_SAFE_GIT, "cat-file", "-e", f"{commit}:{path}"], cwd=self.root).ok
 
     def write_hidden_tests(self, files: dict[str, bytes]) -> None:
         """Write the task's tests over whatever the agent left at those paths."""
