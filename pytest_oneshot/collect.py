@@ -97,6 +97,7 @@ class TaskItem(pytest.Item):
                 rollout=self.rollout,
                 agent_timeout_sec=settings.timeout,
                 min_score=settings.min_score,
+                sandbox_options=settings.sandbox_options(),
                 replay=self.config.stash[replay_key],
                 gateway=self.config.stash[gateway_key],
             ),

@@ -6,6 +6,7 @@ Only module-level hooks live here; stateful parts are plugin objects registered 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -95,6 +96,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker uses the controller's run id, so all items share one runs/<run_id>/."""
     node.workerinput["oneshot_run_id"] = node.config.stash[settings_key].run_id
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Controller only: let the sandbox backend remove what dead runs left behind (e.g. containers)."""
+    if _inert(session.config) or hasattr(session.config, "workerinput"):
+        return
+    settings = session.config.stash[settings_key]
+    cleanup = getattr(session.config.stash[registries_key].sandbox.get(settings.sandbox), "cleanup_stale", None)
+    if cleanup is not None:
+        with contextlib.suppress(OneshotError):  # e.g. no engine: every trial reports it as its own error
+            cleanup(settings.sandbox_options())
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:

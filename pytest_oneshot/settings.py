@@ -102,6 +102,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
     Option("sandbox", "Where trials run (local, docker, ...)", "local", metavar="NAME"),
     Option(
+        "docker_image",
+        "Base image for tasks without a Dockerfile (default: the local debootstrap one)",
+        "",
+        metavar="IMAGE",
+    ),
+    Option(
         "timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"
     ),
     Option("runs_dir", "Directory receiving runs/<run_id>/<item>/", "runs", metavar="DIR"),
@@ -139,6 +145,7 @@ class OneshotSettings(BaseModel):
     """Empty when none was given: model agents then replay the tasks' cassettes."""
     rollouts: int
     sandbox: str
+    docker_image: str
     timeout: float | None
     runs_dir: Path
     min_score: float | None
@@ -157,6 +164,10 @@ class OneshotSettings(BaseModel):
             "reasoning_effort": self.reasoning_effort,
             "codex_bin": self.codex_bin,
         }
+
+    def sandbox_options(self) -> dict[str, str]:
+        """What sandbox backends receive in ``SandboxSpec.options``; each reads the keys it knows."""
+        return {"docker_image": self.docker_image, "cache_dir": str(self.cache_dir)}
 
 
 def _parse(option: Option, raw: str, source: str) -> Any:
@@ -202,6 +213,7 @@ def resolve(
         models=tuple(models or ()),
         rollouts=values["rollouts"],
         sandbox=values["sandbox"],
+        docker_image=values["docker_image"],
         timeout=values["timeout"],
         runs_dir=runs_dir if runs_dir.is_absolute() else base_dir / runs_dir,
         min_score=values["min_score"],

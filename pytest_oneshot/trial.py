@@ -58,6 +58,7 @@ class TrialConfig:
     agent_timeout_sec: float | None = None
     """Overrides the task's ``limits.agent_timeout_sec`` when set."""
     min_score: float | None = None
+    sandbox_options: Mapping[str, str] = field(default_factory=dict)
     agent_env: Mapping[str, str] = field(default_factory=dict)
     replay: ReplayService | None = None
     """Serves the task's cassette when ``model`` is a replay model."""
@@ -194,6 +195,7 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
                 cpus=task.spec.environment.cpus,
                 memory_mb=task.spec.environment.memory_mb,
                 mounts=config.agent.mounts(),
+                options=config.sandbox_options,
             )
         )
         state.sandbox.start()

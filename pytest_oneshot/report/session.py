@@ -134,9 +134,11 @@ class SessionReport:
             )
             for row in rows
         ]
-        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table)]
+        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table, strict=True)]
         for line in (header, *table):
-            terminalreporter.write_line("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+            terminalreporter.write_line(
+                "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            )
         terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
         if self.settings.json_path:
             terminalreporter.write_line(f"json report: {self.settings.json_path}")

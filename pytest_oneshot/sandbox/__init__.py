@@ -62,6 +62,8 @@ class SandboxSpec:
     memory_mb: int = 2048
     mounts: Mapping[Path, str] = field(default_factory=dict)
     """Host paths mounted read-only at the given sandbox path (e.g. an agent binary)."""
+    options: Mapping[str, str] = field(default_factory=dict)
+    """Session settings for backends (``docker_image``, ``cache_dir``); each reads the keys it knows."""
 
 
 class Sandbox(Protocol):
@@ -116,6 +118,9 @@ class Sandbox(Protocol):
 
 
 class SandboxFactory(Protocol):
+    """Builds a sandbox per trial. A factory may also offer ``cleanup_stale(options)``, called once
+    per session on the controller before any trial to remove what dead runs left behind."""
+
     def __call__(self, spec: SandboxSpec) -> Sandbox: ...
 
 
