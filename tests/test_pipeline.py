@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -177,3 +178,16 @@ def pytest_oneshot_register(registries):
     result = pytester.runpytest_subprocess("tasks/fix-off-by-one", "--oneshot-agent=apply-reference")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*fix-off-by-one*apply-reference*1/1*passed*"])
+
+
+def test_min_score_needs_a_scored_rubric(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., Any]
+) -> None:
+    make_task(pytester.path / "tasks" / "fix-add", tests={"rubric_id": None})  # no rubric is test-scored
+    run = run_and_parse("tasks", "--oneshot-agent=oracle", "--oneshot-min-score=0.5")
+    run.result.assert_outcomes(failed=1)
+    item = run.items()["fix-add[oracle-r0]"]
+    assert item["resolved"] is True and item["score"] is None
+    assert "no rubric is scored to compare with min score 0.5" in item["reason"]
+    run = run_and_parse("tasks", "--oneshot-agent=oracle")  # without the bar, resolved is enough
+    run.result.assert_outcomes(passed=1)
