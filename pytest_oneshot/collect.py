@@ -40,8 +40,11 @@ class TaskDirectory(pytest.Directory):
         for model in _models(self.config):
             label = model or settings.agent
             for rollout in range(settings.rollouts):
+                name = f"{task.name}[{label}-r{rollout}]"
+                # An explicit nodeid, so pytest >= 9.2 parses "[label-rN]" as params like a
+                # parametrized test's (else --lf cannot match the ids it stored).
                 item = TaskItem.from_parent(
-                    self, name=f"{task.name}[{label}-r{rollout}]", task=task, model=model, rollout=rollout
+                    self, name=name, nodeid=f"{self.nodeid}::{name}", task=task, model=model, rollout=rollout
                 )
                 item.add_marker("oneshot")
                 for tag in task.spec.metadata.tags:

@@ -660,7 +660,7 @@ def replay_cassette(task: Task, cassette: Cassette, codex_bin: Path, scratch: Pa
                 log_dir=scratch / "agent",
             )
             result = agent.run(sandbox, request)
-            diff = Workspace.open(sandbox).collect_diff("HEAD")
+            diff = Workspace(sandbox, "HEAD").collect_change().diff
         finally:
             sandbox.stop()
         served = server.requests(task.name)
