@@ -324,15 +324,21 @@ def _write_context(file: IO[bytes], dockerfile: str, repo: Path) -> None:
 class DockerSandbox(Sandbox):
     """One trial in its own container of the task's environment image."""
 
-    def __init__(self, spec: SandboxSpec, *, base_image: str = BASE_IMAGE, cache_dir: Path | None = None) -> None:
+    def __init__(self, spec: SandboxSpec, *, base_image: str | None = None, cache_dir: Path | None = None) -> None:
         self.spec = spec
-        self.base_image = base_image
-        self.cache_dir = cache_dir
+        self.base_image = base_image or spec.options.get("docker_image") or BASE_IMAGE
+        self.cache_dir = cache_dir or (Path(spec.options["cache_dir"]) if spec.options.get("cache_dir") else None)
         self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
         safe = re.sub(r"[^a-zA-Z0-9_.-]+", "-", spec.trial_id).strip("-.")[:80]
         self.name = f"oneshot-{safe}-{hashlib.sha256(spec.trial_id.encode()).hexdigest()[:8]}"
         self.image: str | None = None
         self._engine: Engine | None = None
+
+    @staticmethod
+    def cleanup_stale(options: Mapping[str, str]) -> list[str]:
+        """Session start: remove the containers of runs that died (see :func:`reap`)."""
+        del options  # containers are found by their owner labels, whatever image they run
+        return reap()
 
     @property
     def engine(self) -> Engine:

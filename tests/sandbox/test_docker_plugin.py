@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.sandbox.docker import reap
 from pytest_oneshot.sandbox.dockerd import Engine
 
 pytestmark = pytest.mark.docker
+
 
 @pytest.fixture
 def docker_tasks(pytester: pytest.Pytester, shipped_tasks: Path, engine: Engine) -> list[str]:
@@ -53,15 +53,22 @@ def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine
     pytest.fail("the run never reached its agent phase")
 
 
-def test_sigkilled_run_leaves_no_container_after_reap(
+def test_the_next_run_reaps_what_a_sigkilled_run_left(
     pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine
 ) -> None:
     run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert _containers_of(engine, run.pid), "SIGKILL leaves the container behind: only the reaper can remove it"
-    reap(engine)
+    pytester.runpytest_subprocess("--collect-only", "tasks", "--oneshot-sandbox=docker")  # session start reaps
     assert _containers_of(engine, run.pid) == []
+
+
+def test_an_unknown_base_image_is_a_clear_error(docker_tasks: list[str], run_and_parse: Callable[..., Any]) -> None:
+    run = run_and_parse("tasks/fix-off-by-one", "--oneshot-sandbox=docker", "--oneshot-agent=nop",
+                        "--oneshot-docker-image=oneshot-no-such-image:0")  # fmt: skip
+    run.result.assert_outcomes(errors=1)
+    assert "oneshot-no-such-image:0" in run.items()["fix-off-by-one[nop-r0]"]["reason"]
 
 
 def test_ctrl_c_removes_the_container(pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine) -> None:
