@@ -175,10 +175,16 @@ class ModelGateway:
             upstream: serve this route from another endpoint (a replay server) instead of
                 :attr:`upstream`; it gets no API key.
         Raises:
-            OneshotError: the tracing proxy could not start (its log's last line).
+            OneshotError: no API key for the OpenAI API, or the tracing proxy could not start
+                (its log's last line).
         """
         from proxy.token_limiter import TokenLimiter
 
+        if upstream is None and self._api_key is None and self.upstream == DEFAULT_BASE_URL:
+            raise OneshotError(
+                f"no API key for {self.upstream}: set OPENAI_API_KEY (or the variable named by "
+                "--oneshot-api-key-env), or replay the recorded sessions with --oneshot-model=replay"
+            )
         with self._lock:
             if self._limiter is None:
                 self._limiter = TokenLimiter().start()

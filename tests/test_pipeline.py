@@ -191,3 +191,12 @@ def test_min_score_needs_a_scored_rubric(
     assert "no rubric is scored to compare with min score 0.5" in item["reason"]
     run = run_and_parse("tasks", "--oneshot-agent=oracle")  # without the bar, resolved is enough
     run.result.assert_outcomes(passed=1)
+
+
+def test_a_real_model_without_an_api_key_is_a_clear_error(
+    shipped_tasks: Path, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = pytester.runpytest_subprocess("tasks/fix-off-by-one", "--oneshot-model=gpt-5-mini")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["prepare: no API key for https://api.openai.com/v1: set OPENAI_API_KEY*"])
