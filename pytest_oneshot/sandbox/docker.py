@@ -17,6 +17,7 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -32,7 +33,7 @@ from typing_extensions import override
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.repo import default_cache_dir, git
-from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec
+from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
 from pytest_oneshot.sandbox.dockerd import (
     BASE_IMAGE,
     Engine,
@@ -58,6 +59,16 @@ _SANDBOX_ENV = {
 }  # the same base environment as the local sandbox; the host's is never passed in
 _KILL_GRACE_SEC = 10.0
 SETUP_TIMEOUT_SEC = 900.0  # per setup command, as in the local sandbox
+_FILE_TIMEOUT_SEC = 60.0
+_SERVER_START_SEC = 10.0
+_SERVER_SCRIPT = "/oneshot/execd.py"
+_SERVER_DIR = "/oneshot/run"
+_NO_SERVER = "no-server"
+# The container's main process: the exec server (:mod:`execd`) when the image's python3 can run
+# it; otherwise, or once it is gone, a sleep that keeps the container up for ``docker exec``.
+_MAIN = f"python3 -I -S {_SERVER_SCRIPT} {_SERVER_DIR}; : >{_SERVER_DIR}/{_NO_SERVER}; exec sleep infinity"
+
+# Without the server (below), commands run through ``docker exec``:
 
 # `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: CMD writes its pid and /proc stat line (start
 # time) to PIDFILE, so a timeout can find its whole tree, and runs as the leader of a new
@@ -322,7 +333,12 @@ def _write_context(file: IO[bytes], dockerfile: str, repo: Path) -> None:
 
 @final
 class DockerSandbox(Sandbox):
-    """One trial in its own container of the task's environment image."""
+    """One trial in its own container of the task's environment image.
+
+    Commands go to the container's exec server over a unix socket in a per-container host dir
+    (:mod:`execd`), or through ``docker exec`` when the image cannot run the server: decided at
+    :meth:`start`, and for good whenever the server stops being the one started with the container.
+    """
 
     def __init__(self, spec: SandboxSpec, *, base_image: str | None = None, cache_dir: Path | None = None) -> None:
         self.spec = spec
@@ -333,6 +349,8 @@ class DockerSandbox(Sandbox):
         self.name = f"oneshot-{safe}-{hashlib.sha256(spec.trial_id.encode()).hexdigest()[:8]}"
         self.image: str | None = None
         self._engine: Engine | None = None
+        self._server_home: Path | None = None
+        self._server: execd.Client | None = None
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
@@ -346,6 +364,11 @@ class DockerSandbox(Sandbox):
             self._engine = ensure_engine()
         return self._engine
 
+    @property
+    def uses_server(self) -> bool:
+        """Whether commands go to the exec server (else ``docker exec``)."""
+        return self._server is not None
+
     @override
     def start(self) -> None:
         spec = self.spec
@@ -353,7 +376,7 @@ class DockerSandbox(Sandbox):
             self.engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir
         )
         labels = {f"{_LABEL}.run_id": spec.run_id, f"{_LABEL}.trial": spec.trial_id, **Owner.current().labels()}
-        argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sleep", "-w", self.workdir]
+        argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sh", "-w", self.workdir]
         # As in the local sandbox, the system is read-only, so the agent cannot tamper with the git,
         # python or shell the harness runs after it; the workspace is an anonymous volume seeded
         # from the image (removed with the container), HOME and /tmp are scratch.
@@ -362,13 +385,35 @@ class DockerSandbox(Sandbox):
         argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
         for key, value in {**labels, **_SANDBOX_ENV}.items():
             argv += ["--label" if key in labels else "--env", f"{key}={value}"]
-        for host_path, sandbox_path in spec.mounts.items():
-            argv += [
-                "--mount",
-                _csv(["type=bind", f"source={Path(host_path).resolve()}", f"target={sandbox_path}", "readonly"]),
-            ]
+        # The server's socket dir is the only writable host path in the container. Its parent stays
+        # private (0700), so nothing container root puts there (a setuid file) reaches other host users.
+        self._server_home = Path(tempfile.mkdtemp(prefix="oneshot-execd-"))
+        socket_dir = self._server_home / "run"
+        socket_dir.mkdir()
+        mounts = {Path(execd.__file__): (_SERVER_SCRIPT, True), socket_dir: (_SERVER_DIR, False)}
+        mounts.update({Path(host): (target, True) for host, target in spec.mounts.items()})
+        for host_path, (sandbox_path, readonly) in mounts.items():
+            fields = ["type=bind", f"source={host_path.resolve()}", f"target={sandbox_path}"]
+            argv += ["--mount", _csv([*fields, "readonly"] if readonly else fields)]
         _live.add(self)
-        self.engine.run(*argv, self.image, "infinity")
+        self.engine.run(*argv, self.image, "-c", _MAIN)
+        self._server = self._attach_server(socket_dir)
+
+    def _attach_server(self, socket_dir: Path) -> execd.Client | None:
+        """The exec server's client once it listens, or None when the image cannot run it."""
+        deadline = time.monotonic() + _SERVER_START_SEC
+        while time.monotonic() < deadline:
+            if (socket_dir / execd.SOCKET_NAME).exists():
+                try:
+                    return execd.Client.attach(str(socket_dir / execd.SOCKET_NAME))
+                except execd.ServerLost:
+                    return None
+            if (socket_dir / _NO_SERVER).exists():
+                return None
+            time.sleep(0.005)
+        if not self._running():
+            raise InfraError("sandbox", f"container {self.name} exited at start; see `docker logs {self.name}`")
+        return None  # the engine does not share this host's files: docker exec works all the same
 
     @override
     def exec(
@@ -381,9 +426,68 @@ class DockerSandbox(Sandbox):
         stdin: bytes | None = None,
         output: Path | None = None,
     ) -> ExecResult:
+        server = self._server
+        if server is not None:
+            try:
+                return self._server_exec(server, cmd, timeout, env or {}, cwd or self.workdir, stdin, output)
+            except execd.ServerLost:
+                self._server = None  # killed or replaced (by the agent): docker exec from now on
+        return self._docker_exec(cmd, timeout, env or {}, cwd or self.workdir, stdin, output)
+
+    def _server_exec(
+        self,
+        server: execd.Client,
+        cmd: Sequence[str],
+        timeout: float | None,
+        env: Mapping[str, str],
+        cwd: str,
+        stdin: bytes | None,
+        output: Path | None,
+    ) -> ExecResult:
+        started = time.monotonic()
+        captured: dict[bool, list[bytes]] = {False: [], True: []}
+        sink = open(output, "ab", buffering=0) if output else None  # noqa: SIM115 - closed below
+
+        def on_output(is_stderr: bool, data: bytes) -> None:
+            if sink is not None:
+                sink.write(data)
+            else:
+                captured[is_stderr].append(data)
+
+        wait = None if timeout is None else timeout + 2 * _KILL_GRACE_SEC
+        try:
+            end = server.run(
+                cmd,
+                env=env,
+                cwd=cwd,
+                timeout=timeout,
+                stdin=stdin,
+                merge=sink is not None,
+                on_output=on_output,
+                wait=wait,
+            )
+        except ConnectionError as exc:
+            self._server = None
+            self._raise_if_gone()
+            raise InfraError("sandbox", f"the exec server in {self.name} failed mid-command: {exc}") from None
+        finally:
+            if sink is not None:
+                sink.close()
+        stdout, stderr = b"".join(captured[False]), b"".join(captured[True])
+        return ExecResult(end.returncode, stdout, stderr, end.timed_out, time.monotonic() - started)
+
+    def _docker_exec(
+        self,
+        cmd: Sequence[str],
+        timeout: float | None,
+        env: Mapping[str, str],
+        cwd: str,
+        stdin: bytes | None,
+        output: Path | None,
+    ) -> ExecResult:
         pidfile = f"/tmp/.oneshot-exec-{uuid.uuid4().hex}.pid"
-        argv = self.engine.argv("exec", "-w", cwd or self.workdir, *(["-i"] if stdin is not None else []))
-        for name in env or {}:
+        argv = self.engine.argv("exec", "-w", cwd, *(["-i"] if stdin is not None else []))
+        for name in env:
             argv += ["-e", name]  # the value travels in the client's environment, never in an argv
         argv += [self.name, "sh", "-c", _LAUNCH, "sh", _RECORD, pidfile, *cmd]
         started = time.monotonic()
@@ -414,10 +518,8 @@ class DockerSandbox(Sandbox):
         finally:
             if output:
                 sink.close()  # type: ignore[union-attr]
-        if proc.returncode != 0 and not timed_out and not self._running():  # docker's own errors exit 1 too
-            raise InfraError(
-                "sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)"
-            )
+        if proc.returncode != 0 and not timed_out:  # docker's own errors exit 1 too
+            self._raise_if_gone()
         return ExecResult(proc.returncode, stdout or b"", stderr or b"", timed_out, time.monotonic() - started)
 
     def _kill_tree(self, pidfile: str) -> None:
@@ -426,6 +528,12 @@ class DockerSandbox(Sandbox):
     def _running(self) -> bool:
         proc = self.engine.run("inspect", "--format", "{{.State.Running}}", self.name, check=False)
         return proc.stdout.strip() == b"true"
+
+    def _raise_if_gone(self) -> None:
+        if not self._running():
+            raise InfraError(
+                "sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)"
+            )
 
     def _path(self, path: str) -> str:
         relative = PurePosixPath(path)
@@ -436,35 +544,33 @@ class DockerSandbox(Sandbox):
     @override
     def write_file(self, path: str, data: bytes) -> None:
         relative = self._path(path)
-        proc = self.engine.run(
-            "exec", "-i", self.name, "sh", "-c", _WRITE, "sh", WORKSPACE, relative, input=data, check=False
-        )
-        if proc.returncode != 0:
-            raise InfraError(
-                "sandbox", f"could not write {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}"
-            )
+        result = self.exec(["sh", "-c", _WRITE, "sh", WORKSPACE, relative], stdin=data, timeout=_FILE_TIMEOUT_SEC)
+        if not result.ok:
+            raise InfraError("sandbox", f"could not write {path} in {self.name}: {result.text().strip()}")
 
     @override
     def read_file(self, path: str) -> bytes:
         target = f"{WORKSPACE}/{self._path(path)}"
-        proc = self.engine.run("exec", self.name, "sh", "-c", _READ, "sh", WORKSPACE, target, check=False)
-        if proc.returncode == 0:
-            return proc.stdout
-        if proc.returncode == 3:
+        result = self.exec(["sh", "-c", _READ, "sh", WORKSPACE, target], timeout=_FILE_TIMEOUT_SEC)
+        if result.ok:
+            return result.stdout
+        if result.returncode == 3:
             raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
-        if proc.returncode == 4:
+        if result.returncode == 4:
             raise FileNotFoundError(f"{path}: no such file in the sandbox")
-        if proc.returncode == 5:
+        if result.returncode == 5:
             raise IsADirectoryError(f"{path}: is a directory")
-        raise InfraError(
-            "sandbox", f"could not read {path} in {self.name}: {proc.stderr.decode(errors='replace').strip()}"
-        )
+        raise InfraError("sandbox", f"could not read {path} in {self.name}: {result.text().strip()}")
 
     @override
     def stop(self) -> None:
         _live.discard(self)
+        self._server = None
         if self._engine is not None:
             self._engine.run("rm", "-f", "-v", self.name, check=False, timeout=60)
+        if self._server_home is not None:
+            shutil.rmtree(self._server_home, ignore_errors=True)
+            self._server_home = None
 
 
 def _csv(fields: Sequence[str]) -> str:
