@@ -119,7 +119,7 @@ def _run(conn: socket.socket, request: dict, stdin: bytes | None, base_env: Mapp
         proc = subprocess.Popen(
             request["argv"],
             cwd=request["cwd"],
-            env={**base_env, **request["env"]},
+            env={**base_env, "PWD": request["cwd"], **request["env"]},  # PWD as a shell would set it
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if merge else subprocess.PIPE,
@@ -206,7 +206,6 @@ def _pump(conn: socket.socket, proc: subprocess.Popen[bytes], timeout: float | N
 def serve(directory: str) -> None:
     """Listen on ``directory/sock`` (renamed into place once listening) and run commands forever."""
     base_env = dict(os.environ)
-    base_env.pop("PWD", None)  # exported by the launching sh; ``docker exec`` sets no PWD either
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, lambda *_: None)  # a `pkill python3` in the container is not ours to obey
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

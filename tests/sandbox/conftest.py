@@ -114,12 +114,31 @@ def make_sandbox(docker_task: DockerTask, request: pytest.FixtureRequest) -> Mak
 
     def make(*, task_kwargs: dict[str, Any] | None = None, **spec_kwargs: Any) -> DockerSandbox:
         task, snap = docker_task(**(task_kwargs or {}))
-        trial = f"{request.node.name}-{os.getpid()}"
+        trial = f"{request.node.name}-{task.name}-{os.getpid()}"  # a test may start several
         sandbox = DockerSandbox(
             SandboxSpec(task=task, repo_snapshot=snap, trial_id=trial, run_id="test-run", **spec_kwargs)
         )
         request.addfinalizer(sandbox.stop)
         sandbox.start()
+        return sandbox
+
+    return make
+
+
+NO_PYTHON = "FROM oneshot-base:bookworm\nRUN rm -f /usr/bin/python3*\n"
+"""An image whose python3 cannot run the exec server: the sandbox falls back to ``docker exec``."""
+
+
+@pytest.fixture(params=["server", "docker-exec"])
+def any_sandbox(make_sandbox: MakeSandbox, request: pytest.FixtureRequest) -> MakeSandbox:
+    """``make_sandbox`` once per way commands reach the container: the in-container exec server,
+    and ``docker exec`` in an image without python3 (the contract is the same)."""
+    server = request.param == "server"
+
+    def make(*, task_kwargs: dict[str, Any] | None = None, **spec_kwargs: Any) -> DockerSandbox:
+        task_kwargs = {**(task_kwargs or {}), **({} if server else {"dockerfile": NO_PYTHON})}
+        sandbox = make_sandbox(task_kwargs=task_kwargs, **spec_kwargs)
+        assert sandbox.uses_server == server
         return sandbox
 
     return make

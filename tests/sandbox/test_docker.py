@@ -38,8 +38,8 @@ def sh(sandbox: DockerSandbox, script: str, **kwargs: object) -> str:
 # --- exec ---------------------------------------------------------------------------------
 
 
-def test_exec_result_cwd_and_stdin(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox()
+def test_exec_result_cwd_and_stdin(any_sandbox: MakeSandbox) -> None:
+    sandbox = any_sandbox()
     result = sandbox.exec(["sh", "-c", "pwd; cat; echo err >&2; exit 3"], stdin=b"fed", timeout=60)
     assert (result.returncode, result.stdout, result.stderr) == (3, b"/workspace\nfed", b"err\n")
     assert not result.ok
@@ -47,25 +47,26 @@ def test_exec_result_cwd_and_stdin(make_sandbox: MakeSandbox) -> None:
     assert sh(sandbox, "git log --format=%s") == "start\n"
 
 
-def test_exec_env_is_clean(make_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exec_env_is_clean(any_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONESHOT_HOST_ONLY", CANARY)
-    sandbox = make_sandbox()
+    sandbox = any_sandbox()
     env = sh(sandbox, "env", env={"GIVEN": "yes", "SECRET": CANARY})
     assert "ONESHOT_HOST_ONLY" not in env
     assert "GIVEN=yes\n" in env and f"SECRET={CANARY}\n" in env
     assert "ONESHOT_IN_SANDBOX=1\n" in env and "LANG=C.UTF-8\n" in env
+    assert b"\nPWD=/tmp\n" in sandbox.exec(["env"], cwd="/tmp", timeout=60).stdout
 
 
-def test_exec_output_streams_to_host_file(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    sandbox = make_sandbox()
+def test_exec_output_streams_to_host_file(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = any_sandbox()
     log = tmp_path / "out.log"
     result = sandbox.exec(["sh", "-c", "echo one; echo two >&2"], output=log, timeout=60)
     assert result.ok and result.stdout == b"" and result.stderr == b""
     assert sorted(log.read_text().splitlines()) == ["one", "two"]
 
 
-def test_exec_timeout_kills_the_whole_tree_and_keeps_output(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    sandbox = make_sandbox()
+def test_exec_timeout_kills_the_whole_tree_and_keeps_output(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = any_sandbox()
     # a child, a grandchild in its own session, and an orphan: all must die at the timeout
     script = "echo before; sleep 301 & setsid sleep 302 & (sleep 303 &); exec sleep 300"
     log = tmp_path / "out.log"
@@ -78,8 +79,8 @@ def test_exec_timeout_kills_the_whole_tree_and_keeps_output(make_sandbox: MakeSa
     assert "sleep 30" not in running, running
 
 
-def test_exec_in_missing_container_is_infra_error(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox()
+def test_exec_in_missing_container_is_infra_error(any_sandbox: MakeSandbox) -> None:
+    sandbox = any_sandbox()
     sandbox.stop()
     with pytest.raises(InfraError, match="is not running"):
         sandbox.exec(["true"], timeout=60)
@@ -88,8 +89,8 @@ def test_exec_in_missing_container_is_infra_error(make_sandbox: MakeSandbox) -> 
 # --- files --------------------------------------------------------------------------------
 
 
-def test_write_and_read_files(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox()
+def test_write_and_read_files(any_sandbox: MakeSandbox) -> None:
+    sandbox = any_sandbox()
     sandbox.write_file("tests/deep/test_x.py", b"x = 1\n")
     assert sandbox.read_file("tests/deep/test_x.py") == b"x = 1\n"
     assert sh(sandbox, "cat tests/deep/test_x.py") == "x = 1\n"
@@ -104,8 +105,8 @@ def test_write_and_read_files(make_sandbox: MakeSandbox) -> None:
             sandbox.write_file(bad, b"no")
 
 
-def test_write_replaces_symlinks_and_never_leaves_the_workspace(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox()
+def test_write_replaces_symlinks_and_never_leaves_the_workspace(any_sandbox: MakeSandbox) -> None:
+    sandbox = any_sandbox()
     # the agent plants a file symlink and a directory symlink pointing out of the workspace
     sh(sandbox, "mkdir /tmp/out && ln -s /tmp/out/f target.txt && ln -s /tmp/out tests && ln -s /etc/hostname peek")
     sandbox.write_file("target.txt", b"mine")
@@ -116,8 +117,8 @@ def test_write_replaces_symlinks_and_never_leaves_the_workspace(make_sandbox: Ma
         sandbox.read_file("peek")
 
 
-def test_subdir_is_the_workdir(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox(task_kwargs={"subdir": "pkg"})
+def test_subdir_is_the_workdir(any_sandbox: MakeSandbox) -> None:
+    sandbox = any_sandbox(task_kwargs={"subdir": "pkg"})
     assert sandbox.workdir == "/workspace/pkg"
     assert sh(sandbox, "pwd; cat README") == "/workspace/pkg\nsub\n"
     sandbox.write_file("new.txt", b"n")
