@@ -5,7 +5,9 @@ hash of everything that goes into it, so an unchanged task never rebuilds and ta
 share an environment share an image. Its build context is the repo and a generated
 Dockerfile only: nothing of the answer (reference diff, notes, hidden tests, tb_meta.json)
 and no secret can reach a layer. Containers carry their owner (host, boot, pid) in labels
-so a later run can remove the ones a killed run left behind (:func:`reap`).
+so a later run can remove the ones a killed run left behind (:func:`reap`). Commands reach a
+container through its exec server (:mod:`execd`, a few ms each), or ``docker exec`` (~65 ms)
+when the image has no python3 to run it.
 """
 
 from __future__ import annotations
