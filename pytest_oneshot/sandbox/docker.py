@@ -66,6 +66,8 @@ _SERVER_START_SEC = 10.0
 _SERVER_SCRIPT = "/oneshot/execd.py"
 _SERVER_DIR = "/oneshot/run"
 _NO_SERVER = "no-server"
+_SERVER_HOME_PREFIX = "oneshot-execd-"
+_SERVER_HOME_LABEL = f"{_LABEL}.execd.home"  # so reap() removes the socket dir of a killed run too
 # The container's main process: the exec server (:mod:`execd`) when the image's python3 can run
 # it; otherwise, or once it is gone, a sleep that keeps the container up for ``docker exec``.
 _MAIN = f"python3 -I -S {_SERVER_SCRIPT} {_SERVER_DIR}; : >{_SERVER_DIR}/{_NO_SERVER}; exec sleep infinity"
@@ -198,14 +200,19 @@ def reap(engine: Engine | None = None) -> list[str]:
     if not ids:
         return []
     inspected = engine.run("inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False)
-    dead = []
+    dead, homes = [], []
     for line in inspected.stdout.decode().splitlines():
-        container, _, labels = line.partition(" ")
-        owner = Owner.from_labels(json.loads(labels) or {})
+        container, _, text = line.partition(" ")
+        labels = json.loads(text) or {}
+        owner = Owner.from_labels(labels)
         if owner is not None and owner.is_dead():
             dead.append(container)
+            homes.append(Path(labels.get(_SERVER_HOME_LABEL, "/nonexistent")))
     if dead:
         engine.run("rm", "-f", "-v", *dead, check=False)
+    for home in homes:
+        if home.name.startswith(_SERVER_HOME_PREFIX) and home.is_dir() and not home.is_symlink():
+            shutil.rmtree(home, ignore_errors=True)
     return dead
 
 
@@ -377,7 +384,17 @@ class DockerSandbox(Sandbox):
         self.image = environment_image(
             self.engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir
         )
-        labels = {f"{_LABEL}.run_id": spec.run_id, f"{_LABEL}.trial": spec.trial_id, **Owner.current().labels()}
+        # The server's socket dir is the only writable host path in the container. Its parent stays
+        # private (0700), so nothing container root puts there (a setuid file) reaches other host users.
+        self._server_home = Path(tempfile.mkdtemp(prefix=_SERVER_HOME_PREFIX))
+        socket_dir = self._server_home / "run"
+        socket_dir.mkdir()
+        labels = {
+            f"{_LABEL}.run_id": spec.run_id,
+            f"{_LABEL}.trial": spec.trial_id,
+            _SERVER_HOME_LABEL: str(self._server_home),
+            **Owner.current().labels(),
+        }
         argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sh", "-w", self.workdir]
         # As in the local sandbox, the system is read-only, so the agent cannot tamper with the git,
         # python or shell the harness runs after it; the workspace is an anonymous volume seeded
@@ -387,11 +404,6 @@ class DockerSandbox(Sandbox):
         argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
         for key, value in {**labels, **_SANDBOX_ENV}.items():
             argv += ["--label" if key in labels else "--env", f"{key}={value}"]
-        # The server's socket dir is the only writable host path in the container. Its parent stays
-        # private (0700), so nothing container root puts there (a setuid file) reaches other host users.
-        self._server_home = Path(tempfile.mkdtemp(prefix="oneshot-execd-"))
-        socket_dir = self._server_home / "run"
-        socket_dir.mkdir()
         mounts = {Path(execd.__file__): (_SERVER_SCRIPT, True), socket_dir: (_SERVER_DIR, False)}
         mounts.update({Path(host): (target, True) for host, target in spec.mounts.items()})
         for host_path, (sandbox_path, readonly) in mounts.items():

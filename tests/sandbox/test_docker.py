@@ -323,9 +323,12 @@ def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engi
     assert engine.run("inspect", name, check=False).returncode == 0
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    container_id = engine.run("inspect", "--format", "{{.Id}}", name).stdout.decode().strip()
+    inspected = engine.run("inspect", "--format", '{{.Id}} {{index .Config.Labels "oneshot.execd.home"}}', name)
+    container_id, server_home = inspected.stdout.decode().split()
+    assert (Path(server_home) / "run" / "sock").is_socket()
     assert container_id in reap(engine)
     assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=reap-run").stdout.strip() == b""
+    assert not Path(server_home).exists()  # the exec server's socket dir goes with its container
 
 
 def test_owner_detection() -> None:
