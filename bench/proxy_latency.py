@@ -87,7 +87,10 @@ def load(proxy_url: str, db: Path, key: str, requests: int, sessions: int) -> tu
         raise errors[0]
     conn = tracestore.connect(db, create=False)
     deadline = time.monotonic() + 30  # rows land just after each response: wait for stragglers
-    while conn.execute("SELECT count(*) FROM traces").fetchone()[0] < per_session * sessions and time.monotonic() < deadline:
+    while (
+        conn.execute("SELECT count(*) FROM traces").fetchone()[0] < per_session * sessions
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     markers: Counter[str] = Counter()
     misattributed = 0
@@ -114,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         server.add_script("fast", [Turn(output=item)])
         server.add_script("think", [Turn(output=item, latency_sec=args.think_ms / 1000)])
         started = time.perf_counter()
-        proxy = start_proxy(server.root_url, Path(tmp) / "latency.sqlite3", session_id="bench", confdir=Path(tmp) / "conf")
+        proxy = start_proxy(
+            server.root_url, Path(tmp) / "latency.sqlite3", session_id="bench", confdir=Path(tmp) / "conf"
+        )
         startup_ms = (time.perf_counter() - started) * 1000
         try:
             fast = latency(server, proxy.url, "fast", args.rounds)
@@ -123,20 +128,30 @@ def main(argv: list[str] | None = None) -> int:
             proxy.stop()
         proxy = start_proxy(server.root_url, Path(tmp) / "load.sqlite3", confdir=Path(tmp) / "conf")
         try:
-            sent, lost, misattributed, rate = load(proxy.url, Path(tmp) / "load.sqlite3", "fast", args.requests, args.sessions)
+            sent, lost, misattributed, rate = load(
+                proxy.url, Path(tmp) / "load.sqlite3", "fast", args.requests, args.sessions
+            )
         finally:
             proxy.stop()
 
     print(f"mitmdump start (until listening): {startup_ms:.0f} ms")
-    for title, figures in ((f"no think time ({args.rounds} pairs)", fast), (f"{args.think_ms:.0f} ms think time", think)):
+    for title, figures in (
+        (f"no think time ({args.rounds} pairs)", fast),
+        (f"{args.think_ms:.0f} ms think time", think),
+    ):
         print(f"\n{title}:               p50 ms    p95 ms")
         for name, (p50, p95) in figures.items():
             print(f"  {name:<14}          {p50:8.2f}  {p95:8.2f}")
         added = [figures["proxy total"][i] - figures["direct total"][i] for i in (0, 1)]
         ratio = figures["proxy ttfb"][0] / figures["direct ttfb"][0]
-        print(f"  added latency p50 {added[0]:.2f} ms, p95 {added[1]:.2f} ms (target p50 <= 5 ms); TTFB proxy/direct {ratio:.2f}x (target <= 1.2x)")
-    print(f"\nload: {sent} requests from {args.sessions} concurrent sessions at {rate:.0f} req/s:"
-          f" {lost} lost, {misattributed} misattributed rows (target 0)")
+        print(
+            f"  added latency p50 {added[0]:.2f} ms, p95 {added[1]:.2f} ms (target p50 <= 5 ms); "
+            f"TTFB proxy/direct {ratio:.2f}x (target <= 1.2x)"
+        )
+    print(
+        f"\nload: {sent} requests from {args.sessions} concurrent sessions at {rate:.0f} req/s:"
+        f" {lost} lost, {misattributed} misattributed rows (target 0)"
+    )
     return 0 if lost == misattributed == 0 else 1
 
 

@@ -13,6 +13,7 @@ common), or at shutdown for flows still open; every value is redacted before it 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import importlib.util
 import ipaddress
 import itertools
@@ -88,10 +89,8 @@ def _body(raw: bytes | None, content_encoding: str | None) -> Any:
     if not raw:
         return None
     if content_encoding and content_encoding.lower() != "identity":
-        try:
+        with contextlib.suppress(ValueError):  # an unknown encoding is stored as it came
             raw = encoding.decode(raw, content_encoding)
-        except ValueError:
-            pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -151,17 +150,26 @@ class _Captured(NamedTuple):
     def of(cls, flow: http.HTTPFlow, error: str | None) -> _Captured:
         request, response = flow.request, flow.response
         captured = cls(
-            id=flow.id, error=error, proxy_session=ctx.options.oneshot_session, method=request.method,
-            url=request.pretty_url, http_version=request.http_version, request_headers=request.headers.copy(),
-            request_body=request.raw_content, request_start=request.timestamp_start, request_end=request.timestamp_end,
+            id=flow.id,
+            error=error,
+            proxy_session=ctx.options.oneshot_session,
+            method=request.method,
+            url=request.pretty_url,
+            http_version=request.http_version,
+            request_headers=request.headers.copy(),
+            request_body=request.raw_content,
+            request_start=request.timestamp_start,
+            request_end=request.timestamp_end,
         )
         if response is None:
             return captured
         recorder = response.stream if isinstance(response.stream, _StreamRecorder) else None
         return captured._replace(
-            status=response.status_code, response_headers=response.headers.copy(),
+            status=response.status_code,
+            response_headers=response.headers.copy(),
             response_body=b"".join(recorder.chunks) if recorder else response.raw_content,
-            response_start=response.timestamp_start, response_end=response.timestamp_end or time.time(),
+            response_start=response.timestamp_start,
+            response_end=response.timestamp_end or time.time(),
             chunk_times=tuple(recorder.times) if recorder else (),
             chunk_sizes=tuple(len(c) for c in recorder.chunks) if recorder else (),
         )
@@ -238,8 +246,13 @@ class Tracer:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.path.split("?", 1)[0] == HEALTH_PATH:
             self._open.pop(flow.id, None)
-            body = {"status": "ok", "service": "oneshot-tracer", "pid": os.getpid(), "session": ctx.options.oneshot_session,
-                    "recorded": self._writer.recorded if self._writer else 0}
+            body = {
+                "status": "ok",
+                "service": "oneshot-tracer",
+                "pid": os.getpid(),
+                "session": ctx.options.oneshot_session,
+                "recorded": self._writer.recorded if self._writer else 0,
+            }
             flow.response = http.Response.make(200, json.dumps(body), {"content-type": "application/json"})
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -268,7 +281,9 @@ def _row(captured: _Captured) -> dict[str, Any]:
     """The redacted ``traces`` row of one flow."""
     start = captured.request_start
     session_id, source = resolve_session(captured.request_headers, captured.proxy_session)
-    client_session = next((captured.request_headers[n] for n in CLIENT_SESSION_HEADERS if n in captured.request_headers), None)
+    client_session = next(
+        (captured.request_headers[n] for n in CLIENT_SESSION_HEADERS if n in captured.request_headers), None
+    )
     timings: dict[str, float | None] = {"request_end_ms": _ms(captured.request_end, start)}
     response_headers = captured.response_headers
     meta: dict[str, Any] = {
@@ -291,7 +306,9 @@ def _row(captured: _Captured) -> dict[str, Any]:
         timings["response_end_ms"] = _ms(captured.response_end, start)
         if captured.chunk_times:
             timings["first_byte_ms"] = _ms(captured.chunk_times[0], start)
-            meta["chunks"] = [[_ms(t, start), size] for t, size in zip(captured.chunk_times, captured.chunk_sizes)]
+            meta["chunks"] = [
+                [_ms(t, start), size] for t, size in zip(captured.chunk_times, captured.chunk_sizes, strict=False)
+            ]
             streamed_sse = "event-stream" in response_headers.get("content-type", "")
             if streamed_sse and "content-encoding" not in response_headers and captured.response_body:
                 meta["sse_event_ms"] = _event_times(captured, start)

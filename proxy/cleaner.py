@@ -54,7 +54,12 @@ def _summarise_items(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
             text = "".join(part.get("text", "") for part in item.get("content") or [] if isinstance(part, Mapping))
             messages.append({"role": item.get("role", "assistant"), "text": text})
         elif kind == "function_call":
-            call = {"type": kind, "call_id": item.get("call_id"), "name": item.get("name"), "arguments": item.get("arguments")}
+            call = {
+                "type": kind,
+                "call_id": item.get("call_id"),
+                "name": item.get("name"),
+                "arguments": item.get("arguments"),
+            }
             if item.get("namespace"):
                 call["namespace"] = item["namespace"]
             try:
@@ -63,7 +68,9 @@ def _summarise_items(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
                 call["arguments_json"] = None
             calls.append(call)
         elif kind == "custom_tool_call":
-            calls.append({"type": kind, "call_id": item.get("call_id"), "name": item.get("name"), "input": item.get("input")})
+            calls.append(
+                {"type": kind, "call_id": item.get("call_id"), "name": item.get("name"), "input": item.get("input")}
+            )
     return messages, calls
 
 
@@ -80,7 +87,13 @@ def model_output(response: Any) -> dict[str, Any] | None:
                 items[int(data.get("output_index", len(items)))] = dict(data["item"])
             elif kind == "response.output_text.delta":
                 deltas.append(str(data.get("delta", "")))
-            elif kind in ("response.created", "response.in_progress", "response.completed", "response.failed", "response.incomplete"):
+            elif kind in (
+                "response.created",
+                "response.in_progress",
+                "response.completed",
+                "response.failed",
+                "response.incomplete",
+            ):
                 final = dict(data.get("response") or {})
                 status = final.get("status") or kind.removeprefix("response.")
                 error = final.get("error") or error
@@ -202,10 +215,13 @@ def clean(raw_db: str | Path, clean_db: str | Path) -> CleanResult:
                     events = json.loads(existing[0])["traces"] if existing else []
                     session = build_session(session_id, events + [trace_event(row) for row in session_rows])
                     out.execute(
-                        "INSERT OR REPLACE INTO cleaned_sessions(session_id, created_at, formatted_json) VALUES (?, ?, ?)",
+                        "INSERT OR REPLACE INTO cleaned_sessions(session_id, created_at, formatted_json) "
+                        "VALUES (?, ?, ?)",
                         (session_id, session["created_at"], json.dumps(session, ensure_ascii=False)),
                     )
-                out.execute("INSERT OR REPLACE INTO cleaner_watermark(raw_db, last_rowid) VALUES (?, ?)", (raw_key, watermark))
+                out.execute(
+                    "INSERT OR REPLACE INTO cleaner_watermark(raw_db, last_rowid) VALUES (?, ?)", (raw_key, watermark)
+                )
                 out.execute("COMMIT")
             except BaseException:
                 out.execute("ROLLBACK")
@@ -223,7 +239,9 @@ def export_session(raw_db: str | Path, session_id: str) -> dict[str, Any]:
     """A session's cleaned record straight from the raw store (no clean db needed: what the harness calls)."""
     raw = tracestore.connect(raw_db, create=False)
     try:
-        return build_session(session_id, [trace_event(row) for row in tracestore.read_since(raw, session_id=session_id)])
+        return build_session(
+            session_id, [trace_event(row) for row in tracestore.read_since(raw, session_id=session_id)]
+        )
     finally:
         raw.close()
 
@@ -231,7 +249,9 @@ def export_session(raw_db: str | Path, session_id: str) -> dict[str, Any]:
 def cleaned_session(clean_db: str | Path, session_id: str) -> dict[str, Any] | None:
     conn = connect_clean(clean_db)
     try:
-        found = conn.execute("SELECT formatted_json FROM cleaned_sessions WHERE session_id = ?", (session_id,)).fetchone()
+        found = conn.execute(
+            "SELECT formatted_json FROM cleaned_sessions WHERE session_id = ?", (session_id,)
+        ).fetchone()
         return json.loads(found[0]) if found else None
     finally:
         conn.close()
@@ -259,7 +279,11 @@ def to_cassette(session: Mapping[str, Any]) -> dict[str, Any]:
     turns: list[dict[str, Any]] = []
     for event in session.get("traces", []):
         output = event.get("output")
-        if event.get("method") != "POST" or not str(event.get("url", "")).split("?")[0].endswith("/responses") or not output:
+        if (
+            event.get("method") != "POST"
+            or not str(event.get("url", "")).split("?")[0].endswith("/responses")
+            or not output
+        ):
             continue
         status = event.get("status") or 0
         if status >= 400:

@@ -39,7 +39,9 @@ from pytest_oneshot.errors import OneshotError
 MITMPROXY_VERSION = "11.0.2"
 ADDON_PATH = Path(__file__).with_name("addon.py")
 HEALTH_PATH = "/__oneshot/health"
-_INSTALL_HINT = "run `oneshot proxy install` (creates a venv with mitmproxy=={v}) or set ONESHOT_MITMDUMP=/path/to/mitmdump"
+_INSTALL_HINT = (
+    "run `oneshot proxy install` (creates a venv with mitmproxy=={v}) or set ONESHOT_MITMDUMP=/path/to/mitmdump"
+)
 
 
 class ProxyError(OneshotError):
@@ -56,7 +58,10 @@ def state_dir() -> Path:
 
 def managed_venv() -> Path:
     """The venv ``oneshot proxy install`` creates (``$ONESHOT_CACHE_DIR``/mitmproxy-venv)."""
-    base = os.environ.get("ONESHOT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-oneshot"
+    base = (
+        os.environ.get("ONESHOT_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-oneshot"
+    )
     return Path(base) / f"mitmproxy-{MITMPROXY_VERSION}-venv"
 
 
@@ -72,7 +77,9 @@ def find_mitmdump() -> Path:
     """``$ONESHOT_MITMDUMP``, else PATH, else the managed venv; raises with the install command."""
     if env := os.environ.get("ONESHOT_MITMDUMP"):
         if not os.access(env, os.X_OK):
-            raise ProxyError(f"ONESHOT_MITMDUMP={env}: not an executable file; {_INSTALL_HINT.format(v=MITMPROXY_VERSION)}")
+            raise ProxyError(
+                f"ONESHOT_MITMDUMP={env}: not an executable file; {_INSTALL_HINT.format(v=MITMPROXY_VERSION)}"
+            )
         return Path(env)
     if found := shutil.which("mitmdump"):
         return Path(found)
@@ -89,7 +96,10 @@ def install_mitmproxy(venv: Path | None = None, *, python: str | None = None) ->
     if mitmdump.exists():
         return mitmdump
     interpreter = python or shutil.which("python3") or sys.executable
-    steps = [[interpreter, "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", "-q", f"mitmproxy=={MITMPROXY_VERSION}"]]
+    steps = [
+        [interpreter, "-m", "venv", str(venv)],
+        [str(venv / "bin" / "pip"), "install", "-q", f"mitmproxy=={MITMPROXY_VERSION}"],
+    ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -121,7 +131,9 @@ def _check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError:
-            raise ProxyError(f"proxy: port {port} on {host} is already in use; choose another --port (0 picks a free one)") from None
+            raise ProxyError(
+                f"proxy: port {port} on {host} is already in use; choose another --port (0 picks a free one)"
+            ) from None
 
 
 @dataclass
@@ -235,7 +247,9 @@ def start_proxy(
     _check_port_free(host, port)
     db_path = Path(db_path).resolve()
     confdir = Path(confdir or state_dir() / "proxy" / "confdir").resolve()
-    log_path = Path(log_path or state_dir() / "proxy" / "logs" / f"mitmdump-{os.getpid()}-{time.time_ns()}.log").resolve()
+    log_path = Path(
+        log_path or state_dir() / "proxy" / "logs" / f"mitmdump-{os.getpid()}-{time.time_ns()}.log"
+    ).resolve()
     ready_file = log_path.with_name(log_path.name + ".ready")
     for directory in (confdir, log_path.parent, db_path.parent):
         directory.mkdir(parents=True, exist_ok=True)
@@ -258,14 +272,23 @@ def start_proxy(
     with open(confdir / ".start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         info = _wait_ready(process, ready_file, log_path, timeout)
     ready_file.unlink(missing_ok=True)
     listen_host = f"[{host}]" if ":" in host else host
     handle = ProxyHandle(
-        url=f"http://{listen_host}:{info['port']}", port=int(info["port"]), pid=process.pid, mode=mode,
-        db_path=db_path, session_id=session_id, log_path=log_path, confdir=confdir,
-        upstream=upstream, _process=None if detach else process,
+        url=f"http://{listen_host}:{info['port']}",
+        port=int(info["port"]),
+        pid=process.pid,
+        mode=mode,
+        db_path=db_path,
+        session_id=session_id,
+        log_path=log_path,
+        confdir=confdir,
+        upstream=upstream,
+        _process=None if detach else process,
     )
     if not detach:
         weakref.finalize(handle, _terminate, process)  # also runs at interpreter exit
@@ -287,7 +310,9 @@ def _wait_ready(process: subprocess.Popen[bytes], ready_file: Path, log_path: Pa
         if ready_file.exists():
             return dict(json.loads(ready_file.read_text()))
         if process.poll() is not None:
-            raise ProxyError(f"mitmdump exited with {process.returncode} before listening: {_last_error(log_path)} (log: {log_path})")
+            raise ProxyError(
+                f"mitmdump exited with {process.returncode} before listening: {_last_error(log_path)} (log: {log_path})"
+            )
         time.sleep(0.02)
     _terminate(process)
     raise ProxyError(f"mitmdump did not start listening within {timeout:.0f}s (log: {log_path})")

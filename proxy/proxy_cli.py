@@ -40,7 +40,7 @@ def _instructions(handle: ProxyHandle) -> str:
     if handle.upstream:
         return (
             f"Reverse proxy to {handle.upstream}: point the agent's base_url at {handle.url}/v1\n"
-            f"  (codex: [model_providers.<name>] base_url = \"{handle.url}/v1\")"
+            f'  (codex: [model_providers.<name>] base_url = "{handle.url}/v1")'
         )
     return (
         "Forward proxy: in the shell that runs the agent,\n"
@@ -57,7 +57,10 @@ def _install(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace) -> int:
     if (old := _load(args.name)) is not None and old.alive():
-        raise ProxyError(f"proxy {args.name!r} is already running at {old.url} (pid {old.pid}); run `oneshot proxy stop --name {args.name}` first")
+        raise ProxyError(
+            f"proxy {args.name!r} is already running at {old.url} (pid {old.pid}); "
+            f"run `oneshot proxy stop --name {args.name}` first"
+        )
     logs = state_dir() / "proxy" / "logs"
     handle = start_proxy(
         None if args.forward else args.upstream,
@@ -103,7 +106,11 @@ def _status(args: argparse.Namespace) -> int:
     elif not report:
         print(f"no proxies started (state dir {state_dir()})")
     for entry in report if not args.json else []:
-        state = f"running at {entry['url']} (pid {entry['pid']}, {entry['health']['recorded']} recorded)" if entry["running"] else "not running"
+        state = (
+            f"running at {entry['url']} (pid {entry['pid']}, {entry['health']['recorded']} recorded)"
+            if entry["running"]
+            else "not running"
+        )
         print(f"{entry['name']}: {state}")
     return 0 if all(entry["running"] for entry in report) else 1
 
@@ -119,12 +126,16 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     start = commands.add_parser("start", help="Start a proxy in the background")
     target = start.add_mutually_exclusive_group(required=True)
     target.add_argument("--upstream", help="Reverse-proxy to this model server (http://127.0.0.1:PORT)")
-    target.add_argument("--forward", action="store_true", help="Forward proxy for HTTPS_PROXY (prints how to trust its CA)")
+    target.add_argument(
+        "--forward", action="store_true", help="Forward proxy for HTTPS_PROXY (prints how to trust its CA)"
+    )
     start.add_argument("--port", type=int, default=0, help="Listening port (default: a free one)")
     start.add_argument("--host", default="127.0.0.1", help="Listening address (default: 127.0.0.1)")
     start.add_argument("--db", help=f"Raw trace database (default: {default_raw_db()})")
     start.add_argument("--session", help="Session id for requests without an x-oneshot-session header")
-    start.add_argument("--allow-remote", action="store_true", help="Allow non-loopback servers (needed to reach a real API)")
+    start.add_argument(
+        "--allow-remote", action="store_true", help="Allow non-loopback servers (needed to reach a real API)"
+    )
     start.add_argument("--name", default="default", help="Name to refer to it by (default: %(default)s)")
     start.set_defaults(func=_start)
 

@@ -19,8 +19,17 @@ _SECRET_HEADER_PARTS = ("token", "secret", "password", "apikey", "api-key", "api
 # JSON object keys whose string value is a credential.
 _SECRET_FIELDS = frozenset(
     {
-        "api_key", "apikey", "api-key", "authorization", "access_token", "refresh_token", "id_token",
-        "client_secret", "password", "auth_token", "openai_api_key",
+        "api_key",
+        "apikey",
+        "api-key",
+        "authorization",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "client_secret",
+        "password",
+        "auth_token",
+        "openai_api_key",
     }
 )
 
@@ -28,8 +37,7 @@ _SECRET_FIELDS = frozenset(
 # (``\nsk-...``, ``%3Dsk-...``): a plain ``\b`` would miss exactly those.
 _START = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrtbf])|(?<=%[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4}))"
 _KEY_PATTERNS = re.compile(
-    _START
-    + r"(?:sk-[A-Za-z0-9_\-]{16,}"  # OpenAI / Anthropic: sk-..., sk-proj-..., sk-ant-...
+    _START + r"(?:sk-[A-Za-z0-9_\-]{16,}"  # OpenAI / Anthropic: sk-..., sk-proj-..., sk-ant-...
     r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
     r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub classic tokens
     r"|github_pat_[A-Za-z0-9_]{20,}"  # GitHub fine-grained tokens

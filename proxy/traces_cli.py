@@ -72,13 +72,19 @@ def _describe(trace: dict[str, Any]) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     session = _session(args)
-    print(f"session {session['session_id']}: {session['n_requests']} requests from {session['created_at']}, models {session['models']}")
+    print(
+        f"session {session['session_id']}: {session['n_requests']} requests from {session['created_at']}, "
+        f"models {session['models']}"
+    )
     start = session["traces"][0]["ts_ms"] if session["traces"] else 0
     for trace in session["traces"]:
         offset = (trace["ts_ms"] - start) / 1000
         duration = trace.get("duration_ms")
         took = f"{duration:.0f}ms" if isinstance(duration, int | float) else "-"
-        print(f"+{offset:8.3f}s {trace['method']:<6} {trace['url']}  {trace['status'] or '---'} {took:>7}  {_describe(trace)}")
+        print(
+            f"+{offset:8.3f}s {trace['method']:<6} {trace['url']}  "
+            f"{trace['status'] or '---'} {took:>7}  {_describe(trace)}"
+        )
     print(f"usage: {session['usage']}")
     return 0
 
@@ -99,7 +105,10 @@ def _clean(args: argparse.Namespace) -> int:
         if not args.watch or Path(args.db).exists():  # a watcher may start before the first proxy
             result = clean(_raw_db(args), _clean_db(args))
             if result.new_rows or not args.watch:
-                print(f"cleaned {result.new_rows} new rows into {len(result.sessions)} sessions ({_clean_db(args)})", flush=True)
+                print(
+                    f"cleaned {result.new_rows} new rows into {len(result.sessions)} sessions ({_clean_db(args)})",
+                    flush=True,
+                )
         if not args.watch:
             return 0
         time.sleep(args.watch)
@@ -123,7 +132,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     export = commands.add_parser("export", parents=[common], help="A session as JSON (oneshot-trace/1)")
     export.add_argument("session")
     export.add_argument("-o", "--output", help="Write here instead of stdout")
-    export.add_argument("--cassette", action="store_true", help="Write a replay cassette for the scripted server instead")
+    export.add_argument(
+        "--cassette", action="store_true", help="Write a replay cassette for the scripted server instead"
+    )
     export.set_defaults(func=_export)
 
     cleaner = commands.add_parser("clean", parents=[common], help="Fold new raw rows into the cleaned database")

@@ -68,16 +68,26 @@ TASKS = ROOT / "tasks"
 
 # Isolated, deterministic git: no user/system config, no hooks, no signing, one pack thread.
 GIT_CONFIG = [
-    "-c", "init.defaultBranch=main",
-    "-c", "commit.gpgsign=false",
-    "-c", "tag.gpgsign=false",
-    "-c", "core.autocrlf=false",
-    "-c", "core.fileMode=true",
-    "-c", "core.hooksPath=/dev/null",
-    "-c", "pack.threads=1",
-    "-c", "diff.noprefix=false",
-    "-c", "diff.algorithm=myers",
-    "-c", "advice.detachedHead=false",
+    "-c",
+    "init.defaultBranch=main",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "tag.gpgsign=false",
+    "-c",
+    "core.autocrlf=false",
+    "-c",
+    "core.fileMode=true",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "pack.threads=1",
+    "-c",
+    "diff.noprefix=false",
+    "-c",
+    "diff.algorithm=myers",
+    "-c",
+    "advice.detachedHead=false",
 ]
 GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
@@ -93,7 +103,9 @@ DEFAULT_QUALITY_CRITERIA = [
 ]
 
 
-def git(*args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run git with the isolated config; return the completed process (UTF-8 text output)."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     return subprocess.run(
@@ -391,7 +403,17 @@ def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
                 raise SystemExit(f"{src_dir}/task.json: hidden_tests: {path} is not in the end commit")
         excludes = [f":(exclude){path}" for path in hidden]
         patch = git_bytes(
-            "diff", "--binary", "--no-color", "--no-ext-diff", "--full-index", start, end, "--", ".", *excludes, cwd=repo
+            "diff",
+            "--binary",
+            "--no-color",
+            "--no-ext-diff",
+            "--full-index",
+            start,
+            end,
+            "--",
+            ".",
+            *excludes,
+            cwd=repo,
         )
         # The bundle holds main at the start commit and nothing later; HEAD too, so a plain
         # `git clone repo.bundle` checks main out.
@@ -487,7 +509,11 @@ def _run_tests(repo: Path, command: str, ids: list[str], collected: set[str], ti
     env.pop("PYTHONPATH", None)
     subprocess.run(
         [*argv, "-p", "no:cacheprovider", "-q", f"--junitxml={xml}", *[i for i in ids if i in collected]],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     outcomes: dict[tuple[str, str], str] = {}
     if xml.is_file():
@@ -507,7 +533,10 @@ def _collect(repo: Path, command: str, paths: list[str]) -> set[str]:
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
         [*argv, "-p", "no:cacheprovider", "--collect-only", "-q", *paths],
-        cwd=repo, env=env, capture_output=True, text=True,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     return {line.strip() for line in proc.stdout.splitlines() if "::" in line}
 
@@ -550,7 +579,7 @@ def check_task(task_dir: Path) -> Report:
     detail = f"{len(f2p)} F2P, {len(p2p)} P2P; load_task ok"
     try:
         task = load_task(task_dir)
-    except Exception as exc:  # noqa: BLE001 (report any validation problem as a failed row)
+    except Exception as exc:  # report any validation problem as a failed row
         report.add("tb_meta.json", False, str(exc))
         return report
     shas_ok = all(re.fullmatch(r"[0-9a-f]{40}", sha) for sha in (start, end))
@@ -563,7 +592,9 @@ def check_task(task_dir: Path) -> Report:
     }
     listed = f2p + p2p
     outside = [i for i in listed if i.split("::", 1)[0] not in hidden]
-    report.add("ids in hidden files", not outside and bool(hidden), ", ".join(outside) or f"{len(hidden)} hidden test file(s)")
+    report.add(
+        "ids in hidden files", not outside and bool(hidden), ", ".join(outside) or f"{len(hidden)} hidden test file(s)"
+    )
 
     listing = git("bundle", "list-heads", str(task_dir / "repo.bundle"), cwd=task_dir).stdout.split("\n")
     heads = {ref: sha for sha, _, ref in (line.partition(" ") for line in listing if line)}
@@ -577,7 +608,9 @@ def check_task(task_dir: Path) -> Report:
     touched = set(re.findall(r"^diff --git a/(\S+) b/(\S+)$", patch, re.M))
     touched_paths = {p for pair in touched for p in pair}
     leaked = sorted(touched_paths & set(hidden))
-    report.add("diff spares hidden tests", bool(patch) and not leaked, ", ".join(leaked) or f"{len(touched)} file(s) changed")
+    report.add(
+        "diff spares hidden tests", bool(patch) and not leaked, ", ".join(leaked) or f"{len(touched)} file(s) changed"
+    )
 
     names = sorted({re.sub(r"\[.*\]$", "", part) for i in listed for part in i.split("::")[1:]})
     named = [n for n in names if n in instructions]
@@ -615,10 +648,16 @@ def check_task(task_dir: Path) -> Report:
         report.add(
             "ids collected after diff",
             not missing and not unlisted,
-            "; ".join(filter(None, [
-                missing and "missing: " + ", ".join(missing),
-                unlisted and "not listed: " + ", ".join(unlisted),
-            ])) or f"{len(collected_end)} collected, all listed",
+            "; ".join(
+                filter(
+                    None,
+                    [
+                        missing and "missing: " + ", ".join(missing),
+                        unlisted and "not listed: " + ", ".join(unlisted),
+                    ],
+                )
+            )
+            or f"{len(collected_end)} collected, all listed",
         )
         ok, detail = _summary(_run_tests(end_repo, command, listed, collected_end, timeout), "pass")
         report.add("after diff: all pass", ok, detail)

@@ -129,7 +129,11 @@ class _RawSseHandler(BaseHTTPRequestHandler):
         cut = event.index(b"CANARY")
         self._chunk(event[:cut])  # the key arrives split across two chunks
         self._chunk(event[cut:])
-        done = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": f"tokens: {' '.join(CANARIES)}"}]}
+        done = {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": f"tokens: {' '.join(CANARIES)}"}],
+        }
         self._chunk(_event("response.output_item.done", output_index=0, item=done))
         self._chunk(_event("response.completed", response={"id": "resp_c", "status": "completed", "output": [done]}))
 
@@ -146,7 +150,9 @@ def raw_sse() -> Iterator[RawSse]:
 
 
 def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"content-type": "application/json", **(headers or {})}
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=30) as reply:
@@ -195,7 +201,9 @@ def test_sse_passes_through_unbuffered(start: Callable[..., ProxyHandle], raw_ss
     assert [e.data["delta"] for e in sse.parse_events(row.response["_raw"])] == ["part0", "part1", "part2", "part3"]
 
 
-def test_client_hangup_after_completed_is_recorded_once(start: Callable[..., ProxyHandle], raw_sse: RawSse, tmp_path: Path) -> None:
+def test_client_hangup_after_completed_is_recorded_once(
+    start: Callable[..., ProxyHandle], raw_sse: RawSse, tmp_path: Path
+) -> None:
     db = tmp_path / "raw.sqlite3"
     proxy = start(raw_sse.url, db, session_id="hangup")
     host, port = proxy.url.removeprefix("http://").split(":")
@@ -212,7 +220,11 @@ def test_client_hangup_after_completed_is_recorded_once(start: Callable[..., Pro
     (again,) = _rows(db)
     assert again.id == row.id and row.meta["complete"] is False and row.meta["error"]
     output = cleaner.model_output(row.response)
-    assert output is not None and output["status"] == "completed" and output["messages"] == [{"role": "assistant", "text": "done"}]
+    assert (
+        output is not None
+        and output["status"] == "completed"
+        and output["messages"] == [{"role": "assistant", "text": "done"}]
+    )
 
 
 def test_concurrent_sessions_every_row_attributed(
@@ -232,7 +244,9 @@ def test_concurrent_sessions_every_row_attributed(
             body = {"model": "m", "input": [], "metadata": {"marker": marker}}
             statuses.append(_post(f"{proxy.url}/s/k/v1/responses", body, headers)[0])
             # explicit header > the proxy's own session > the client's session-id
-            expected[marker] = headers.get("x-oneshot-session") or ("trial-b" if proxy is trial else headers["session-id"])
+            expected[marker] = headers.get("x-oneshot-session") or (
+                "trial-b" if proxy is trial else headers["session-id"]
+            )
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -248,7 +262,9 @@ def test_concurrent_sessions_every_row_attributed(
     assert {row.meta["client_session_id"] for row in rows if row.session_id == "trial-b"} == {"codex-5", "codex-7"}
 
 
-def test_proxy_killed_mid_stream_leaves_a_sound_db(start: Callable[..., ProxyHandle], raw_sse: RawSse, tmp_path: Path) -> None:
+def test_proxy_killed_mid_stream_leaves_a_sound_db(
+    start: Callable[..., ProxyHandle], raw_sse: RawSse, tmp_path: Path
+) -> None:
     db = tmp_path / "raw.sqlite3"
     proxy = start(raw_sse.url, db, session_id="killed")
     for _ in range(5):
@@ -302,9 +318,15 @@ def test_missing_mitmdump_says_how_to_install(monkeypatch: pytest.MonkeyPatch, t
 
 def _codex_like_session(proxy: ProxyHandle, key: str, session: str, turns: int) -> None:
     """Requests shaped like codex's: full history re-sent, one more tool output each turn."""
-    history: list[dict[str, Any]] = [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "sys"}]}]
+    history: list[dict[str, Any]] = [
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "sys"}]}
+    ]
     for _ in range(turns):
-        status, body = _post(f"{proxy.url}/s/{key}/v1/responses", {"model": "gpt-test", "stream": True, "input": history}, {"session-id": session})
+        status, body = _post(
+            f"{proxy.url}/s/{key}/v1/responses",
+            {"model": "gpt-test", "stream": True, "input": history},
+            {"session-id": session},
+        )
         assert status == 200
         for event in sse.parse_events(body.decode()):
             if event.data.get("type") == "response.output_item.done":
@@ -315,8 +337,14 @@ def _codex_like_session(proxy: ProxyHandle, key: str, session: str, turns: int) 
 
 
 SCRIPT = [
-    Turn(output=[mcp_call("mcp__oneshot", "repo_start_task_v1", {"title": "t"})], usage={"input_tokens": 100, "output_tokens": 10}),
-    Turn(output=[apply_patch("*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n")], usage={"input_tokens": 200, "output_tokens": 20}),
+    Turn(
+        output=[mcp_call("mcp__oneshot", "repo_start_task_v1", {"title": "t"})],
+        usage={"input_tokens": 100, "output_tokens": 10},
+    ),
+    Turn(
+        output=[apply_patch("*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch\n")],
+        usage={"input_tokens": 200, "output_tokens": 20},
+    ),
     Turn(output=[exec_command("pytest -q")], usage={"input_tokens": 300, "output_tokens": 30}),
     Turn(output=[message("All done.")], usage={"input_tokens": 400, "output_tokens": 5}),
 ]
@@ -338,13 +366,19 @@ def test_cleaner_structures_output_incrementally_and_idempotently(
     assert (result.new_rows, result.sessions) == (4, ("codex-b",))  # only rows it had not seen
     snapshot = sqlite3.connect(clean_db).execute("SELECT * FROM cleaned_sessions ORDER BY session_id").fetchall()
     assert cleaner.clean(db, clean_db).new_rows == 0
-    assert sqlite3.connect(clean_db).execute("SELECT * FROM cleaned_sessions ORDER BY session_id").fetchall() == snapshot
+    assert (
+        sqlite3.connect(clean_db).execute("SELECT * FROM cleaned_sessions ORDER BY session_id").fetchall() == snapshot
+    )
 
     session = cleaner.cleaned_session(clean_db, "codex-b")
     assert session is not None and session == cleaner.export_session(db, "codex-b")
     outputs = [trace["output"] for trace in session["traces"]]
     assert [o["tool_calls"][0]["type"] if o["tool_calls"] else "message" for o in outputs] == [
-        "function_call", "custom_tool_call", "function_call", "message"]
+        "function_call",
+        "custom_tool_call",
+        "function_call",
+        "message",
+    ]
     assert outputs[0]["tool_calls"][0]["namespace"] == "mcp__oneshot"
     assert outputs[0]["tool_calls"][0]["arguments_json"] == {"title": "t"}
     assert outputs[1]["tool_calls"][0]["input"].startswith("*** Begin Patch")
@@ -374,7 +408,9 @@ def test_cleaner_while_proxy_writes_matches_a_fresh_clean(
     assert sorted(live) == ["c0", "c1", "c2", "c3"] and all(s["n_requests"] == 4 for s in live.values())
 
 
-def test_export_replays_as_a_cassette(start: Callable[..., ProxyHandle], scripted: ScriptedResponsesServer, tmp_path: Path) -> None:
+def test_export_replays_as_a_cassette(
+    start: Callable[..., ProxyHandle], scripted: ScriptedResponsesServer, tmp_path: Path
+) -> None:
     db = tmp_path / "raw.sqlite3"
     scripted.add_script("rec", SCRIPT)
     proxy = start(scripted.root_url, db)
@@ -395,16 +431,27 @@ def test_export_replays_as_a_cassette(start: Callable[..., ProxyHandle], scripte
 def test_no_canary_byte_is_ever_written(start: Callable[..., ProxyHandle], raw_sse: RawSse, tmp_path: Path) -> None:
     db = tmp_path / "raw.sqlite3"
     proxy = start(raw_sse.url, db, session_id="canary")
-    headers = {"Authorization": f"Bearer {CANARY}", "x-api-key": CANARY, "Cookie": f"s={CANARY}", "x-custom": CANARIES[1]}
-    body = {"model": "m", "api_key": CANARY, "input": [{"type": "message", "content": f"line\n{CANARY}\n{CANARIES[2]}"}],
-            "nested": json.dumps({"token": f"\n{CANARY}"})}
+    headers = {
+        "Authorization": f"Bearer {CANARY}",
+        "x-api-key": CANARY,
+        "Cookie": f"s={CANARY}",
+        "x-custom": CANARIES[1],
+    }
+    body = {
+        "model": "m",
+        "api_key": CANARY,
+        "input": [{"type": "message", "content": f"line\n{CANARY}\n{CANARIES[2]}"}],
+        "nested": json.dumps({"token": f"\n{CANARY}"}),
+    }
     status, answer = _post(f"{proxy.url}/canary?api_key={CANARY}", body, headers)
     assert status == 200 and CANARY.encode() in answer  # the agent still gets the real bytes
     (row,) = _wait_rows(db, 1)
     assert "[REDACTED]" in row.response["_raw"] and row.meta["request_headers"]["authorization"] == "[REDACTED]"
 
     def leaks() -> list[str]:
-        return [str(p) for p in tmp_path.rglob("*") if p.is_file() and any(c.encode() in p.read_bytes() for c in CANARIES)]
+        return [
+            str(p) for p in tmp_path.rglob("*") if p.is_file() and any(c.encode() in p.read_bytes() for c in CANARIES)
+        ]
 
     assert leaks() == []  # raw db and its live -wal/-shm, log
     cleaner.clean(db, tmp_path / "clean.sqlite3")
@@ -417,7 +464,9 @@ def test_no_canary_byte_is_ever_written(start: Callable[..., ProxyHandle], raw_s
 
 
 @pytest.fixture
-def oneshot(mitmdump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str]]]:
+def oneshot(
+    mitmdump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., tuple[int, str]]]:
     """Run ``oneshot proxy|traces ...`` in-process with a private state dir; stops what it started."""
     from pytest_oneshot import cli
 
@@ -436,7 +485,9 @@ def oneshot(mitmdump: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
         run("proxy", "stop", "--name", pid_file.stem)
 
 
-def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]], scripted: ScriptedResponsesServer, tmp_path: Path) -> None:
+def test_cli_proxy_lifecycle_and_traces(
+    oneshot: Callable[..., tuple[int, str]], scripted: ScriptedResponsesServer, tmp_path: Path
+) -> None:
     scripted.add_script("k", SCRIPT)
     db = tmp_path / "raw.sqlite3"
     code, out = oneshot("proxy", "start", "--upstream", scripted.root_url, "--db", str(db), "--name", "rev")
@@ -444,7 +495,10 @@ def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]],
     url = out.split("listening at ")[1].split()[0]
     assert f"base_url at {url}/v1" in out
     pid = out.split("pid ")[1].split(")")[0]
-    again = f"oneshot: error: proxy 'rev' is already running at {url} (pid {pid}); run `oneshot proxy stop --name rev` first\n"
+    again = (
+        f"oneshot: error: proxy 'rev' is already running at {url} (pid {pid}); "
+        "run `oneshot proxy stop --name rev` first\n"
+    )
     assert oneshot("proxy", "start", "--upstream", scripted.root_url, "--name", "rev") == (2, again)
     code, out = oneshot("proxy", "start", "--forward", "--name", "fwd", "--db", str(db))
     ca = tmp_path / "state" / "proxy" / "confdir" / "mitmproxy-ca-cert.pem"
@@ -452,7 +506,9 @@ def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]],
     code, out = oneshot("proxy", "status")
     assert code == 0 and "rev: running at" in out and "fwd: running at" in out
 
-    _codex_like_session(ProxyHandle.from_json(json.loads((tmp_path / "state" / "proxy" / "rev.json").read_text())), "k", "cli", 4)
+    _codex_like_session(
+        ProxyHandle.from_json(json.loads((tmp_path / "state" / "proxy" / "rev.json").read_text())), "k", "cli", 4
+    )
     _wait_rows(db, 4)
     code, out = oneshot("traces", "list", "--db", str(db))
     assert code == 0 and out.splitlines()[1].split()[:2] == ["cli", "4"]
@@ -469,14 +525,30 @@ def test_cli_proxy_lifecycle_and_traces(oneshot: Callable[..., tuple[int, str]],
     assert code == 1 and "rev: not running" in out
 
 
-
 def test_forward_mode_https_with_the_printed_ca(start: Callable[..., ProxyHandle], tmp_path: Path) -> None:
     """The forward-mode recipe works: a client trusting only the proxy's CA reaches a TLS server, and is traced."""
     cert, key = tmp_path / "server.pem", tmp_path / "server.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
     server = RawSse()
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -488,12 +560,17 @@ def test_forward_mode_https_with_the_printed_ca(start: Callable[..., ProxyHandle
         proxy = start(None, db, session_id="human", mitm_options={"ssl_verify_upstream_trusted_ca": str(cert)})
         trusting_proxy_ca = ssl.create_default_context(cafile=str(proxy.ca_cert))
         opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({"https": proxy.url}), urllib.request.HTTPSHandler(context=trusting_proxy_ca))
-        request = urllib.request.Request(f"https://127.0.0.1:{server.server_address[1]}/quick", b"{}", {"authorization": f"Bearer {CANARY}"})
+            urllib.request.ProxyHandler({"https": proxy.url}), urllib.request.HTTPSHandler(context=trusting_proxy_ca)
+        )
+        request = urllib.request.Request(
+            f"https://127.0.0.1:{server.server_address[1]}/quick", b"{}", {"authorization": f"Bearer {CANARY}"}
+        )
         with opener.open(request, timeout=30) as reply:
             assert b"response.completed" in reply.read()
         rows = [row for row in _wait_rows(db, 1) if row.method == "POST"]
-        assert [(row.url, row.session_id) for row in rows] == [(f"https://127.0.0.1:{server.server_address[1]}/quick", "human")]
+        assert [(row.url, row.session_id) for row in rows] == [
+            (f"https://127.0.0.1:{server.server_address[1]}/quick", "human")
+        ]
         assert rows[0].meta["request_headers"]["authorization"] == "[REDACTED]"
     finally:
         server.shutdown()
