@@ -200,3 +200,27 @@ def test_a_real_model_without_an_api_key_is_a_clear_error(
     result = pytester.runpytest_subprocess("tasks/fix-off-by-one", "--oneshot-model=gpt-5-mini")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["prepare: no API key for https://api.openai.com/v1: set OPENAI_API_KEY*"])
+
+
+def test_phase_and_result_hooks_reach_a_conftest(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import json
+seen = []
+
+def pytest_oneshot_phase(item, phase, duration):
+    seen.append(phase)
+
+def pytest_oneshot_trial_result(item, result):
+    with open("hooks.json", "w") as out:
+        json.dump({"phases": seen, "outcome": result.outcome, "item": item.name}, out)
+"""
+    )
+    result = pytester.runpytest_subprocess("tasks/fix-off-by-one", "--oneshot-agent=oracle")
+    result.assert_outcomes(passed=1)
+    hooks = json.loads((pytester.path / "hooks.json").read_text())
+    assert hooks == {
+        "phases": ["prepare", "sandbox", "agent", "diff", "tests", "score"],
+        "outcome": "passed",
+        "item": "fix-off-by-one[oracle-r0]",
+    }
