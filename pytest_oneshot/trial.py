@@ -161,12 +161,14 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
     except InfraError as exc:
         state.result.outcome, state.result.reason = "error", str(exc)
     finally:
-        _close_route(state)
-        if state.private_gateway is not None:
-            state.private_gateway.close()
-        if state.sandbox is not None:
-            state.sandbox.stop()
-        write_trial_files(config.run_dir, state.result, state.diff)
+        try:
+            _close_route(state)  # its token counts and trace belong in the files
+        finally:
+            write_trial_files(config.run_dir, state.result, state.diff)  # before cleanup can fail
+            if state.private_gateway is not None:
+                state.private_gateway.close()
+            if state.sandbox is not None:
+                state.sandbox.stop()
     return state.result
 
 
