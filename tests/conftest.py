@@ -126,6 +126,34 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+_CANARY = "CANARY" + "-7f3a9c"  # split so no source file ever matches the search
+
+
+@pytest.fixture
+def answer_search(make_task: Callable[..., Path], run_and_parse: Callable[..., ParsedRun]) -> Callable[..., list[str]]:
+    """Plant a canary in a task's answer (diff, notes, hidden tests), let a command agent search
+    the whole sandbox for it and for the answer files, and return what it found."""
+
+    def search(tasks_dir: Path, *args: str) -> list[str]:
+        task = make_task(tasks_dir / "fix-add")
+        (task / "notes.md").write_text(f"notes {_CANARY}\n")
+        (task / "diff.patch").write_text((task / "diff.patch").read_text().replace("a + b", f"a + b  # {_CANARY}"))
+        hidden = task / "tests" / "test_calc.py"
+        hidden.write_text(hidden.read_text() + f"\n# {_CANARY}\n")
+        command = (
+            "echo search-start; "
+            "find / -xdev \\( -name diff.patch -o -name notes.md -o -name tb_meta.json -o -name repo.bundle \\) "
+            "-print 2>/dev/null; "
+            f"grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=usr {_CANARY[:11]} / "
+            "2>/dev/null; git log --all --format=%H | wc -l; echo search-end"
+        )
+        run = run_and_parse(str(tasks_dir), "--oneshot-agent=command", f"--oneshot-agent-cmd={command}", *args)
+        log = (Path(run.items()["fix-add[command-r0]"]["run_dir"]) / "agent" / "agent.log").read_text()
+        return log.split("search-start\n", 1)[1].split("search-end", 1)[0].split()
+
+    return search
+
+
 @dataclass
 class ParsedRun:
     result: pytest.RunResult

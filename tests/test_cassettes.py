@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,8 +19,6 @@ from typing import Any
 import pytest
 
 from proxy.responses_server import load_cassette
-from pytest_oneshot.agent.codex import find_codex
-from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.task import load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -84,16 +81,6 @@ def _tree(repo: Path) -> dict[str, bytes]:
         for path in sorted(repo.rglob("*"))
         if path.is_file() and ".git" not in path.relative_to(repo).parts
     }
-
-
-@pytest.fixture(scope="module")
-def codex_bin() -> Path:
-    try:
-        return find_codex()
-    except OneshotError as exc:
-        if os.environ.get("ONESHOT_REQUIRE_CODEX"):
-            pytest.fail(f"ONESHOT_REQUIRE_CODEX is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
 
 
 LINES = b"".join(b"line %d\n" % number for number in range(1, 41))

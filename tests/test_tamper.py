@@ -64,21 +64,7 @@ def test_solving_honestly_still_passes_under_the_same_checks(
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="isolation needs bubblewrap (apt-get install bubblewrap)")
 def test_agent_cannot_find_the_answer_notes_or_hidden_tests(
-    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object]
+    pytester: pytest.Pytester, answer_search: Callable[..., list[str]]
 ) -> None:
-    task = make_task(pytester.path / "tasks" / "fix-add")
-    canary = "CANARY" + "-7f3a9c"  # split so this test file itself never matches
-    (task / "notes.md").write_text(f"notes {canary}\n")
-    (task / "diff.patch").write_text((task / "diff.patch").read_text().replace("a + b", f"a + b  # {canary}"))
-    (task / "tests" / "test_calc.py").write_text((task / "tests" / "test_calc.py").read_text() + f"\n# {canary}\n")
-    search = (
-        "echo search-start; "
-        "find / -xdev \\( -name diff.patch -o -name notes.md -o -name tb_meta.json -o -name repo.bundle \\) "
-        "-print 2>/dev/null; "
-        "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=usr CANARY-7f3a / 2>/dev/null; "
-        "git log --all --format=%H | wc -l; echo search-end"
-    )
-    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={search}")
-    log = (Path(run.items()["fix-add[command-r0]"]["run_dir"]) / "agent" / "agent.log").read_text()
-    lines = log.split("search-start\n", 1)[1].split("search-end", 1)[0].split()
-    assert lines == ["2"], log  # nothing found; history = the start commit + the baseline commit
+    # nothing found; the history is the start commit + the baseline commit
+    assert answer_search(pytester.path / "tasks") == ["2"]

@@ -35,20 +35,7 @@ def test_attack_on_tests_cannot_pass_in_docker(
 
 
 def test_agent_in_a_container_cannot_find_the_answer(
-    pytester: pytest.Pytester, make_task: Callable[..., Path], engine: Engine, run_and_parse: Callable[..., Any]
+    pytester: pytest.Pytester, engine: Engine, answer_search: Callable[..., list[str]]
 ) -> None:
-    task = make_task(pytester.path / "tasks" / "fix-add")
-    canary = "CANARY" + "-d0c4e1"  # split so this file itself never matches
-    (task / "notes.md").write_text(f"notes {canary}\n")
-    (task / "tests" / "test_calc.py").write_text((task / "tests" / "test_calc.py").read_text() + f"\n# {canary}\n")
-    search = (
-        "echo search-start; "
-        "find / -xdev \\( -name diff.patch -o -name notes.md -o -name tb_meta.json -o -name repo.bundle \\) "
-        "-print 2>/dev/null; "
-        "grep -rIl --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev --exclude-dir=usr CANARY-d0c4 / 2>/dev/null; "
-        "git log --all --format=%H | wc -l; echo search-end"
-    )
-    run = run_and_parse("tasks", "--oneshot-sandbox=docker", "--oneshot-agent=command", f"--oneshot-agent-cmd={search}")
-    log = (Path(run.items()["fix-add[command-r0]"]["run_dir"]) / "agent" / "agent.log").read_text()
-    found = log.split("search-start\n", 1)[1].split("search-end", 1)[0].split()
-    assert found == ["2"], log  # nothing found; history = the start commit + the baseline commit
+    # nothing found; the history is the start commit + the baseline commit
+    assert answer_search(pytester.path / "tasks", "--oneshot-sandbox=docker") == ["2"]
