@@ -68,7 +68,7 @@ def floor_time(engine: Engine, task: Task, work: Path) -> float:
     engine.run("run", "-d", "--name", name, "--network", "none", "--entrypoint", "sleep", image, "infinity")
     try:
         engine.run("exec", "-i", name, "git", "apply", "--binary", "-", input=task.reference_patch())
-        for path, data in task.hidden_test_files().items():
+        for path, data in task.hidden_files().items():
             engine.run(
                 "exec", "-i", name, "sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", path, input=data
             )

@@ -46,7 +46,7 @@ def bare_time(task_dir: Path, work: Path) -> float:
     checkout = work / f"bare-{task.name}"
     subprocess.run(["git", "clone", "-q", str(task.bundle_path), str(checkout)], check=True)
     subprocess.run(["git", "apply", "--binary", str(task.paths.reference_diff)], cwd=checkout, check=True)
-    for path, data in task.hidden_test_files().items():
+    for path, data in task.hidden_files().items():
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_bytes(data)
     files = sorted({test.id.split("::", 1)[0] for test in graded_tests(task.spec)})

@@ -7,8 +7,9 @@ A task directory looks like this (only ``tb_meta.json`` is required)::
       repo.bundle         git bundle with history up to the start commit only (optional)
       diff.patch          reference solution          -- hidden from the agent
       notes.md            the author's notes          -- hidden from the agent
-      tests/              hidden tests, written into the workspace at the same relative
-                          path (tests/test_x.py -> <repo>/tests/test_x.py) after the agent stops
+      hidden/             hidden files: a tree overlaid on the workdir before scoring, at any
+                          path (hidden/src/pkg/test/test_x.py -> <workdir>/src/pkg/test/test_x.py)
+      tests/              hidden tests, the older layout: tests/test_x.py -> <workdir>/tests/test_x.py
       LM_INSTRUCTIONS.md  OneShot's prompt file, used when lm.instructions is empty
       cassettes/          recorded model trajectories for replay (optional)
 
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shlex
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,6 +34,41 @@ from pydantic_core import ErrorDetails
 from pytest_oneshot.errors import TaskFormatError
 
 META_FILE = "tb_meta.json"
+_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class PytestCommand:
+    """``tests.command`` taken apart: the variables it sets, its interpreter and its own arguments."""
+
+    env: dict[str, str]
+    python: str
+    args: list[str]
+
+
+def parse_tests_command(command: str) -> PytestCommand:
+    """``[VAR=value ...] python -m pytest [args]`` or ``[VAR=value ...] pytest [args]``.
+
+    Raises:
+        ValueError: the command is not a pytest run (the message says what is accepted).
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"cannot be parsed as a shell command ({exc})") from None
+    env: dict[str, str] = {}
+    while words and _ENV_ASSIGNMENT.match(words[0]):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    runs_module = words[1:3] in (["-m", "pytest"], ["-m", "py.test"])
+    if len(words) >= 3 and _PYTHON.match(PurePosixPath(words[0]).name) and runs_module:
+        return PytestCommand(env, words[0], words[3:])
+    if words and PurePosixPath(words[0]).name in ("pytest", "py.test"):
+        return PytestCommand(env, "python3", words[1:])
+    raise ValueError(
+        f"must run pytest: `python -m pytest [args]` or `pytest [args]`, optionally after VAR=value (got {command!r})"
+    )
 
 
 class _Model(BaseModel):
@@ -103,14 +141,31 @@ class Evaluation(_Model):
 
 
 class TestsSpec(_Model):
-    """Hidden fail-to-pass / pass-to-pass tests (pytest node ids, relative to the run dir)."""
+    """Hidden fail-to-pass / pass-to-pass tests (pytest node ids, relative to the workdir)."""
 
     __test__ = False
-    command: str = Field("python -m pytest", description="test runner; JUnit XML output is requested from it")
+    command: str = Field("python -m pytest", description="`python -m pytest [args]` or `pytest [args]`")
     fail_to_pass: list[str] = Field(default_factory=list)
     pass_to_pass: list[str] = Field(default_factory=list)
     rubric_id: str | None = Field(None, description="rubric scored by these tests' pass rate")
     setup: list[str] = Field(default_factory=list, description="commands run right before the tests")
+    infrastructure: list[str] | None = Field(
+        None, description="workdir paths that stay as at the start when scoring (default: the graded tests' dirs)"
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _runs_pytest(cls, value: str) -> str:
+        parse_tests_command(value)
+        return value
+
+    @field_validator("infrastructure")
+    @classmethod
+    def _relative_paths(cls, value: list[str] | None) -> list[str] | None:
+        for path in value or []:
+            if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(f"must be relative paths inside the workdir (got {path!r})")
+        return value
 
 
 class EnvironmentSpec(_Model):
@@ -231,6 +286,10 @@ class TaskPaths:
         return self.root / "tests"
 
     @property
+    def hidden_dir(self) -> Path:
+        return self.root / "hidden"
+
+    @property
     def instructions_file(self) -> Path:
         return self.root / "LM_INSTRUCTIONS.md"
 
@@ -241,7 +300,7 @@ class TaskPaths:
     @property
     def hidden(self) -> tuple[Path, ...]:
         """Everything that would give the answer away: never inside the agent's sandbox."""
-        return (self.reference_diff, self.notes, self.tests_dir, self.meta, self.cassettes_dir)
+        return (self.reference_diff, self.notes, self.tests_dir, self.hidden_dir, self.meta, self.cassettes_dir)
 
 
 @dataclass(frozen=True)
@@ -268,13 +327,15 @@ class Task:
             return self.paths.instructions_file.read_text(encoding="utf-8")
         return ""
 
-    def hidden_test_files(self) -> dict[str, bytes]:
-        """Repo-relative path -> content of every hidden test, written in only after the agent stops."""
+    def hidden_files(self) -> dict[str, bytes]:
+        """Workdir-relative path -> content of every hidden file, written in only for scoring:
+        ``tests/`` (kept at ``tests/``), the ``hidden/`` tree (at its own paths), inline test scripts."""
         files: dict[str, bytes] = {}
-        if self.paths.tests_dir.is_dir():
-            for path in sorted(self.paths.tests_dir.rglob("*")):
-                if path.is_file() and "__pycache__" not in path.parts:
-                    files[path.relative_to(self.paths.root).as_posix()] = path.read_bytes()
+        for tree, prefix in ((self.paths.tests_dir, Path("tests")), (self.paths.hidden_dir, Path())):
+            if tree.is_dir():
+                for path in sorted(tree.rglob("*")):
+                    if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                        files[(prefix / path.relative_to(tree)).as_posix()] = path.read_bytes()
         for script in self.spec.evaluation.test_scripts:
             files[script.path] = script.content.encode("utf-8")
         return files
@@ -332,7 +393,7 @@ def load_task(task_dir: Path) -> Task:
     for field, problem in spec.reference_problems()[:1]:
         raise TaskFormatError(meta_file, field, problem)
     task = Task(spec, paths)
-    hidden = task.hidden_test_files()
+    hidden = task.hidden_files()
     for kind in ("fail_to_pass", "pass_to_pass"):
         for index, test_id in enumerate(getattr(spec.tests, kind)):
             if test_id.split("::", 1)[0] not in hidden:
@@ -340,7 +401,8 @@ def load_task(task_dir: Path) -> Task:
                     meta_file,
                     f"tests.{kind}[{index}]",
                     f"{test_id.split('::', 1)[0]} is not among the task's hidden tests "
-                    "(files under tests/ or evaluation.test_scripts); scoring must not trust the agent's copy",
+                    "(files under hidden/ or tests/, or evaluation.test_scripts); "
+                    "scoring must not trust the agent's copy",
                 )
     if task.bundle_path is not None and not task.bundle_path.is_file():
         raise TaskFormatError(meta_file, "repo.bundle", f"bundle file not found: {task.bundle_path}")

@@ -1,17 +1,24 @@
 """One trial = one agent attempt at one task, as a sequence of timed phases.
 
-prepare (repo snapshot, model route) -> sandbox (start, baseline) -> agent -> diff -> tests
-(hidden tests written in only now) -> score. Every phase is timed; whatever a phase produced
-is written to the run dir even when a later phase fails, and an infrastructure failure
-becomes outcome ``error`` (a pytest error) rather than an agent failure. A model agent's
-traffic goes through a route of the model gateway, which counts (and with tracing records)
-it; the route closes as soon as the agent stops.
+prepare (repo snapshot, model route) -> sandbox (the agent's, and a fresh one for scoring,
+started while the agent works) -> agent -> diff (every process of the agent's sandbox stopped,
+its files compared with the fresh tree) -> tests (in the fresh sandbox: its tree plus the
+agent's change minus test infrastructure, plus the hidden files) -> score.
+
+So the only thing of the agent's that reaches scoring is its change to the files, as the harness
+reads them: not its git, processes, HOME or /tmp. Every phase is timed; whatever a phase
+produced is written to the run dir even when a later phase fails, and an infrastructure failure
+becomes outcome ``error`` (a pytest error) rather than an agent failure -- never for something
+the agent did. A model agent's traffic goes through a route of the model gateway, which counts
+(and with tracing records) it; the route closes as soon as the agent stops.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,16 +28,19 @@ from typing import Literal
 from pydantic import BaseModel
 
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult, TokenUsage
+from pytest_oneshot.change import Change, Manifest, render_patch
 from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import ModelGateway, ModelRoute
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_trial_files
-from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec
+from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
+from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
+from pytest_oneshot.scoring.pytest_config import find_start_config
 from pytest_oneshot.scoring.rubric import RubricScore, score_rubrics, total_score
-from pytest_oneshot.scoring.tests import TestRun, graded_tests, run_hidden_tests
+from pytest_oneshot.scoring.tests import TestRun, graded_files, graded_tests, run_hidden_tests
 from pytest_oneshot.task import Task
-from pytest_oneshot.workspace import Workspace
+from pytest_oneshot.workspace import collect_change, commit_baseline, fresh_manifest, fresh_side, write_scored_tree
 
 Outcome = Literal["passed", "failed", "timeout", "agent_error", "token_limit", "error"]
 
@@ -100,7 +110,10 @@ class TrialResult(BaseModel):
     diff_bytes: int = 0
     diff_lines: int = 0
     changed_files: list[str] = []
-    restored_test_config: list[str] = []
+    left_out: dict[str, str] = {}
+    """Files the agent touched that are not part of its change (too big, not a regular file), and why."""
+    reset_to_start: dict[str, str] = {}
+    """Paths the agent changed that were scored as at the start (test infrastructure), and why."""
     phases: dict[str, float] = {}
     run_dir: str = ""
     model_requests: int | None = None
@@ -122,10 +135,21 @@ class _TrialState:
     config: TrialConfig
     result: TrialResult
     sandbox: Sandbox | None = None
+    """The agent's."""
+    scoring: Sandbox | None = None
+    """A fresh one of the same spec, never reachable by the agent, where its change is tested."""
+    scoring_spec: SandboxSpec | None = None
+    fresh: Future[Manifest] | None = None
+    """The scoring sandbox started and its tree read, while the agent works."""
     route: ModelRoute | None = None
     private_gateway: ModelGateway | None = None
     diff: bytes = b""
     agent_result: AgentResult | None = None
+
+    def stop_sandboxes(self) -> None:
+        for sandbox in (self.sandbox, self.scoring):
+            if sandbox is not None:
+                sandbox.stop()
 
     @contextmanager
     def phase(self, phase: Phase, on_phase: Callable[[str, float], None] | None) -> Iterator[None]:
@@ -156,8 +180,9 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             run_dir=str(config.run_dir),
         ),
     )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneshot-scoring-sandbox")
     try:
-        _run_phases(state, on_phase)
+        _run_phases(state, on_phase, executor)
     except InfraError as exc:
         state.result.outcome, state.result.reason = "error", str(exc)
     finally:
@@ -167,12 +192,19 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             write_trial_files(config.run_dir, state.result, state.diff)  # before cleanup can fail
             if state.private_gateway is not None:
                 state.private_gateway.close()
-            if state.sandbox is not None:
-                state.sandbox.stop()
+            executor.shutdown(wait=True)  # a scoring sandbox still starting is stopped below
+            state.stop_sandboxes()
     return state.result
 
 
-def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | None) -> None:
+def _start_fresh(sandbox: Sandbox) -> Manifest:
+    sandbox.start()
+    return fresh_manifest(sandbox)
+
+
+def _run_phases(
+    state: _TrialState, on_phase: Callable[[str, float], None] | None, executor: ThreadPoolExecutor
+) -> None:
     config, result = state.config, state.result
     task = config.task
     with state.phase(Phase.PREPARE, on_phase):
@@ -187,21 +219,23 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
         if config.agent.uses_model:
             state.route = _open_route(state)
     with state.phase(Phase.SANDBOX, on_phase):
-        state.sandbox = config.sandbox_factory(
-            SandboxSpec(
-                task=task,
-                repo_snapshot=repo,
-                trial_id=config.trial_id,
-                run_id=config.run_id,
-                network="loopback" if "loopback" in (config.agent.network, task.spec.environment.network) else "none",
-                cpus=task.spec.environment.cpus,
-                memory_mb=task.spec.environment.memory_mb,
-                mounts=config.agent.mounts(),
-                options=config.sandbox_options,
-            )
+        spec = SandboxSpec(
+            task=task,
+            repo_snapshot=repo,
+            trial_id=config.trial_id,
+            run_id=config.run_id,
+            network="loopback" if "loopback" in (config.agent.network, task.spec.environment.network) else "none",
+            cpus=task.spec.environment.cpus,
+            memory_mb=task.spec.environment.memory_mb,
+            mounts=config.agent.mounts(),
+            options=config.sandbox_options,
         )
+        state.sandbox = config.sandbox_factory(spec)
         state.sandbox.start()
-        workspace = Workspace.commit_baseline(state.sandbox)
+        commit_baseline(state.sandbox)
+        state.scoring_spec = dataclasses.replace(spec, trial_id=f"{spec.trial_id}-score", network="none", mounts={})
+        state.scoring = config.sandbox_factory(state.scoring_spec)
+        state.fresh = executor.submit(_start_fresh, state.scoring)
     with state.phase(Phase.AGENT, on_phase):
         log_dir = config.run_dir / "agent"
         log_dir.mkdir(exist_ok=True)
@@ -225,20 +259,42 @@ def _run_phases(state: _TrialState, on_phase: Callable[[str, float], None] | Non
             _close_route(state)
         result.agent = _summarize_agent(config.agent.name, state.agent_result)
     with state.phase(Phase.DIFF, on_phase):
-        change = workspace.collect_change()
-        state.diff = change.diff
-        result.diff_bytes = len(change.diff)
-        result.diff_lines = change.diff.count(b"\n")
+        assert state.fresh is not None and state.scoring is not None and state.scoring_spec is not None
+        fresh = state.fresh.result()
+        change = collect_change(state.sandbox, fresh, repo)
+        state.sandbox.stop()
+        root = repo_root(state.scoring, state.scoring_spec)
+        state.diff = render_patch(change, fresh_side(state.scoring, root, change.paths, fresh, repo))
+        result.diff_bytes = len(state.diff)
+        result.diff_lines = state.diff.count(b"\n")
         result.changed_files = change.paths
+        result.left_out = dict(change.left_out)
     with state.phase(Phase.TESTS, on_phase):
-        result.restored_test_config = workspace.restore_test_runner_config(result.changed_files)
-        workspace.write_hidden_tests(task.hidden_test_files())
-        result.tests = run_hidden_tests(state.sandbox, task.spec, config.run_dir / "tests.log")
+        result.tests = _score_change(state, change, root)
     with state.phase(Phase.SCORE, on_phase):
         result.rubrics = score_rubrics(task.spec, result.tests)
         result.score = total_score(result.rubrics)
         result.resolved = result.tests.resolved
         result.outcome, result.reason = _verdict(result, state.agent_result, config.min_score)
+
+
+def _score_change(state: _TrialState, change: Change, root: str) -> TestRun:
+    """Write the scored tree into the fresh sandbox and run the graded tests there."""
+    task, scoring, spec = state.config.task, state.scoring, state.scoring_spec
+    assert scoring is not None and spec is not None
+    files = graded_files(task.spec)
+    config = find_start_config(spec.repo_snapshot, task.spec.repo.subdir, files)
+    tree = scored_tree(
+        change,
+        workdir=task.spec.repo.subdir,
+        infrastructure=task.spec.tests.infrastructure or default_infrastructure(files),
+        hidden_files=task.hidden_files(),
+        config_file=config.effective_file,
+        extra_files=None if config.config_file else {config.effective_file: b"[pytest]\n"},
+    )
+    state.result.reset_to_start = dict(tree.reset)
+    write_scored_tree(scoring, root, tree)
+    return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
 
 
 def _open_route(state: _TrialState) -> ModelRoute:
@@ -293,13 +349,12 @@ def _verdict(result: TrialResult, agent: AgentResult, min_score: float | None) -
         f"fail_to_pass {tests.count('fail_to_pass')}/{tests.total('fail_to_pass')} passed, "
         f"pass_to_pass {tests.count('pass_to_pass')}/{tests.total('pass_to_pass')} passed"
     )
-    if tests.problem:
-        summary += f" ({tests.problem})"
     if agent.status != "completed":
         return agent.status, f"{agent.message or agent.status}; {summary}"
+    if tests.problem:  # the agent's code runs under the tests and can cause any of these: never a pass
+        return "failed", f"the test run cannot be trusted: {tests.problem}"
     if not tests.resolved:
-        failing = [f"{test_id} {status}" for test_id, status in tests.statuses.items() if status != "passed"]
-        return "failed", f"not resolved: {summary}; " + ", ".join(failing[:5])
+        return "failed", f"not resolved: {summary}; {tests.failing()}"
     if min_score is not None:
         if result.score is None:
             return "failed", f"resolved, but no rubric is scored to compare with min score {min_score}"

@@ -1,95 +1,135 @@
-"""Git operations on a sandbox's workspace: baseline commit, the agent's diff, restoring tests.
+"""Steps on a sandbox's workspace: the agent's baseline commit, reading trees, writing the scored tree.
 
-All of them run *inside* the sandbox through :meth:`Sandbox.exec`, so they work the same
-for every backend. Git is invoked with hooks, fsmonitor and external diff drivers turned
-off: the agent controls ``.git/config`` and must not be able to run code in our steps
-or shape the diff we record.
+Everything here goes through the :class:`Sandbox` protocol, so it works the same for every
+backend. The agent's git repository is used for one thing only, a courtesy to the agent: a
+baseline commit after environment setup, so ``git status`` shows just its own work. The change
+that is scored is read from the files (:mod:`pytest_oneshot.change`), never from that git.
 """
 
 from __future__ import annotations
 
-import secrets
+import hashlib
+import io
 import shlex
-from collections.abc import Iterable
-from dataclasses import dataclass
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
+from pytest_oneshot.change import (
+    MAX_CHANGE_BYTES,
+    MAX_FILE_BYTES,
+    Change,
+    Entry,
+    Manifest,
+    compute_change,
+    read_archive,
+)
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.sandbox import Sandbox
+from pytest_oneshot.scoring.overlay import ScoredTree
 
 GIT_TIMEOUT_SEC = 120.0
+FILE_TIMEOUT_SEC = 300.0
 _SAFE_GIT = [
     "git",
     "-c", "core.hooksPath=/dev/null",
     "-c", "core.fsmonitor=false",
-    "-c", "diff.external=",
     "-c", "user.name=oneshot",
     "-c", "user.email=oneshot@localhost",
     "-c", "commit.gpgsign=false",
     "-c", "safe.directory=*",
 ]  # fmt: skip
-
-# Files that configure the test runner: an agent edit to these could rewrite the verdict,
-# so they are restored to the baseline before the hidden tests run.
-TEST_RUNNER_CONFIG = ("conftest.py", "pytest.ini")
-
-
-# Every step is one ``bash`` script run from the repo's top directory (``workdir`` may be a
-# subdir): a sandbox exec is cheap locally but costs ~60 ms in a container.
-_PRELUDE = f'set -e; g() {{ {shlex.join(_SAFE_GIT)} "$@"; }}; cd "$(g rev-parse --show-toplevel)"; '
+_BASELINE = (
+    f'g() {{ {shlex.join(_SAFE_GIT)} "$@"; }}; cd "$(g rev-parse --show-toplevel)" && '
+    'g add -A && g commit -q --allow-empty --no-verify -m "oneshot baseline"'
+)
 
 
-@dataclass(frozen=True)
-class Change:
-    """The agent's change: the binary-safe diff and the repo-relative paths it touches."""
+def commit_baseline(sandbox: Sandbox) -> None:
+    """Commit what environment setup produced, so the agent's ``git status``/``git diff`` show its work only."""
+    result = sandbox.exec(["bash", "-c", _BASELINE], timeout=GIT_TIMEOUT_SEC)
+    if not result.ok:
+        raise InfraError("sandbox", f"baseline commit failed: {result.text().strip()[-300:]}")
 
-    diff: bytes
-    paths: list[str]
+
+def fresh_manifest(sandbox: Sandbox) -> Manifest:
+    """Digests of every file of a workspace nobody has touched yet."""
+    with sandbox.archive_workspace() as archive:
+        return read_archive(archive).files
 
 
-@dataclass(frozen=True)
-class Workspace:
-    """The repo inside a sandbox, with the baseline commit the agent's change is measured from."""
+def collect_change(
+    sandbox: Sandbox,
+    fresh: Manifest,
+    snapshot: Path | None = None,
+    *,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_change_bytes: int = MAX_CHANGE_BYTES,
+) -> Change:
+    """Stop every process of the agent's sandbox, then read its files and compare them with ``fresh``
+    (new files ignored by the start commit's ``snapshot`` are not part of the change)."""
+    with sandbox.archive_workspace(stop_processes=True) as archive:
+        tree = read_archive(archive, baseline=fresh, max_file_bytes=max_file_bytes, max_change_bytes=max_change_bytes)
+    return compute_change(fresh, tree, snapshot)
 
-    sandbox: Sandbox
-    baseline: str
 
-    @staticmethod
-    def _run(sandbox: Sandbox, what: str, body: str, *args: str) -> bytes:
-        result = sandbox.exec(["bash", "-c", _PRELUDE + body, "bash", *args], timeout=GIT_TIMEOUT_SEC)
+def _tar(entries: Mapping[str, Entry]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path, entry in entries.items():
+            info = tarfile.TarInfo(path)
+            if entry.kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, entry.target
+                tar.addfile(info)
+            else:
+                data = entry.blob()
+                info.size, info.mode = len(data), 0o755 if entry.executable else 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def write_scored_tree(sandbox: Sandbox, root: str, tree: ScoredTree) -> None:
+    """Turn the fresh workspace at ``root`` into the scored tree: deletions first, then every file."""
+    if tree.remove:
+        listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in tree.remove)
+        result = sandbox.exec(["xargs", "-0", "rm", "-rf", "--"], stdin=listed, cwd=root, timeout=FILE_TIMEOUT_SEC)
         if not result.ok:
-            raise InfraError("workspace", f"{what} failed: {result.text().strip()[-300:]}")
-        return result.stdout
+            raise InfraError("tests", f"could not remove the agent's deletions: {result.text().strip()[-300:]}")
+    if tree.files:
+        tar = ["tar", "-x", "-f", "-", "--no-same-owner", "--overwrite"]
+        result = sandbox.exec(tar, stdin=_tar(tree.files), cwd=root, timeout=FILE_TIMEOUT_SEC)
+        if not result.ok:
+            raise InfraError("tests", f"could not write the scored files: {result.text().strip()[-300:]}")
 
-    @classmethod
-    def commit_baseline(cls, sandbox: Sandbox) -> Workspace:
-        """Commit whatever setup produced so the agent's diff is exactly its own change."""
-        body = 'g add -A; g commit -q --allow-empty --no-verify -m "oneshot baseline"; g rev-parse HEAD'
-        return cls(sandbox, cls._run(sandbox, "baseline commit", body).decode().strip())
 
-    def collect_change(self) -> Change:
-        """Stage everything (new files included) and return the diff against the baseline."""
-        separator = f"\n--oneshot-{secrets.token_hex(8)}--\n"
-        body = (
-            'g add -A; g diff --cached --name-only --no-renames -z "$1"; printf %s "$2"; '
-            'g diff --cached --binary --no-ext-diff --no-textconv --no-color "$1"'
-        )
-        out = self._run(self.sandbox, "collecting the diff", body, self.baseline, separator)
-        names, _, diff = out.partition(separator.encode())
-        return Change(diff, [path for path in names.decode("utf-8", "replace").split("\0") if path])
-
-    def restore_test_runner_config(self, changed: Iterable[str]) -> list[str]:
-        """Undo agent edits to conftest.py / pytest.ini (deleting ones it added); return what was undone."""
-        undone = [path for path in changed if path.rsplit("/", 1)[-1] in TEST_RUNNER_CONFIG]
-        if undone:
-            body = (
-                'base=$1; shift; for p in "$@"; do '
-                'if g cat-file -e "$base:$p" 2>/dev/null; then g checkout "$base" -- "$p"; '
-                'else g rm -q -r -f -- "$p"; fi; done'
-            )
-            self._run(self.sandbox, "restoring test config", body, self.baseline, *undone)
-        return undone
-
-    def write_hidden_tests(self, files: dict[str, bytes]) -> None:
-        """Write the task's tests over whatever the agent left at those paths."""
-        for path, data in files.items():
-            self.sandbox.write_file(path, data)
+def fresh_side(sandbox: Sandbox, root: str, paths: Iterable[str], fresh: Manifest, snapshot: Path) -> dict[str, Entry]:
+    """The fresh content of ``paths`` (for the run dir's patch): from the host snapshot when it
+    is the same file, else read from the (still fresh) scoring sandbox."""
+    found: dict[str, Entry] = {}
+    missing: list[str] = []
+    for path in paths:
+        entry = fresh.get(path)
+        if entry is None:
+            continue
+        if entry.kind == "symlink":
+            found[path] = entry
+            continue
+        host = snapshot / path
+        if host.is_file() and not host.is_symlink():
+            data = host.read_bytes()
+            if hashlib.sha256(data).hexdigest() == entry.digest:
+                found[path] = Entry("file", entry.digest, entry.executable, data=data)
+                continue
+        missing.append(path)
+    if missing:
+        listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in missing)
+        read = ["tar", "--null", "-T", "-", "-cf", "-"]
+        result = sandbox.exec(read, stdin=listed, cwd=root, timeout=FILE_TIMEOUT_SEC)
+        if result.ok:
+            with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+                for member in tar:
+                    handle = tar.extractfile(member) if member.isreg() else None
+                    if handle is not None and member.name in fresh:
+                        old = fresh[member.name]
+                        found[member.name] = Entry("file", old.digest, old.executable, data=handle.read())
+    return found

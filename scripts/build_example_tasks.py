@@ -56,12 +56,13 @@ from proxy.responses_server import (  # noqa: E402
 )
 from pytest_oneshot.agent import AgentRequest, AgentResult  # noqa: E402
 from pytest_oneshot.agent.codex import CodexAgent, find_codex  # noqa: E402
+from pytest_oneshot.change import render_patch  # noqa: E402
 from pytest_oneshot.errors import OneshotError, TaskFormatError  # noqa: E402
 from pytest_oneshot.repo import snapshot  # noqa: E402
 from pytest_oneshot.sandbox import SandboxSpec  # noqa: E402
 from pytest_oneshot.sandbox.local import LocalSandbox  # noqa: E402
 from pytest_oneshot.task import Task, load_task  # noqa: E402
-from pytest_oneshot.workspace import Workspace  # noqa: E402
+from pytest_oneshot.workspace import collect_change, fresh_manifest, fresh_side  # noqa: E402
 
 SOURCES = ROOT / "scripts" / "example_task_sources"
 TASKS = ROOT / "tasks"
@@ -691,6 +692,7 @@ def replay_cassette(task: Task, cassette: Cassette, codex_bin: Path, scratch: Pa
         sandbox = LocalSandbox(spec)
         try:
             sandbox.start()
+            fresh = fresh_manifest(sandbox)
             request = AgentRequest(
                 task=task,
                 instructions=task.instructions,
@@ -699,7 +701,8 @@ def replay_cassette(task: Task, cassette: Cassette, codex_bin: Path, scratch: Pa
                 log_dir=scratch / "agent",
             )
             result = agent.run(sandbox, request)
-            diff = Workspace(sandbox, "HEAD").collect_change().diff
+            change = collect_change(sandbox, fresh, spec.repo_snapshot)
+            diff = render_patch(change, fresh_side(sandbox, sandbox.workdir, change.paths, fresh, spec.repo_snapshot))
         finally:
             sandbox.stop()
         served = server.requests(task.name)

@@ -197,7 +197,7 @@ def test_committed_cassette_is_what_the_builder_makes_now(tmp_path: Path, name: 
 def _check_replay(task_dir: Path, scratch: Path) -> Any:  # the builder's Report (a script, not a module mypy sees)
     task = load_task(task_dir)
     report = builder.Report(task.name)
-    builder.check_replay(task, report, task.hidden_test_files(), scratch)
+    builder.check_replay(task, report, task.hidden_files(), scratch)
     return report
 
 

@@ -40,7 +40,7 @@ def test_attack_on_tests_cannot_pass(
     assert item["score"] == 0.0
 
 
-def test_restored_test_config_is_reported(
+def test_test_infrastructure_reset_is_reported(
     pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., object]
 ) -> None:
     make_task(pytester.path / "tasks" / "fix-add")
@@ -48,7 +48,7 @@ def test_restored_test_config_is_reported(
         "tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={ATTACKS['conftest-skips-everything']}"
     )
     item = run.items()["fix-add[command-r0]"]
-    assert item["restored_test_config"] == ["conftest.py"]
+    assert item["reset_to_start"] == {"conftest.py": "conftest.py (test infrastructure)"}
     assert "conftest.py" in item["changed_files"]  # the attempt is still in the recorded diff
 
 

@@ -48,7 +48,7 @@ def test_prepared_form_with_inline_test_scripts(tmp_path: Path) -> None:
     }
     (tmp_path / "tb_meta.json").write_text(json.dumps(meta))
     task = load_task(tmp_path)
-    assert task.hidden_test_files() == {"tests/test_hello.py": b"def test_x():\n    pass\n"}
+    assert task.hidden_files() == {"tests/test_hello.py": b"def test_x():\n    pass\n"}
     assert [rubric.weight for rubric in task.spec.evaluation.rubrics] == [0.4, 0.6]
 
 

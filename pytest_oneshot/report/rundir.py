@@ -83,8 +83,10 @@ def render_markdown(result: TrialResult) -> str:
         f"- agent: {result.agent.name} ({result.agent.status}) model: {result.model or '-'}",
         f"- diff: {result.diff_lines} lines, files: {', '.join(result.changed_files) or 'none'}",
     ]
-    if result.restored_test_config:
-        lines.append(f"- restored before tests (agent edits to test config): {', '.join(result.restored_test_config)}")
+    for path, reason in result.reset_to_start.items():
+        lines.append(f"- scored as at the start: `{path}` ({reason})")
+    for path, reason in result.left_out.items():
+        lines.append(f"- left out of the change: `{path}` ({reason})")
     if result.rubrics:
         lines += ["", "| rubric | weight | score | tests |", "|---|---|---|---|"]
         for rubric in result.rubrics:

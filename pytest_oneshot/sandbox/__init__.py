@@ -2,16 +2,20 @@
 
 A sandbox owns one workspace: the task's repo at its start commit, environment setup
 done. The trial talks to it only through :class:`Sandbox`; everything else (baseline
-commit, diff, restoring hidden tests) is a helper in :mod:`pytest_oneshot.workspace`
-that *takes* a sandbox, so a new backend implements five methods and nothing more.
+commit, the agent's change, the scoring tree) is a helper in :mod:`pytest_oneshot.workspace`
+that *takes* a sandbox, so a new backend implements six methods and nothing more.
+
+A trial uses two sandboxes of the same spec: the agent's, and a fresh one the agent never
+touched, where its change is scored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, Protocol
+from pathlib import Path, PurePosixPath
+from typing import IO, Literal, Protocol
 
 from pytest_oneshot.errors import SandboxUnavailableError
 from pytest_oneshot.registry import Registry
@@ -24,6 +28,7 @@ __all__ = [
     "SandboxSpec",
     "SandboxUnavailableError",
     "default_sandbox_registry",
+    "repo_root",
 ]
 
 Network = Literal["none", "loopback"]
@@ -113,8 +118,24 @@ class Sandbox(Protocol):
             FileNotFoundError: no such file.
         """
 
+    def archive_workspace(self, *, stop_processes: bool = False) -> AbstractContextManager[IO[bytes]]:
+        """Stream the whole repo (its top directory, not just ``workdir``) as an uncompressed tar.
+
+        The archive's first member is the repo directory itself, every other member lies under
+        it; symlinks are stored as symlinks, never followed. With ``stop_processes`` every
+        process in the sandbox is killed first, so nothing changes the files while (or after)
+        they are read; the sandbox then only needs :meth:`stop`.
+        """
+
     def stop(self) -> None:
         """Release everything (processes, containers, temp dirs). Idempotent."""
+
+
+def repo_root(sandbox: Sandbox, spec: SandboxSpec) -> str:
+    """The repo's top directory inside the sandbox (``workdir`` is the repo or its ``subdir``)."""
+    workdir = PurePosixPath(sandbox.workdir)
+    depth = len(PurePosixPath(spec.task.spec.repo.subdir).parts) if spec.task.spec.repo.subdir else 0
+    return str(workdir.parents[depth - 1]) if depth else str(workdir)
 
 
 class SandboxFactory(Protocol):

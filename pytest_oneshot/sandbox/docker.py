@@ -13,6 +13,7 @@ when the image has no python3 to run it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,7 +27,7 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, final
@@ -575,6 +576,31 @@ class DockerSandbox(Sandbox):
         if result.returncode == 5:
             raise IsADirectoryError(f"{path}: is a directory")
         raise InfraError("sandbox", f"could not read {path} in {self.name}: {result.text().strip()}")
+
+    @override
+    @contextlib.contextmanager
+    def archive_workspace(self, *, stop_processes: bool = False) -> Iterator[IO[bytes]]:
+        if stop_processes:  # --init: killing the container kills every process in it; the volume stays
+            self._server = None
+            self.engine.run("kill", self.name, check=False, timeout=60)
+        proc = subprocess.Popen(
+            self.engine.argv("cp", f"{self.name}:{WORKSPACE}", "-"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=cli_env(),
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            error = proc.stderr.read().decode("utf-8", "replace").strip()
+            proc.stderr.close()
+            if proc.wait() not in (0, -9) and error:
+                raise InfraError("sandbox", f"could not read the workspace of {self.name}: {error[-300:]}")
 
     @override
     def stop(self) -> None:

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import IO
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.repo import git
@@ -207,6 +208,26 @@ class LocalSandbox:
         if target.is_symlink() or not target.resolve().is_relative_to(self._workspace.resolve()):
             raise PermissionError(f"{path}: resolves outside the workspace")
         return target.read_bytes()
+
+    @contextlib.contextmanager
+    def archive_workspace(self, *, stop_processes: bool = False) -> Iterator[IO[bytes]]:
+        # Under bubblewrap a command's processes die with its pid namespace when it returns, so there
+        # is nothing left to stop; without bubblewrap there is no isolation to rely on (see bubblewrap()).
+        del stop_processes
+        proc = subprocess.Popen(
+            ["tar", "-C", str(self._workspace), "--exclude=.git", "-cf", "-", "."],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
 
     def stop(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)

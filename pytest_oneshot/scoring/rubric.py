@@ -34,7 +34,7 @@ def score_rubrics(spec: TaskSpec, tests: TestRun) -> list[RubricScore]:
     scores = []
     for rubric in spec.evaluation.rubrics:
         graded = by_rubric.get(rubric.id, [])
-        passed = [test for test in graded if tests.statuses.get(test.id) == "passed"]
+        passed = [test for test in graded if tests.passed(test.id)]
         fail_to_pass = [test for test in graded if test.kind == "fail_to_pass"]
         regressed = any(test.kind == "pass_to_pass" and test not in passed for test in graded)
         score = None

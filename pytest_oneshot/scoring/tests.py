@@ -1,25 +1,28 @@
-"""Hidden-test scoring: run the task's tests in the sandbox and read per-test results from JUnit XML.
+"""Hidden-test scoring: run the graded tests in the scoring sandbox and read per-test results.
 
 Test ids are pytest node ids (``tests/test_x.py::TestA::test_b[1]``) or a bare file path,
-which stands for "every test in that file" (OneShot's inline ``test_scripts``). A test the
-run did not report (deleted, not collected, crashed run) is ``missing``; a skipped or
-xfailed fail-to-pass test is not a pass. The exit code is cross-checked with the XML.
+which stands for "every test in that file" (OneShot's inline ``test_scripts``). Only graded
+tests run: node ids go to pytest as node ids. pytest runs through :mod:`launcher` with the
+start commit's config (``-c``, ``--rootdir``), which records each test's worst outcome. A test
+the run did not report (deleted, not collected, crashed run) is ``missing``; a skipped or
+xfailed fail-to-pass test is not a pass. When the run cannot be trusted (no results, exit
+status and results disagree, a setup command failed, a timeout) the result carries a
+``problem`` and nothing in it counts as passed.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
-import shlex
-import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel
 
 from pytest_oneshot.sandbox import Sandbox
-from pytest_oneshot.task import TaskSpec
+from pytest_oneshot.scoring.pytest_config import StartConfig
+from pytest_oneshot.task import TaskSpec, parse_tests_command
 
 TestStatus = Literal["passed", "failed", "error", "skipped", "missing"]
 TestKind = Literal["fail_to_pass", "pass_to_pass"]
@@ -54,6 +57,8 @@ class TestRun(BaseModel):
     statuses: dict[str, TestStatus]
     kinds: dict[str, TestKind]
     exit_code: int | None
+    selected: list[str] = []
+    """What was passed to pytest: node ids, or whole files where a bare file path is graded."""
     timed_out: bool = False
     problem: str | None = None
     """Why the results cannot be fully trusted (crash, inconsistency, timeout)."""
@@ -64,84 +69,104 @@ class TestRun(BaseModel):
     def total(self, kind: TestKind) -> int:
         return sum(1 for k in self.kinds.values() if k == kind)
 
+    def passed(self, test_id: str) -> bool:
+        """Whether ``test_id`` passed in a run that can be trusted."""
+        return self.problem is None and self.statuses.get(test_id) == "passed"
+
     @property
     def resolved(self) -> bool:
         """Every fail-to-pass test passes (there is at least one) and no pass-to-pass test regressed."""
-        return self.total("fail_to_pass") > 0 and all(status == "passed" for status in self.statuses.values())
+        return self.total("fail_to_pass") > 0 and all(self.passed(test_id) for test_id in self.statuses)
+
+    def failing(self, limit: int = 10) -> str:
+        """Every graded test that did not pass, as ``id status``, or the first ``limit`` and "and N more"."""
+        bad = [f"{test_id} {status}" for test_id, status in self.statuses.items() if status != "passed"]
+        shown = ", ".join(bad[:limit])
+        return shown + (f" and {len(bad) - limit} more" if len(bad) > limit else "")
 
 
-def _junit_key(test_id: str) -> tuple[str, str]:
-    """pytest node id -> (classname, name) as pytest's junitxml writes them."""
-    path, *rest = test_id.split("::")
-    module = path.removesuffix(".py").replace("/", ".")
-    if not rest:
-        return module, ""
-    return ".".join([module, *rest[:-1]]), rest[-1]
+LAUNCHER = Path(__file__).with_name("launcher.py")
 
 
-def parse_junit(xml: bytes) -> dict[tuple[str, str], TestStatus]:
-    """(classname, name) -> worst status seen (a pass followed by a teardown error is an error)."""
-    results: dict[tuple[str, str], TestStatus] = {}
-    for case in ET.fromstring(xml).iter("testcase"):
-        tags = {child.tag for child in case}
-        status: TestStatus = (
-            "error"
-            if "error" in tags
-            else "failed"
-            if "failure" in tags
-            else "skipped"
-            if "skipped" in tags
-            else "passed"
-        )
-        key = (case.get("classname", ""), case.get("name", ""))
-        previous = results.get(key)
-        if previous is None or _SEVERITY[status] > _SEVERITY[previous]:
-            results[key] = status
-    return results
+def graded_files(spec: TaskSpec) -> list[str]:
+    """The files holding graded tests (workdir-relative)."""
+    return sorted({test.id.split("::", 1)[0] for test in graded_tests(spec)})
 
 
-def _status_of(test_id: str, results: dict[tuple[str, str], TestStatus]) -> TestStatus:
-    classname, name = _junit_key(test_id)
-    if name:
-        return results.get((classname, name), "missing")
-    in_file = [status for (cls, _), status in results.items() if cls == classname or cls.startswith(classname + ".")]
-    if not in_file:
+def selection(graded: list[GradedTest]) -> list[str]:
+    """pytest arguments running exactly the graded tests: a bare file stands for all of its tests."""
+    whole_files = {test.id for test in graded if "::" not in test.id}
+    chosen = [test.id for test in graded if "::" not in test.id or test.id.split("::", 1)[0] not in whole_files]
+    return list(dict.fromkeys(chosen))
+
+
+_RECORDED: dict[str, TestStatus] = {"passed": "passed", "skipped": "skipped", "failed": "failed", "error": "error"}
+
+
+def _status_of(test_id: str, results: dict[str, str]) -> TestStatus:
+    if "::" in test_id:
+        return _RECORDED.get(results.get(test_id, ""), "missing")
+    in_file = [_RECORDED.get(status, "missing") for key, status in results.items() if key.split("::", 1)[0] == test_id]
+    if not in_file or "missing" in in_file:
         return "missing"
     return max(in_file, key=_SEVERITY.__getitem__)
 
 
-def _cross_check(exit_code: int, statuses: Iterable[TestStatus], reported: int) -> str | None:
-    bad = any(status in ("failed", "error") for status in statuses)
-    if exit_code == 0 and bad:
-        return "the test command exited 0 but its report lists failures"
-    if exit_code == 5 or reported == 0:
+def _cross_check(exit_code: int, recorded: dict[str, object], results: dict[str, str]) -> str | None:
+    """Why the run's results cannot be trusted, or None."""
+    bad = any(status in ("failed", "error") for status in results.values())
+    if recorded.get("exitstatus") != exit_code:
+        return f"pytest's recorded exit status {recorded.get('exitstatus')} is not the command's exit code {exit_code}"
+    if exit_code == 5 or not results:
         return f"the test command ran no tests (exit code {exit_code})"
     if exit_code not in (0, 1):
         return f"the test command did not complete normally (exit code {exit_code})"
+    if exit_code == 0 and bad:
+        return "the test command exited 0 but its results list failures"
+    if exit_code == 1 and not bad:
+        return "the test command exited 1 but its results list no failure"
     return None
 
 
-def run_hidden_tests(sandbox: Sandbox, spec: TaskSpec, log: Path) -> TestRun:
-    """Run setup + the test command once over every file holding a graded test."""
+def _abs(root: str, relative: str) -> str:
+    return str(PurePosixPath(root, relative)) if relative else root
+
+
+def run_hidden_tests(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: Path) -> TestRun:
+    """Run ``tests.setup`` and then the graded tests, once, in the scored tree at ``root``."""
     graded = graded_tests(spec)
     kinds = {test.id: test.kind for test in graded}
+    chosen = selection(graded)
+    timeout = spec.limits.tests_timeout_sec
+
+    def untrusted(problem: str, exit_code: int | None = None, timed_out: bool = False) -> TestRun:
+        statuses: dict[str, TestStatus] = dict.fromkeys(kinds, "missing")
+        return TestRun(statuses=statuses, kinds=kinds, exit_code=exit_code, selected=chosen, timed_out=timed_out,
+                       problem=problem)  # fmt: skip
+
     for command in spec.tests.setup:
-        sandbox.exec(["bash", "-c", command], timeout=spec.limits.tests_timeout_sec, output=log)
-    report_path = f".oneshot-junit-{secrets.token_hex(8)}.xml"
-    files = sorted({test.id.split("::", 1)[0] for test in graded})
-    args = ["-p", "no:cacheprovider", "-o", "junit_family=xunit1", f"--junitxml={report_path}", "-rA", *files]
-    script = f"{spec.tests.command} {shlex.join(args)}"
-    run = sandbox.exec(["bash", "-c", script], timeout=spec.limits.tests_timeout_sec, output=log)
-    report = sandbox.exec(["sh", "-c", 'cat -- "$1" && rm -f -- "$1"', "sh", report_path], timeout=60)
-    try:
-        results = parse_junit(report.stdout) if report.ok else {}
-    except ET.ParseError:
-        results = {}
-    statuses = {test_id: _status_of(test_id, results) for test_id in kinds}
+        result = sandbox.exec(["bash", "-c", command], timeout=timeout, output=log)
+        if not result.ok:
+            how = "timed out" if result.timed_out else f"failed (exit {result.returncode})"
+            return untrusted(f"tests.setup `{command}` {how}; see tests.log", result.returncode, result.timed_out)
+    pytest_command = parse_tests_command(spec.tests.command)
+    results_path = f"~/.oneshot/results-{secrets.token_hex(8)}.json"
+    argv = [pytest_command.python, "-I", "-B", "-c", LAUNCHER.read_text(), *pytest_command.args]
+    argv += ["-c", _abs(root, config.effective_file), "--rootdir", _abs(root, config.rootdir)]
+    argv += ["-p", "no:cacheprovider", "-rA", *chosen]
+    env = {**pytest_command.env, "ONESHOT_WORKSPACE": root, "ONESHOT_RESULTS": results_path}
+    run = sandbox.exec(argv, env=env, timeout=timeout, output=log)
     if run.timed_out:
-        problem: str | None = f"tests timed out after {spec.limits.tests_timeout_sec:.0f}s"
-    elif not results:
-        problem = f"the test command produced no JUnit report (exit code {run.returncode}); see the test log"
-    else:
-        problem = _cross_check(run.returncode, results.values(), len(results))
-    return TestRun(statuses=statuses, kinds=kinds, exit_code=run.returncode, timed_out=run.timed_out, problem=problem)
+        return untrusted(f"tests timed out after {timeout:.0f}s", run.returncode, True)
+    read = sandbox.exec(["sh", "-c", f'cat -- "$HOME/{results_path[2:]}"'], timeout=60)
+    try:
+        recorded = json.loads(read.stdout) if read.ok else None
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("statuses"), dict):
+        return untrusted(f"the test command recorded no results (exit code {run.returncode}); see tests.log",
+                         run.returncode)  # fmt: skip
+    results = {str(key): str(value) for key, value in recorded["statuses"].items()}
+    statuses = {test_id: _status_of(test_id, results) for test_id in kinds}
+    problem = _cross_check(run.returncode, recorded, results)
+    return TestRun(statuses=statuses, kinds=kinds, exit_code=run.returncode, selected=chosen, problem=problem)

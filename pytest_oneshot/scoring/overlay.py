@@ -1,0 +1,102 @@
+"""What of the agent's change reaches scoring: its change to the files, minus test infrastructure.
+
+The scored tree is a fresh workspace (start commit + environment setup) with the agent's change
+applied, except the paths that decide how tests are collected, run or reported, which stay as
+they were at the start (the change to them is listed in ``reset``), and the task's hidden files
+written last. Test infrastructure is:
+
+- every file under a directory holding graded tests (``tests.infrastructure`` overrides which:
+  by default the highest ancestor directory of each graded test file named like a test
+  directory -- ``tests/``, ``test/``, ``testing/``, ``src/pkg/tests/`` -- else only the file);
+- every ``conftest.py``, and the interpreter's start-up hooks ``sitecustomize.py`` /
+  ``usercustomize.py``, anywhere;
+- the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`);
+- the hidden files' paths, their parent directories and anything below them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from pytest_oneshot.change import Change, Entry
+
+_TEST_DIR = re.compile(r"^(tests?|testing)$|^tests?_|_tests?$")
+_ALWAYS_RESET = {
+    "conftest.py": "conftest.py (test infrastructure)",
+    "sitecustomize.py": "interpreter start-up hook",
+    "usercustomize.py": "interpreter start-up hook",
+}
+
+
+def default_infrastructure(test_files: Iterable[str]) -> list[str]:
+    """For each graded test file (workdir-relative), its highest test-named ancestor dir, else the file."""
+    found = set()
+    for file in test_files:
+        path = PurePosixPath(file)
+        dirs = [parent for parent in reversed(path.parents) if parent.parts]  # highest first
+        found.add(next((str(d) for d in dirs if _TEST_DIR.search(d.name)), str(path)))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class ScoredTree:
+    """How to turn a fresh workspace into the scored one (repo-relative paths)."""
+
+    remove: tuple[str, ...]
+    files: Mapping[str, Entry]
+    reset: Mapping[str, str]
+    """Paths the agent changed that stay as at the start, and why."""
+
+
+def _under(path: PurePosixPath, roots: Iterable[PurePosixPath]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def file_entry(data: bytes) -> Entry:
+    return Entry("file", hashlib.sha256(data).hexdigest(), data=data)
+
+
+def scored_tree(
+    change: Change,
+    *,
+    workdir: str,
+    infrastructure: Iterable[str],
+    hidden_files: Mapping[str, bytes],
+    config_file: str,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> ScoredTree:
+    """Apply the rules above. ``infrastructure`` and ``hidden_files`` are workdir-relative;
+    ``config_file`` and ``extra_files`` (harness files written last) are repo-relative."""
+    base = PurePosixPath(workdir)
+    infra_roots = [base / path for path in infrastructure]
+    hidden = {str(base / path): data for path, data in hidden_files.items()}
+    hidden_paths = [PurePosixPath(path) for path in hidden]
+    hidden_parents = {parent for path in hidden_paths for parent in path.parents}
+    config = PurePosixPath(config_file)
+
+    def why_reset(name: str) -> str | None:
+        path = PurePosixPath(name)
+        if path.name in _ALWAYS_RESET:
+            return _ALWAYS_RESET[path.name]
+        if _under(path, hidden_paths) or path in hidden_parents:
+            return "a hidden file of the task (or on its path)"
+        if _under(path, infra_roots):
+            return "test infrastructure (a directory holding graded tests)"
+        if path == config:
+            return "the pytest config of the start commit"
+        return None
+
+    reset: dict[str, str] = {}
+    for path in change.paths:
+        reason = why_reset(path)
+        if reason:
+            reset[path] = reason
+    files = {path: entry for path, entry in change.files.items() if path not in reset}
+    files.update({path: file_entry(data) for path, data in hidden.items()})
+    files.update({path: file_entry(data) for path, data in (extra_files or {}).items()})
+    remove = tuple(path for path in change.deleted if path not in reset)
+    return ScoredTree(remove=remove, files=files, reset=reset)
