@@ -39,14 +39,15 @@ def _containers_of(engine: Engine, pid: int) -> list[str]:
 
 
 def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine) -> subprocess.Popen[bytes]:
-    """A pytest run whose agent sleeps, returned once the sleep runs in its container."""
+    """A pytest run whose agent sleeps, returned once the sleep runs in its container (a trial
+    also has a scoring container, started while the agent works)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{task}"]
     argv += ["--oneshot-sandbox=docker", "--oneshot-agent=command", "--oneshot-agent-cmd=sleep 300"]
     run: subprocess.Popen[bytes] = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
     while time.monotonic() < deadline and run.poll() is None:
         containers = _containers_of(engine, run.pid)
-        if containers and b"sleep 300" in engine.run("top", containers[0], check=False).stdout:
+        if any(b"sleep 300" in engine.run("top", container, check=False).stdout for container in containers):
             return run
         time.sleep(0.5)
     run.kill()
