@@ -149,6 +149,14 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--oneshot-rollouts: must be >= 1 (got '0')*"])
 
 
+def test_a_runs_dir_that_cannot_be_created_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "afile").write_text("a regular file, not a directory\n")
+    result = pytester.runpytest("--oneshot-runs-dir=afile/runs", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--oneshot-runs-dir: cannot create */afile/runs: */afile is not a directory"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
 def test_conftest_can_register_an_agent(shipped_tasks: Path, pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
