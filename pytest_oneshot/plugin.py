@@ -118,7 +118,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if _inert(parent.config) or not (path / META_FILE).is_file():
+    meta = path / META_FILE
+    if _inert(parent.config) or not (meta.exists() or meta.is_symlink()):  # a dir or dangling link: report it
         return None
     from pytest_oneshot.collect import TaskDirectory
 
