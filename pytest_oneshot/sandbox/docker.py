@@ -199,11 +199,11 @@ def reap(engine: Engine | None = None) -> list[str]:
     ids = engine.run("ps", "-aq", "--no-trunc", "--filter", f"label={_LABEL}.owner.pid").stdout.decode().split()
     if not ids:
         return []
-    inspected = engine.run("inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False)
+    inspected = engine.run(
+        "inspect", "--type", "container", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False
+    )
     dead, homes = [], []
-    for line in inspected.stdout.decode().splitlines():
-        container, _, text = line.partition(" ")
-        labels = json.loads(text) or {}
+    for container, labels in _labels_by_container(inspected.stdout.decode("utf-8", "replace")).items():
         owner = Owner.from_labels(labels)
         if owner is not None and owner.is_dead():
             dead.append(container)
@@ -214,6 +214,21 @@ def reap(engine: Engine | None = None) -> list[str]:
         if home.name.startswith(_SERVER_HOME_PREFIX) and home.is_dir() and not home.is_symlink():
             shutil.rmtree(home, ignore_errors=True)
     return dead
+
+
+def _labels_by_container(inspect_output: str) -> dict[str, dict[str, str]]:
+    """Parse ``{{.Id}} {{json .Config.Labels}}`` lines. A container removed since it was listed (by its
+    own run, or another session's reaper) prints an empty line and an error: it is simply gone."""
+    found: dict[str, dict[str, str]] = {}
+    for line in inspect_output.splitlines():
+        container, _, text = line.strip().partition(" ")
+        try:
+            labels = json.loads(text) if container else None
+        except ValueError:
+            continue
+        if isinstance(labels, dict):
+            found[container] = {str(key): str(value) for key, value in labels.items()}
+    return found
 
 
 def builds_log(cache_dir: Path | None = None) -> Path:
