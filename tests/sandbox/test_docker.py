@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
@@ -65,6 +66,18 @@ def test_exec_output_streams_to_host_file(any_sandbox: MakeSandbox, tmp_path: Pa
     result = sandbox.exec(["sh", "-c", "echo one; echo two >&2"], output=log, timeout=60)
     assert result.ok and result.stdout == b"" and result.stderr == b""
     assert sorted(log.read_text().splitlines()) == ["one", "two"]
+
+
+def test_capped_output_keeps_head_and_tail_on_both_exec_paths(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = any_sandbox()
+    log = tmp_path / "agent.log"
+    with capped_output(log, head=1000, tail=500) as sink:
+        result = sandbox.exec(["sh", "-c", "echo first; yes | head -c 100000; echo last"], output=sink, timeout=60)
+    assert result.ok
+    text = log.read_text()
+    assert text.startswith("first\ny\n") and text.endswith("y\nlast\n") and len(text) < 1000 + 500 + 200
+    dropped = len("first\n") + 100000 + len("last\n") - 1000 - 500
+    assert f"[oneshot: {dropped} bytes of output dropped here; the log keeps the first 1000 and the last 500" in text
 
 
 def test_exec_timeout_kills_the_whole_tree_and_keeps_output(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
