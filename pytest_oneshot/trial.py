@@ -25,7 +25,7 @@ from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import ModelGateway, ModelRoute
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.report.rundir import item_dir_name, write_trial_files
+from pytest_oneshot.report.rundir import item_dir_name, write_phase_start, write_trial_files
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec
 from pytest_oneshot.scoring.rubric import RubricScore, score_rubrics, total_score
 from pytest_oneshot.scoring.tests import TestRun, graded_tests, run_hidden_tests
@@ -129,6 +129,7 @@ class _TrialState:
 
     @contextmanager
     def phase(self, phase: Phase, on_phase: Callable[[str, float], None] | None) -> Iterator[None]:
+        write_phase_start(self.config.run_dir, self.result, phase.value)
         started = time.monotonic()
         try:
             yield
