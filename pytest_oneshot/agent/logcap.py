@@ -1,16 +1,14 @@
 """Capped agent logs: the first and last MiB of what an agent prints, and a line saying how much was dropped.
 
 An agent may print without end, and its log must not fill the disk. Sandboxes write ``output=`` to a
-host path, so the cap sits behind a FIFO at that path: every backend (a subprocess's fd, the docker
-exec server, ``docker exec``) writes to it as to a file, and a reader thread keeps head and tail.
+host path, so the cap sits behind a pipe at that path: every backend (a subprocess's fd, the docker
+exec server, ``docker exec``) opens and writes it as a file, and a reader thread keeps head and tail.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -86,18 +84,18 @@ class _Pump:
 
 @contextmanager
 def capped_output(dest: Path, *, head: int = HEAD_BYTES, tail: int = TAIL_BYTES) -> Iterator[Path]:
-    """Yield a path to pass as ``Sandbox.exec(output=...)``; on exit ``dest`` holds the capped output."""
-    scratch = Path(tempfile.mkdtemp(prefix="oneshot-log-"))
-    fifo = scratch / "output"
-    os.mkfifo(fifo, 0o600)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    keeper = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # no EOF before the command's writers open the FIFO
+    """Yield a path to pass as ``Sandbox.exec(output=...)``; on exit ``dest`` holds the capped output.
+
+    The path is a pipe's ``/proc`` link, not a file: a killed run leaves no FIFO or temp dir behind.
+    """
+    reader, keeper = os.pipe()  # the harness keeps a write end: no EOF before the command's writers open it
+    os.set_blocking(reader, False)
     try:
         pump = _Pump(reader, dest, head, tail)
         thread = threading.Thread(target=pump.run, name=f"oneshot-log-{dest.name}", daemon=True)
         thread.start()
         try:
-            yield fifo
+            yield Path(f"/proc/{os.getpid()}/fd/{keeper}")
         finally:
             os.close(keeper)
             keeper = -1
@@ -108,4 +106,3 @@ def capped_output(dest: Path, *, head: int = HEAD_BYTES, tail: int = TAIL_BYTES)
         if keeper != -1:
             os.close(keeper)
         os.close(reader)
-        shutil.rmtree(scratch, ignore_errors=True)
