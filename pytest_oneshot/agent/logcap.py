@@ -22,7 +22,7 @@ DRAIN_SEC = 5.0
 
 
 class _Pump:
-    """Reads the FIFO; writes the head through at once (kept if the run is killed), the tail at the end."""
+    """Reads the pipe; writes the head through at once (kept if the run is killed), the tail at the end."""
 
     def __init__(self, fd: int, dest: Path, head: int, tail: int) -> None:
         self.fd, self.head, self.tail = fd, head, tail
