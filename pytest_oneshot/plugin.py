@@ -99,18 +99,27 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Controller only: let the sandbox backend remove what dead runs left behind (e.g. containers)."""
+    """Controller only: let the sandbox backend remove what dead runs left behind (e.g. containers).
+
+    A sandbox that cannot be loaded is a usage error here, before any trial: it is the session's
+    one choice, so every item would fail alike.
+    """
     if _inert(session.config) or hasattr(session.config, "workerinput"):
         return
     settings = session.config.stash[settings_key]
-    cleanup = getattr(session.config.stash[registries_key].sandbox.get(settings.sandbox), "cleanup_stale", None)
+    try:
+        factory = session.config.stash[registries_key].sandbox.get(settings.sandbox)
+    except OneshotError as exc:
+        raise pytest.UsageError(f"--oneshot-sandbox: {exc}") from None
+    cleanup = getattr(factory, "cleanup_stale", None)
     if cleanup is not None:
         with contextlib.suppress(OneshotError):  # e.g. no engine: every trial reports it as its own error
             cleanup(settings.sandbox_options())
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if _inert(parent.config) or not (path / META_FILE).is_file():
+    meta = path / META_FILE
+    if _inert(parent.config) or not (meta.exists() or meta.is_symlink()):  # a dir or dangling link: report it
         return None
     from pytest_oneshot.collect import TaskDirectory
 

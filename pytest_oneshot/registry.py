@@ -61,5 +61,9 @@ class Registry(Generic[T]):
                 raise UnknownNameError(
                     f"{self.kind} {name!r} is not installed: {exc}{'; ' + hint if hint else ''}"
                 ) from None
+            except Exception as exc:  # a plugin's own bug at import: name it, don't crash the session
+                raise UnknownNameError(
+                    f"{self.kind} {name!r} failed to load from {module_name}:{attr}: {type(exc).__name__}: {exc}"
+                ) from None
             self._entries[name] = entry
         return entry  # type: ignore[return-value]

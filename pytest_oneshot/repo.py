@@ -15,7 +15,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from pytest_oneshot.errors import RepoUnavailableError
+from pytest_oneshot.errors import InfraError, RepoUnavailableError
 from pytest_oneshot.task import Task
 
 FETCH_TIMEOUT_SEC = 300.0
@@ -85,6 +85,8 @@ def _fetch_into(task: Task, scratch: Path, dest: Path) -> None:
         local = Path(spec.git_url).expanduser()
         if local.exists():
             source = str(local.resolve())
+        elif _is_local_path(spec.git_url):  # else git's last words are "...and the repository exists."
+            raise RepoUnavailableError(f"repo.git_url {spec.git_url}: local path does not exist")
     else:
         raise RepoUnavailableError("the task has neither repo.bundle nor repo.git_url")
     try:
@@ -97,11 +99,20 @@ def _fetch_into(task: Task, scratch: Path, dest: Path) -> None:
         raise RepoUnavailableError(f"{where} at {spec.start_commit_sha[:12]}: {exc}") from None
 
 
+def _is_local_path(url: str) -> bool:
+    """git's rule: a URL has ``://``, ``host:path`` is ssh (a colon before any slash), the rest is a path."""
+    if "://" in url:
+        return False
+    colon, slash = url.find(":"), url.find("/")
+    return colon == -1 or (slash != -1 and slash < colon)
+
+
 def snapshot(task: Task, cache_dir: Path | None = None) -> Path:
     """Return a cached snapshot repo for ``task`` (HEAD = start commit), building it if needed.
 
     Raises:
         RepoUnavailableError: the source cannot be reached or lacks the start commit.
+        InfraError: git refused to build the snapshot (e.g. a branch name it rejects).
     """
     root = (cache_dir or default_cache_dir()) / "repos"
     final = root / _source_key(task)
@@ -111,12 +122,15 @@ def snapshot(task: Task, cache_dir: Path | None = None) -> Path:
     work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
     try:
         dest = work / "repo"
-        git("init", "-q", "-b", task.spec.repo.branch or "main", str(dest))
-        _fetch_into(task, work / "scratch", dest)
-        git("checkout", "-q", "--detach", "FETCH_HEAD", cwd=dest)
-        git("checkout", "-q", "-B", task.spec.repo.branch or "main", cwd=dest)
-        if task.spec.repo.sparse_checkout:
-            git("sparse-checkout", "set", "--no-cone", *task.spec.repo.sparse_checkout, cwd=dest)
+        try:
+            git("init", "-q", "-b", task.spec.repo.branch or "main", str(dest))
+            _fetch_into(task, work / "scratch", dest)
+            git("checkout", "-q", "--detach", "FETCH_HEAD", cwd=dest)
+            git("checkout", "-q", "-B", task.spec.repo.branch or "main", cwd=dest)
+            if task.spec.repo.sparse_checkout:
+                git("sparse-checkout", "set", "--no-cone", *task.spec.repo.sparse_checkout, cwd=dest)
+        except RuntimeError as exc:  # git refused e.g. the branch or sparse patterns: the item's error, no crash
+            raise InfraError("prepare", f"{task.paths.meta}: could not build the repo snapshot: {exc}") from None
         try:
             os.rename(dest, final)  # atomic publish; a concurrent builder may have won
         except OSError:

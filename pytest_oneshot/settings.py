@@ -6,6 +6,7 @@ key ``oneshot_<name>`` and the env var ``ONESHOT_<NAME>``, with one help text an
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,22 @@ class OneshotSettings(BaseModel):
         return {"docker_image": self.docker_image, "cache_dir": str(self.cache_dir)}
 
 
+def _check_creatable_dir(path: Path, flag: str) -> None:
+    """Fail at startup, not in every item's setup, when ``path`` can never become a writable directory.
+
+    Nothing is created here: the plugin loads in every pytest run, most of which write no run dir.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling symlink: mkdir cannot go through it
+            raise SettingsError(f"{flag}: cannot create {path}: {existing} is a dangling symlink")
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SettingsError(f"{flag}: cannot create {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SettingsError(f"{flag}: cannot create {path}: {existing} is not writable")
+
+
 def _parse(option: Option, raw: str, source: str) -> Any:
     try:
         return option.parse(raw)
@@ -201,6 +218,8 @@ def resolve(
             value = _parse(option, option.default, option.flag)
         values[option.name] = value
     runs_dir = Path(values["runs_dir"])
+    runs_dir = runs_dir if runs_dir.is_absolute() else base_dir / runs_dir
+    _check_creatable_dir(runs_dir, "--oneshot-runs-dir")
     json_path, prices = values["json"], values["prices"]
     models: Sequence[str] | None = values["model"]
     return OneshotSettings(
@@ -215,7 +234,7 @@ def resolve(
         sandbox=values["sandbox"],
         docker_image=values["docker_image"],
         timeout=values["timeout"],
-        runs_dir=runs_dir if runs_dir.is_absolute() else base_dir / runs_dir,
+        runs_dir=runs_dir,
         min_score=values["min_score"],
         json_path=None if not json_path else base_dir / json_path,
         trace=values["trace"],

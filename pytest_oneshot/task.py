@@ -82,6 +82,16 @@ class Metadata(_Model):
     created_at: str = ""
 
 
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def _is_branch_name(name: str) -> bool:
+    """git's ref-name rules (``git check-ref-format --branch``), checked at collection, not at clone time."""
+    if name in ("@", "HEAD") or name.startswith(("-", "/")) or name.endswith(("/", ".")) or _BAD_REF_CHARS.search(name):
+        return False
+    return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
+
+
 class RepoSpec(_Model):
     """Where the repo comes from and which commit the agent starts at."""
 
@@ -92,6 +102,13 @@ class RepoSpec(_Model):
     end_commit_sha: str = Field("", description="the author's end commit; never fetched for the agent")
     subdir: str = Field("", description="directory inside the repo where the agent and tests run")
     sparse_checkout: list[str] = Field(default_factory=list)
+
+    @field_validator("branch")
+    @classmethod
+    def _valid_branch(cls, value: str) -> str:
+        if value and not _is_branch_name(value):
+            raise ValueError(f"not a valid git branch name (got {value!r}; see `git check-ref-format --branch`)")
+        return value
 
     @field_validator("subdir")
     @classmethod
@@ -209,20 +226,24 @@ class TaskSpec(_Model):
         data = dict(data)
         if "id" in data and "task_id" not in data:
             data["task_id"] = data.pop("id")
-        metadata = dict(data.get("metadata") or {})
-        for key in ("title", "tags", "created_at"):
-            if key in data:
-                metadata.setdefault(key, data.pop(key))
-        if metadata or "metadata" in data:
-            data["metadata"] = metadata
+        # A non-object where an object belongs is left as is, for pydantic to report at its field.
+        if isinstance(data.get("metadata") or {}, dict):
+            metadata = dict(data.get("metadata") or {})
+            for key in ("title", "tags", "created_at"):
+                if key in data:
+                    metadata.setdefault(key, data.pop(key))
+            if metadata or "metadata" in data:
+                data["metadata"] = metadata
         if "repository" in data and "repo" not in data:
             legacy = data.pop("repository") or {}
+            if not isinstance(legacy, dict):
+                raise ValueError(f"repository: must be an object (got {legacy!r})")
             data["repo"] = {
                 "git_url": legacy.get("clone_url", ""),
                 "branch": legacy.get("branch", ""),
                 "start_commit_sha": legacy.get("commit", ""),
             }
-        if "lm_instructions" in data:
+        if "lm_instructions" in data and isinstance(data.get("lm") or {}, dict):
             lm = dict(data.get("lm") or {})
             lm.setdefault("instructions", data.pop("lm_instructions"))
             data["lm"] = lm
@@ -361,6 +382,8 @@ def _describe(error: ErrorDetails) -> tuple[str | None, str]:
         return field, "required field is missing"
     if error.get("type") == "extra_forbidden":
         return field, "unknown field (check the spelling; see the task format in README)"
+    if error.get("type") in ("model_type", "dict_type", "model_attributes_type"):
+        return field, f"must be an object (got {error.get('input')!r})"
     if "input" in error and error.get("type") != "value_error":
         return field, f"{message} (got {error['input']!r})"
     return field, message
@@ -378,6 +401,10 @@ def load_task(task_dir: Path) -> Task:
         raw = json.loads(paths.meta.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TaskFormatError(meta_file, None, "file not found") from None
+    except IsADirectoryError:
+        raise TaskFormatError(meta_file, None, "is a directory; it must be a JSON file") from None
+    except OSError as exc:
+        raise TaskFormatError(meta_file, None, f"cannot be read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TaskFormatError(meta_file, None, f"not valid JSON: {exc}") from None
     if not isinstance(raw, dict):

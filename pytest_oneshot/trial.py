@@ -33,7 +33,7 @@ from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import ModelGateway, ModelRoute
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.report.rundir import item_dir_name, write_trial_files
+from pytest_oneshot.report.rundir import item_dir_name, write_phase_start, write_trial_files
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
 from pytest_oneshot.scoring.pytest_config import find_start_config
@@ -153,6 +153,7 @@ class _TrialState:
 
     @contextmanager
     def phase(self, phase: Phase, on_phase: Callable[[str, float], None] | None) -> Iterator[None]:
+        write_phase_start(self.config.run_dir, self.result, phase.value)
         started = time.monotonic()
         try:
             yield

@@ -136,6 +136,28 @@ def test_unknown_agent_or_sandbox_fails_fast_with_known_names(pytester: pytest.P
     result.stderr.fnmatch_lines(["*unknown sandbox 'moon' (known: *local*"])
 
 
+@pytest.mark.parametrize(
+    ("module_text", "problem"),
+    [
+        ("import no_such_dependency_xyz\n", "is not installed: No module named 'no_such_dependency_xyz'"),
+        ("raise RuntimeError('boom at import')\n", "failed to load from broken_sandbox:Sandbox: RuntimeError: boom"),
+    ],
+    ids=["missing-dependency", "raises-at-import"],
+)
+def test_a_sandbox_plugin_that_fails_to_import_is_a_usage_error(
+    pytester: pytest.Pytester, module_text: str, problem: str
+) -> None:
+    pytester.makepyfile(broken_sandbox=module_text)
+    pytester.makeconftest(
+        "def pytest_oneshot_register(registries):\n"
+        "    registries.sandbox.register('broken', 'broken_sandbox:Sandbox')\n"
+    )
+    result = pytester.runpytest_subprocess("--oneshot-sandbox=broken", "--oneshot-agent=nop")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--oneshot-sandbox: sandbox 'broken' {problem}*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_header_shows_effective_settings(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONESHOT_ROLLOUTS", "3")
     pytester.makeini("[pytest]\noneshot_agent = nop\n")
@@ -147,6 +169,14 @@ def test_bad_option_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--oneshot-rollouts=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--oneshot-rollouts: must be >= 1 (got '0')*"])
+
+
+def test_a_runs_dir_that_cannot_be_created_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "afile").write_text("a regular file, not a directory\n")
+    result = pytester.runpytest("--oneshot-runs-dir=afile/runs", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--oneshot-runs-dir: cannot create */afile/runs: */afile is not a directory"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
 def test_conftest_can_register_an_agent(shipped_tasks: Path, pytester: pytest.Pytester) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,10 @@ def test_legacy_keys_are_mapped(tmp_path: Path) -> None:
             "tests.pass_to_pass",
             "also listed",
         ),
+        (lambda m: m.update(metadata="a title"), "metadata", "must be an object (got 'a title')"),
+        (lambda m: m.update(metadata=["bugfix"]), "metadata", "must be an object (got ['bugfix'])"),
+        (lambda m: m.update(lm="do it", lm_instructions="do it"), "lm", "must be an object"),
+        (lambda m: m["repo"].update(branch="bad..name"), "repo.branch", "not a valid git branch name"),
     ],
     ids=[
         "no-task-id",
@@ -102,6 +107,10 @@ def test_legacy_keys_are_mapped(tmp_path: Path) -> None:
         "missing-bundle",
         "typo-key",
         "f2p-and-p2p",
+        "metadata-string",
+        "metadata-list",
+        "lm-string-with-legacy-key",
+        "bad-branch",
     ],
 )
 def test_malformed_task_names_file_and_field(
@@ -122,3 +131,35 @@ def test_bad_json_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "tb_meta.json").write_text('{"task_id": "x",')
     with pytest.raises(TaskFormatError, match=r"tb_meta.json: not valid JSON"):
         load_task(tmp_path)
+
+
+def test_legacy_repository_of_the_wrong_type_names_it(tmp_path: Path) -> None:
+    (tmp_path / "tb_meta.json").write_text(json.dumps({"task_id": "x", "repository": "https://example.invalid/r"}))
+    with pytest.raises(TaskFormatError, match=r"tb_meta.json: repository: must be an object"):
+        load_task(tmp_path)
+
+
+def test_a_tb_meta_json_directory_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "tasks" / "odd" / "tb_meta.json").mkdir(parents=True)
+    result = pytester.runpytest("tasks", "--collect-only", "--oneshot-agent=nop")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*tasks/odd/tb_meta.json: is a directory; it must be a JSON file*"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["main", "feature/x", "release-1.2", "a@b", "bad..name", "x.lock", "x/.hidden", "x.", "x/", "a//b", "a b",
+     "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "a\\b", "a@{b", "-x", "HEAD", "tab\tname"],
+)  # fmt: skip
+def test_branch_rule_agrees_with_git(name: str, tmp_path: Path) -> None:
+    accepted_by_git = (
+        subprocess.run(["git", "check-ref-format", "--branch", name], cwd=tmp_path, capture_output=True).returncode == 0
+    )
+    spec = {"task_id": "x", "repo": {"branch": name, "start_commit_sha": "a" * 40}}
+    (tmp_path / "tb_meta.json").write_text(json.dumps(spec))
+    try:
+        load_task(tmp_path)
+    except TaskFormatError as exc:
+        assert not accepted_by_git and exc.field == "repo.branch", exc
+    else:
+        assert accepted_by_git

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_oneshot.agent import AgentRequest, AgentResult
+from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
@@ -43,12 +44,13 @@ class OracleAgent(_ModelFreeAgent):
             patch = request.task.reference_patch()
         except FileNotFoundError as exc:
             return AgentResult("agent_error", str(exc))
-        run = sandbox.exec(
-            ["git", "apply", "--binary", "--whitespace=nowarn", "-"],
-            stdin=patch,
-            timeout=request.timeout_sec,
-            output=request.log_dir / "agent.log",
-        )
+        with capped_output(request.log_dir / "agent.log") as log:
+            run = sandbox.exec(
+                ["git", "apply", "--binary", "--whitespace=nowarn", "-"],
+                stdin=patch,
+                timeout=request.timeout_sec,
+                output=log,
+            )
         return _result(run, "git apply of the reference diff")
 
 
@@ -80,10 +82,11 @@ class CommandAgent(_ModelFreeAgent):
             raise OneshotError("agent 'command' needs a command: --oneshot-agent-cmd='...'")
 
     def run(self, sandbox: Sandbox, request: AgentRequest) -> AgentResult:
-        run = sandbox.exec(
-            ["bash", "-c", self.command],
-            env={"ONESHOT_INSTRUCTIONS": request.instructions, **request.env},
-            timeout=request.timeout_sec,
-            output=request.log_dir / "agent.log",
-        )
+        with capped_output(request.log_dir / "agent.log") as log:
+            run = sandbox.exec(
+                ["bash", "-c", self.command],
+                env={"ONESHOT_INSTRUCTIONS": request.instructions, **request.env},
+                timeout=request.timeout_sec,
+                output=log,
+            )
         return _result(run, "agent command")

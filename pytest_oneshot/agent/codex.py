@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from proxy.model_catalog import catalog_for
 from pytest_oneshot.agent import AgentRequest, AgentResult, ModelEndpoint, TokenUsage
+from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import DEFAULT_BASE_URL, ModelGateway
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
@@ -93,12 +94,13 @@ class CodexAgent:
         config = self.config_toml(model, endpoint.base_url, endpoint.headers)
         (request.log_dir / "config.toml").write_text(config, encoding="utf-8")
         home = _make_home(sandbox, config, model)
-        run = sandbox.exec(
-            self.command(model, home, sandbox.workdir, request.instructions),
-            env={**env, "CODEX_HOME": home},
-            timeout=request.timeout_sec,
-            output=request.log_dir / "codex.log",
-        )
+        with capped_output(request.log_dir / "codex.log") as log:  # events in a dropped middle are lost
+            run = sandbox.exec(
+                self.command(model, home, sandbox.workdir, request.instructions),
+                env={**env, "CODEX_HOME": home},
+                timeout=request.timeout_sec,
+                output=log,
+            )
         last_message = sandbox.exec(["sh", "-c", _FINISH_HOME, "sh", home], timeout=60).stdout
         (request.log_dir / "last_message.md").write_bytes(last_message)
         events = list(_events(request.log_dir / "codex.log"))

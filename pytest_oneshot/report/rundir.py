@@ -47,6 +47,16 @@ def write_trial_files(run_dir: Path, result: TrialResult, diff: bytes) -> None:
     write_atomic(run_dir / "scoring_results.md", render_markdown(result).encode())
 
 
+def write_phase_start(run_dir: Path, result: TrialResult, phase: str) -> None:
+    """What is known when ``phase`` starts, as an errored result: if the run is killed now, that is its
+    verdict, with the phases so far; the end of the trial overwrites it."""
+    interrupted = result.model_copy(
+        update={"outcome": "error", "reason": f"interrupted: the run stopped during the {phase} phase"}
+    )
+    write_atomic(run_dir / "evaluation_results.json", json.dumps(evaluation_results(interrupted), indent=2).encode())
+    write_atomic(run_dir / "scoring_results.md", render_markdown(interrupted).encode())
+
+
 def evaluation_results(result: TrialResult) -> dict[str, object]:
     """Our full result plus OneShot's ``evaluation`` block, so its tooling can read the file."""
     data = result.model_dump(mode="json")

@@ -18,23 +18,21 @@ import csv
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import tarfile
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, final
 
 from typing_extensions import override
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
+from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
 from pytest_oneshot.sandbox.dockerd import (
@@ -135,62 +133,6 @@ exec cat -- "$2"
 """
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The process a container belongs to; once it is gone, the container is litter."""
-
-    host: str
-    boot: str
-    pid: int
-    started: str
-
-    @classmethod
-    def current(cls) -> Owner:
-        return cls(socket.gethostname(), _boot_id(), os.getpid(), _process_start(os.getpid()))
-
-    @classmethod
-    def from_labels(cls, labels: Mapping[str, str]) -> Owner | None:
-        try:
-            return cls(
-                labels[f"{_LABEL}.owner.host"],
-                labels[f"{_LABEL}.owner.boot"],
-                int(labels[f"{_LABEL}.owner.pid"]),
-                labels[f"{_LABEL}.owner.started"],
-            )
-        except (KeyError, ValueError):
-            return None
-
-    def labels(self) -> dict[str, str]:
-        return {
-            f"{_LABEL}.owner.host": self.host,
-            f"{_LABEL}.owner.boot": self.boot,
-            f"{_LABEL}.owner.pid": str(self.pid),
-            f"{_LABEL}.owner.started": self.started,
-        }
-
-    def is_dead(self) -> bool:
-        """True only when we can tell: same host, and another boot or no such process (pid reuse counts)."""
-        if self.host != socket.gethostname():
-            return False
-        return self.boot != _boot_id() or _process_start(self.pid) != self.started
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _process_start(pid: int) -> str:
-    """The process's start time in clock ticks since boot ('' if it does not exist)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
 def reap(engine: Engine | None = None) -> list[str]:
     """Remove the containers whose owner process is dead (a SIGKILLed or crashed run); return their ids.
 
@@ -200,11 +142,11 @@ def reap(engine: Engine | None = None) -> list[str]:
     ids = engine.run("ps", "-aq", "--no-trunc", "--filter", f"label={_LABEL}.owner.pid").stdout.decode().split()
     if not ids:
         return []
-    inspected = engine.run("inspect", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False)
+    inspected = engine.run(
+        "inspect", "--type", "container", "--format", "{{.Id}} {{json .Config.Labels}}", *ids, check=False
+    )
     dead, homes = [], []
-    for line in inspected.stdout.decode().splitlines():
-        container, _, text = line.partition(" ")
-        labels = json.loads(text) or {}
+    for container, labels in _labels_by_container(inspected.stdout.decode("utf-8", "replace")).items():
         owner = Owner.from_labels(labels)
         if owner is not None and owner.is_dead():
             dead.append(container)
@@ -215,6 +157,21 @@ def reap(engine: Engine | None = None) -> list[str]:
         if home.name.startswith(_SERVER_HOME_PREFIX) and home.is_dir() and not home.is_symlink():
             shutil.rmtree(home, ignore_errors=True)
     return dead
+
+
+def _labels_by_container(inspect_output: str) -> dict[str, dict[str, str]]:
+    """Parse ``{{.Id}} {{json .Config.Labels}}`` lines. A container removed since it was listed (by its
+    own run, or another session's reaper) prints an empty line and an error: it is simply gone."""
+    found: dict[str, dict[str, str]] = {}
+    for line in inspect_output.splitlines():
+        container, _, text = line.strip().partition(" ")
+        try:
+            labels = json.loads(text) if container else None
+        except ValueError:
+            continue
+        if isinstance(labels, dict):
+            found[container] = {str(key): str(value) for key, value in labels.items()}
+    return found
 
 
 def builds_log(cache_dir: Path | None = None) -> Path:

@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import IO
 
 from pytest_oneshot.errors import InfraError
+from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
 
 SANDBOX_WORKSPACE = "/workspace"
+_ROOT_PREFIX = "oneshot-"
 SANDBOX_HOME = "/oneshot/home"
 SETUP_TIMEOUT_SEC = 900.0
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
@@ -88,7 +90,8 @@ class LocalSandbox:
     def __init__(self, spec: SandboxSpec) -> None:
         self.spec = spec
         self._bwrap = bubblewrap()
-        self._root = Path(tempfile.mkdtemp(prefix=f"oneshot-{spec.trial_id[:40]}-"))
+        self._root = Path(tempfile.mkdtemp(prefix=f"{_ROOT_PREFIX}{spec.trial_id[:40]}-"))
+        Owner.claim(self._root)  # so a later session can remove it if this process is SIGKILLed
         self._workspace = self._root / "workspace"
         self._home = self._root / "home"
         self._tmp = self._root / "tmp"
@@ -100,6 +103,20 @@ class LocalSandbox:
             self.workdir = str(Path(self._workspace, subdir))
             self._env = base_env(str(self._home), str(self._tmp))
         self._host_workdir = self._workspace / subdir
+
+    @staticmethod
+    def cleanup_stale(options: Mapping[str, str]) -> list[str]:
+        """Session start: remove the temp dirs of trials whose process died (SIGKILL skips :meth:`stop`)."""
+        del options
+        removed = []
+        for root in Path(tempfile.gettempdir()).glob(f"{_ROOT_PREFIX}*"):
+            if root.is_symlink() or not root.is_dir() or root.stat().st_uid != os.getuid():
+                continue
+            owner = Owner.of(root)
+            if owner is not None and owner.is_dead():
+                shutil.rmtree(root, ignore_errors=True)
+                removed.append(str(root))
+        return removed
 
     def start(self) -> None:
         for path in (self._home, self._tmp):

@@ -11,14 +11,17 @@ import tarfile
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
-from pytest_oneshot.sandbox.dockerd import Engine
+from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine
 from pytest_oneshot.task import Task
 
 pytestmark = pytest.mark.docker
@@ -63,6 +66,18 @@ def test_exec_output_streams_to_host_file(any_sandbox: MakeSandbox, tmp_path: Pa
     result = sandbox.exec(["sh", "-c", "echo one; echo two >&2"], output=log, timeout=60)
     assert result.ok and result.stdout == b"" and result.stderr == b""
     assert sorted(log.read_text().splitlines()) == ["one", "two"]
+
+
+def test_capped_output_keeps_head_and_tail_on_both_exec_paths(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
+    sandbox = any_sandbox()
+    log = tmp_path / "agent.log"
+    with capped_output(log, head=1000, tail=500) as sink:
+        result = sandbox.exec(["sh", "-c", "echo first; yes | head -c 100000; echo last"], output=sink, timeout=60)
+    assert result.ok
+    text = log.read_text()
+    assert text.startswith("first\ny\n") and text.endswith("y\nlast\n") and len(text) < 1000 + 500 + 200
+    dropped = len("first\n") + 100000 + len("last\n") - 1000 - 500
+    assert f"[oneshot: {dropped} bytes of output dropped here; the log keeps the first 1000 and the last 500" in text
 
 
 def test_exec_timeout_kills_the_whole_tree_and_keeps_output(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
@@ -329,6 +344,39 @@ def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engi
     assert container_id in reap(engine)
     assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=reap-run").stdout.strip() == b""
     assert not Path(server_home).exists()  # the exec server's socket dir goes with its container
+
+
+@dataclass(frozen=True)
+class _RacingEngine(Engine):
+    """The real engine, seeing only this test's containers, where ``victim`` is removed right before the
+    reaper's inspect, as another session's reaper (or the victim's own run) may do after the reaper's list."""
+
+    victim: str = ""
+
+    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        if args[0] == "ps":
+            args = (*args, "--filter", "label=oneshot.run_id=vanish-run")
+        if args[0] == "inspect":
+            super().run("rm", "-f", self.victim)
+        return super().run(*args, **kwargs)
+
+
+def test_reap_survives_containers_that_vanish_between_list_and_inspect(engine: Engine) -> None:
+    from pytest_oneshot.sandbox.docker import Owner
+
+    me = Owner.current()
+    dead = Owner(me.host, me.boot, me.pid, "1")  # our pid, another start time: a dead run
+    labels = [arg for key, value in dead.labels().items() for arg in ("--label", f"{key}={value}")]
+    labels += ["--label", "oneshot.run_id=vanish-run"]
+
+    def create() -> str:
+        return engine.run("create", *labels, BASE_IMAGE, "true").stdout.decode().strip()
+
+    only = create()  # every listed container gone: docker inspect prints an empty line
+    assert reap(_RacingEngine(engine.host, engine.cli, victim=only)) == []
+    vanished, litter = create(), create()  # one gone, one left to reap
+    assert reap(_RacingEngine(engine.host, engine.cli, victim=vanished)) == [litter]
+    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=vanish-run").stdout.strip() == b""
 
 
 def test_owner_detection() -> None:

@@ -118,3 +118,22 @@ def test_without_bubblewrap_it_warns_once_and_still_runs(
         box.stop()
     finally:
         local.bubblewrap.cache_clear()
+
+
+def test_cleanup_stale_removes_only_dirs_of_dead_owners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import tempfile
+
+    from pytest_oneshot.owner import OWNER_FILE, Owner
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    me = Owner.current()
+    dirs = {name: tmp_path / f"oneshot-{name}" for name in ("live", "dead", "unowned", "garbled")}
+    for path in dirs.values():
+        path.mkdir()
+        (path / "workspace").mkdir()
+    Owner.claim(dirs["live"])
+    (dirs["dead"] / OWNER_FILE).write_text(json.dumps(Owner(me.host, me.boot, me.pid, "1").labels()))
+    (dirs["garbled"] / OWNER_FILE).write_text("{not json")
+    assert LocalSandbox.cleanup_stale({}) == [str(dirs["dead"])]
+    assert [name for name, path in dirs.items() if path.exists()] == ["live", "unowned", "garbled"]
