@@ -41,6 +41,7 @@ VENV_SCRIPT = (
     f'set -e; py=$1; shift; echo "{STEP_MARK} pip install $*"; "$py" -m venv {VENV}; '
     f'{VENV_BIN}/python -m pip install --no-cache-dir --no-input --progress-bar off "$@"'
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # docker colours a step's stderr
 _HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 _ARCHIVE = (".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz")
 _REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._, -]*\])?\s*([<>=!~]=?[A-Za-z0-9.*+!, <>=~-]*)?")
@@ -101,7 +102,7 @@ def describe(env: EnvironmentSpec) -> str:
 
 def build_failure(task: Task, output: str, log: Path) -> InfraError:
     """The one-line error for a failed build: the failing command and pip's or apt's own error lines."""
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    lines = [line.strip() for line in _ANSI.sub("", output).splitlines() if line.strip()]
     steps = [line for line in lines if line.startswith(STEP_MARK)]
     step = steps[-1].removeprefix(STEP_MARK).strip() if steps else "the environment build"
     after = lines[lines.index(steps[-1]) + 1 :] if steps else lines
