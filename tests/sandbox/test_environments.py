@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.errors import InfraError, TaskFormatError
+from pytest_oneshot.sandbox import environment
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.sandbox.environment import reads_repo
 from pytest_oneshot.task import load_task
@@ -114,7 +117,7 @@ def test_the_package_is_not_on_the_host() -> None:
 def test_task_runs_in_its_own_environment_built_once(
     sandbox: str, env_task: Path, run_and_parse: Callable[..., Any], cleanup_images: list[str]
 ) -> None:
-    args = [str(env_task.parent), "--oneshot-agent=oracle", f"--oneshot-sandbox={sandbox}", "-s"]
+    args = [str(env_task.parent), "--oneshot-agent=oracle", f"--oneshot-sandbox={sandbox}"]
     before = len(_builds(sandbox))
     first = run_and_parse(*args)
     built = _builds(sandbox)[before:]
@@ -122,7 +125,7 @@ def test_task_runs_in_its_own_environment_built_once(
     item = _only(first)
     assert item["outcome"] == "passed", item["reason"]
     assert len(_environments(built)) == 1, built
-    assert "building environment" in first.result.stderr.str()
+    assert "building environment" in first.result.stderr.str()  # progress shows live, captured or not
     log = (Path(item["run_dir"]) / "tests.log").read_text()
     assert f"pytest-{PYTEST_PIN}" in log  # the task's pinned pytest ran its tests
 
@@ -200,3 +203,24 @@ def test_malformed_environment_names_the_field(
 )
 def test_only_an_install_that_may_read_the_repo_hashes_it(args: list[str], expected: bool) -> None:
     assert reads_repo(args) is expected
+
+
+def test_a_long_build_shows_elapsed_time_and_its_latest_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(environment, "HEARTBEAT_SEC", 0.2)
+    lines: list[str] = []
+    script = "echo Collecting freezegun; sleep 0.7; echo done"
+    code, output = environment.run_build(
+        ["sh", "-c", script], label="environment abc", log=tmp_path / "b.log", progress=lines.append
+    )
+    assert (code, output) == (0, "Collecting freezegun\ndone\n")
+    assert lines and all(re.fullmatch(r"environment abc: \d+s, Collecting freezegun", line) for line in lines), lines
+
+
+def test_a_build_past_its_timeout_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(environment, "HEARTBEAT_SEC", 0.1)
+    started = time.monotonic()
+    with pytest.raises(InfraError, match=r"setup: environment abc took over 0s"):
+        environment.run_build(
+            ["sleep", "30"], label="environment abc", log=tmp_path / "b.log", progress=print, timeout=0.3
+        )
+    assert time.monotonic() - started < 10
