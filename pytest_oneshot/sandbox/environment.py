@@ -108,6 +108,8 @@ def build_failure(task: Task, output: str, log: Path) -> InfraError:
     after = lines[lines.index(steps[-1]) + 1 :] if steps else lines
     errors = [line for line in after if line.startswith(("ERROR:", "E:"))]
     reason = " | ".join(errors[:2] if errors else after[-3:])[:800]
+    if "CERTIFICATE_VERIFY_FAILED" in output:
+        reason += " (TLS certificate verification failed: point PIP_CERT or SSL_CERT_FILE at your network's CA bundle)"
     field = "environment.system_packages" if step.startswith("apt-get") else "environment.pip"
     return InfraError("setup", f"{task.paths.meta}: {field}: `{step}` failed: {reason} (build log: {log})")
 

@@ -224,3 +224,17 @@ def test_a_build_past_its_timeout_is_killed(tmp_path: Path, monkeypatch: pytest.
             ["sleep", "30"], label="environment abc", log=tmp_path / "b.log", progress=print, timeout=0.3
         )
     assert time.monotonic() - started < 10
+
+
+def test_build_failure_names_the_failing_step_and_an_untrusted_certificate(
+    make_task: Callable[..., Path], tmp_path: Path
+) -> None:
+    task = load_task(make_task(tmp_path / "t", environment={"pip": ["requests"]}))
+    output = (
+        "oneshot-step: apt-get install jq\nok\noneshot-step: pip install requests pytest\n"
+        "WARNING: Retrying ... [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed\n"
+        "ERROR: Could not find a version that satisfies the requirement requests (from versions: none)\n"
+    )
+    message = str(environment.build_failure(task, output, tmp_path / "b.log"))
+    assert "environment.pip: `pip install requests pytest` failed: ERROR: Could not find a version" in message
+    assert "TLS certificate verification failed" in message
