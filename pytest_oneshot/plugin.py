@@ -21,6 +21,7 @@ from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.gateway import ModelGateway
 from pytest_oneshot.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
+from pytest_oneshot.sandbox.dockerd import show_progress_through
 from pytest_oneshot.settings import OPTIONS, resolve
 from pytest_oneshot.stash import Registries, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import META_FILE
@@ -71,6 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     config.stash[settings_key] = settings
     config.stash[registries_key] = registries
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:  # image and environment builds take minutes: show their progress lines live
+        show_progress_through(capture.global_and_fixture_disabled)
     config.stash[replay_key] = ReplayService()
     config.stash[gateway_key] = gateway
     if workerinput is None:

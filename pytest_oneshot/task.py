@@ -185,12 +185,35 @@ class TestsSpec(_Model):
         return value
 
 
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+
+
 class EnvironmentSpec(_Model):
+    system_packages: list[str] = Field(default_factory=list, description="Debian packages the task needs")
+    pip: list[str] = Field(
+        default_factory=list, description="arguments of one `pip install` run from the repo root into a venv"
+    )
     setup: list[str] = Field(default_factory=list, description="commands run once before the agent (deps)")
     network: Literal["none", "loopback"] = "none"
     cpus: float = Field(1.0, gt=0)
     memory_mb: int = Field(2048, gt=0)
     dockerfile: str | None = Field(None, description="task-relative Dockerfile for the docker sandbox")
+
+    @field_validator("system_packages")
+    @classmethod
+    def _debian_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _DEBIAN_PACKAGE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a Debian package name (lowercase letters, digits, + - .)")
+        return value
+
+    @field_validator("pip")
+    @classmethod
+    def _plain_arguments(cls, value: list[str]) -> list[str]:
+        for arg in value:
+            if not arg.strip() or any(char in arg for char in "\0\n\r"):
+                raise ValueError(f"{arg!r}: each item is one `pip install` argument (no empty items or newlines)")
+        return value
 
 
 class LimitsSpec(_Model):

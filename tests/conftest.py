@@ -84,11 +84,15 @@ def _git(cwd: Path, *args: str) -> str:
 def make_task(tmp_path: Path) -> Callable[..., Path]:
     """Build a small bundle-backed task: ``add()`` subtracts; the fix makes it add."""
 
-    def make(dest: Path, **overrides: Any) -> Path:
+    def make(dest: Path, *, files: dict[str, str] | None = None, **overrides: Any) -> Path:
+        """``files``: more repo files at the start commit; ``overrides``: tb_meta.json keys (dicts merged)."""
         src = tmp_path / f"src-{dest.name}"
         (src / "calc").mkdir(parents=True)
         (src / "tests").mkdir()
         _git(src, "init", "-q", "-b", "main")
+        for rel, text in (files or {}).items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_text(text)
         (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a - b\n")
         (src / "tests" / "test_calc.py").write_text(
             "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"

@@ -21,7 +21,6 @@ import json
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
@@ -35,6 +34,7 @@ from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
+from pytest_oneshot.sandbox.docker_env import build_image, deps_image, needs_image
 from pytest_oneshot.sandbox.dockerd import (
     BASE_IMAGE,
     Engine,
@@ -44,6 +44,7 @@ from pytest_oneshot.sandbox.dockerd import (
     ensure_engine,
     stderr_progress,
 )
+from pytest_oneshot.sandbox.environment import record_build
 from pytest_oneshot.task import Task
 
 WORKSPACE = "/workspace"
@@ -179,10 +180,18 @@ def builds_log(cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / "docker" / "builds.log"
 
 
-def render_dockerfile(task: Task, base_image: str) -> str:
-    """The task's own Dockerfile (or ``FROM base_image``) followed by the repo, git identity and setup."""
+def _head(task: Task, base_image: str) -> str:
     env = task.spec.environment
-    head = (task.paths.root / env.dockerfile).read_text() if env.dockerfile else f"FROM {base_image}\n"
+    return (task.paths.root / env.dockerfile).read_text() if env.dockerfile else f"FROM {base_image}\n"
+
+
+def render_dockerfile(task: Task, base_image: str, *, on_environment: bool = False) -> str:
+    """The task's own Dockerfile (or ``FROM base_image``) followed by the repo, git identity and setup.
+
+    ``on_environment``: ``base_image`` is the task's environment image, which holds its Dockerfile already.
+    """
+    env = task.spec.environment
+    head = f"FROM {base_image}\n" if on_environment else _head(task, base_image)
     workdir = PurePosixPath(WORKSPACE, task.spec.repo.subdir)
     lines = [
         head.rstrip("\n"),
@@ -207,14 +216,16 @@ def environment_image(
     cache_dir: Path | None = None,
     progress: Progress = stderr_progress,
 ) -> str:
-    """Return the tag of the task's environment image, building it once per content hash.
+    """Return the tag of the task's image, building it once per content hash.
+
+    A task with ``system_packages`` or ``pip`` builds on its environment image (:mod:`docker_env`).
 
     Raises:
         SandboxUnavailableError: the base image is missing and cannot be built.
-        InfraError: the snapshot is unreadable, or the build (a setup command) failed.
+        InfraError: the snapshot is unreadable, a package cannot be installed, or a setup command failed.
     """
-    dockerfile = render_dockerfile(task, base_image)
-    base_id = "" if task.spec.environment.dockerfile else _base_image_id(engine, base_image, progress)
+    env = task.spec.environment
+    base_id = "" if env.dockerfile else _base_image_id(engine, base_image, progress)
     try:
         head, tree = git("rev-parse", "HEAD", "HEAD^{tree}", cwd=snapshot).split()
     except RuntimeError as exc:
@@ -222,6 +233,21 @@ def environment_image(
     subdir = task.spec.repo.subdir
     if subdir and _object_type(snapshot, f"HEAD:{subdir}") != "tree":
         raise InfraError("sandbox", f"{task.paths.meta}: repo.subdir {subdir!r} is not a directory at the start commit")
+    log_path = builds_log(cache_dir)
+    if needs_image(env):
+        base_image = deps_image(
+            engine,
+            task,
+            tree,
+            head=_head(task, base_image),
+            base_id=base_id,
+            snapshot=snapshot,
+            builds_log=log_path,
+            labels={f"{_LABEL}.task": task.name},
+            progress=progress,
+        )
+        base_id = engine.image_id(base_image) or base_image
+    dockerfile = render_dockerfile(task, base_image, on_environment=needs_image(env))
     content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree])
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     if engine.image_id(tag):
@@ -231,12 +257,8 @@ def environment_image(
             return tag
         progress(f"building docker image {tag} for task {task.name}")
         started = time.monotonic()
-        _build(engine, tag, dockerfile, snapshot, task)
-        seconds = time.monotonic() - started
-        log_path = builds_log(cache_dir)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a") as log:
-            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')}\t{tag}\t{task.name}\t{seconds:.1f}\n")
+        _build(engine, tag, dockerfile, snapshot, task, log_path.parent / f"{tag.partition(':')[2]}.log", progress)
+        record_build(log_path, tag, task.name, time.monotonic() - started)
     return tag
 
 
@@ -256,46 +278,28 @@ def _base_image_id(engine: Engine, name: str, progress: Progress) -> str:
     return found
 
 
-def _build(engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task) -> None:
-    """``docker build`` from a tar context holding exactly the Dockerfile and a fresh clone of the snapshot."""
-    with tempfile.TemporaryDirectory(prefix="oneshot-build-") as scratch, tempfile.TemporaryFile() as context:
-        clone = Path(scratch, "repo")
-        try:
-            git("clone", "-q", "--no-hardlinks", str(snapshot), str(clone))
-            git("remote", "remove", "origin", cwd=clone)
-        except RuntimeError as exc:
-            raise InfraError("sandbox", f"could not copy the repo snapshot {snapshot}: {exc}") from None
-        _write_context(context, dockerfile, clone)
-        context.seek(0)
-        timeout = SETUP_TIMEOUT_SEC * max(1, len(task.spec.environment.setup))
-        try:
-            proc = subprocess.run(
-                engine.argv(
-                    "build", "--network", "none", "--force-rm", "--label", f"{_LABEL}.task={task.name}", "-t", tag, "-"
-                ),
-                stdin=context,
-                capture_output=True,
-                env=cli_env(),
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise InfraError(
-                "setup", f"building the docker image for task {task.name} took over {timeout:.0f}s"
-            ) from None
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip().splitlines()
-        tail = " | ".join(line for line in output[-6:] if line.strip())
+def _build(
+    engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task, log: Path, progress: Progress
+) -> None:
+    """``docker build``, offline, from a context of exactly the Dockerfile and a fresh clone of the snapshot."""
+    timeout = SETUP_TIMEOUT_SEC * max(1, len(task.spec.environment.setup))
+    label = f"docker image {tag} for task {task.name}"
+    returncode, output = build_image(
+        engine,
+        tag,
+        dockerfile,
+        snapshot=snapshot,
+        files={},
+        network="none",
+        labels={f"{_LABEL}.task": task.name},
+        label=label,
+        log=log,
+        progress=progress,
+        timeout=timeout,
+    )
+    if returncode != 0:
+        tail = " | ".join(line for line in output.strip().splitlines()[-6:] if line.strip())
         raise InfraError("setup", f"building the docker image for task {task.name} failed: {tail}")
-
-
-def _write_context(file: IO[bytes], dockerfile: str, repo: Path) -> None:
-    with tarfile.open(fileobj=file, mode="w") as tar:
-        data = dockerfile.encode()
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        tar.add(repo, arcname="repo")
 
 
 @final

@@ -10,6 +10,7 @@ Every docker call names its engine with ``--host``; ``os.environ`` is never touc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -43,8 +44,17 @@ _DEBOOTSTRAP_PHASE = re.compile(
 Progress = Callable[[str], None]
 
 
+_progress_guard: list[Callable[[], AbstractContextManager[object]]] = [contextlib.nullcontext]
+
+
+def show_progress_through(guard: Callable[[], AbstractContextManager[object]]) -> None:
+    """Wrap each progress line in ``guard``: pytest's capture suspension, so builds show progress without -s."""
+    _progress_guard[0] = guard
+
+
 def stderr_progress(line: str) -> None:
-    print(f"oneshot: {line}", file=sys.stderr, flush=True)
+    with _progress_guard[0]():
+        print(f"oneshot: {line}", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -25,8 +25,9 @@ from typing import IO
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner
-from pytest_oneshot.repo import git
+from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+from pytest_oneshot.sandbox.environment import VENV, VENV_BIN
 
 SANDBOX_WORKSPACE = "/workspace"
 _ROOT_PREFIX = "oneshot-"
@@ -84,6 +85,35 @@ def _python_dirs() -> Iterator[Path]:
             yield Path(spec.origin).resolve().parent
 
 
+def bwrap_argv(
+    bwrap: str,
+    cmd: Sequence[str],
+    cwd: str,
+    *,
+    share_net: bool,
+    binds: Sequence[tuple[Path, str]],
+    ro_binds: Sequence[tuple[Path, str]] = (),
+) -> list[str]:
+    """``cmd`` under bubblewrap: read-only system and Python, private /tmp, only the given host paths bound."""
+    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+    if share_net:
+        argv.append("--share-net")
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # before binds: a venv may live in /tmp
+    for system_dir in _SYSTEM_DIRS:
+        if os.path.islink(system_dir):
+            argv += ["--symlink", os.readlink(system_dir), system_dir]
+        elif os.path.isdir(system_dir):
+            argv += ["--ro-bind", system_dir, system_dir]
+    for path in _python_dirs():
+        if path.is_dir() and not str(path).startswith(_SYSTEM_DIRS):
+            argv += ["--ro-bind", str(path), str(path)]
+    for host_path, sandbox_path in binds:
+        argv += ["--bind", str(host_path), sandbox_path]
+    for host_path, sandbox_path in ro_binds:
+        argv += ["--ro-bind", str(host_path), sandbox_path]
+    return [*argv, "--chdir", cwd, "--", *cmd]
+
+
 class LocalSandbox:
     """Workspace in a host temp dir; commands run under bubblewrap when available."""
 
@@ -103,6 +133,7 @@ class LocalSandbox:
             self.workdir = str(Path(self._workspace, subdir))
             self._env = base_env(str(self._home), str(self._tmp))
         self._host_workdir = self._workspace / subdir
+        self._ro_binds: list[tuple[Path, str]] = []  # the task's venv, once built
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
@@ -128,6 +159,7 @@ class LocalSandbox:
             raise InfraError("sandbox", f"could not copy the repo snapshot into the workspace: {exc}") from None
         if not self._host_workdir.is_dir():
             raise InfraError("sandbox", f"repo.subdir {self.spec.task.spec.repo.subdir!r} does not exist in the repo")
+        self._use_environment()
         for command in self.spec.task.spec.environment.setup:
             result = self.exec(["bash", "-c", command], timeout=SETUP_TIMEOUT_SEC)
             if not result.ok:
@@ -139,22 +171,26 @@ class LocalSandbox:
             # No mount namespace: a command naming a mount point runs the host path instead.
             remap = {sandbox_path: str(host_path) for host_path, sandbox_path in self.spec.mounts.items()}
             return [remap.get(arg, arg) for arg in cmd]
-        argv = [self._bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
-        if self.spec.network == "loopback":
-            argv.append("--share-net")
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # before binds: a venv may live in /tmp
-        for system_dir in _SYSTEM_DIRS:
-            if os.path.islink(system_dir):
-                argv += ["--symlink", os.readlink(system_dir), system_dir]
-            elif os.path.isdir(system_dir):
-                argv += ["--ro-bind", system_dir, system_dir]
-        for path in _python_dirs():
-            if path.is_dir() and not str(path).startswith(_SYSTEM_DIRS):
-                argv += ["--ro-bind", str(path), str(path)]
-        argv += ["--bind", str(self._home), SANDBOX_HOME, "--bind", str(self._workspace), SANDBOX_WORKSPACE]
-        for host_path, sandbox_path in self.spec.mounts.items():
-            argv += ["--ro-bind", str(host_path), sandbox_path]
-        return [*argv, "--chdir", cwd, "--", *cmd]
+        return bwrap_argv(
+            self._bwrap,
+            cmd,
+            cwd,
+            share_net=self.spec.network == "loopback",
+            binds=[(self._home, SANDBOX_HOME), (self._workspace, SANDBOX_WORKSPACE)],
+            ro_binds=[*self.spec.mounts.items(), *self._ro_binds],
+        )
+
+    def _use_environment(self) -> None:
+        """Check the task's system packages and mount its venv (built once, cached) with its bin first on PATH."""
+        from pytest_oneshot.sandbox.local_env import ensure_local_environment  # it builds with this module's bwrap
+
+        cache_dir = self.spec.options.get("cache_dir")
+        venv = ensure_local_environment(
+            self.spec.task, self.spec.repo_snapshot, Path(cache_dir) if cache_dir else default_cache_dir(), self._bwrap
+        )
+        if venv is not None:
+            self._ro_binds.append((venv, VENV))
+            self._env.update(PATH=f"{VENV_BIN}:{self._env['PATH']}", VIRTUAL_ENV=VENV)
 
     def exec(
         self,
