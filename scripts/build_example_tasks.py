@@ -64,7 +64,35 @@ from pytest_oneshot.task import Task, load_task  # noqa: E402
 from pytest_oneshot.workspace import Workspace  # noqa: E402
 
 SOURCES = ROOT / "scripts" / "example_task_sources"
+REAL_SOURCES = ROOT / "scripts" / "real_task_sources"
+"""Second source kind: tasks cut from real upstream bug-fix commits (see :func:`build_real_task`)."""
 TASKS = ROOT / "tasks"
+HIDDEN_DIR = "hidden"
+"""A real task's hidden files: ``hidden/<path>`` is written to ``<repo>/<path>`` before scoring."""
+UPSTREAM_MIRRORS_ENV = "ONESHOT_UPSTREAM_MIRRORS"
+"""Dir of local bare mirrors (``<owner>+<name>/repo``) tried before cloning an upstream URL."""
+DEFAULT_UPSTREAM_MIRRORS = Path("/work/.mirror")
+MAX_BUNDLE_BYTES = 15 * 1024 * 1024
+"""A bundle with full upstream history bigger than this must use ``"history": "squash"``."""
+
+
+def source_dir(name: str) -> Path:
+    """The sources of task ``name``: a synthetic example or a real upstream task."""
+    for kind in (SOURCES, REAL_SOURCES):
+        if (kind / name / "task.json").is_file():
+            return kind / name
+    raise SystemExit(f"no sources for task {name!r} in {SOURCES} or {REAL_SOURCES}")
+
+
+def source_names() -> list[str]:
+    return sorted(
+        path.name for kind in (SOURCES, REAL_SOURCES) if kind.is_dir() for path in kind.iterdir()
+        if (path / "task.json").is_file()
+    )  # fmt: skip
+
+
+def is_real_source(src_dir: Path) -> bool:
+    return src_dir.parent == REAL_SOURCES
 
 # Isolated, deterministic git: no user/system config, no hooks, no signing, one pack thread.
 GIT_CONFIG = [
@@ -283,13 +311,14 @@ def _tokens(text: str) -> int:
 def build_cassette(task_id: str, source: dict, diff: bytes) -> dict[str, Any]:
     """The scripted trajectory replaying the reference solution: look, patch, test, summarise.
 
-    ``source["replay"]`` gives the look command and the closing summary; the patch is
+    ``source["replay"]`` gives the look command, the closing summary and optionally the test
+    command (default ``python -m pytest -q``; a real project wants a narrower one); the patch is
     ``diff`` in apply_patch form. Usage grows with the history the way codex re-sends it.
     """
     steps = [
         exec_command(source["replay"]["look"], call_id="call_look"),
         apply_patch(unified_to_apply_patch(diff.decode("utf-8")), call_id="call_patch"),
-        exec_command(REPLAY_TEST_COMMAND, call_id="call_tests"),
+        exec_command(source["replay"].get("test", REPLAY_TEST_COMMAND), call_id="call_tests"),
         message(source["replay"]["summary"]),
     ]
     turns = []
@@ -381,6 +410,8 @@ def _tb_meta(name: str, source: dict, start: str, end: str) -> dict:
 
 def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
     """Build one task from ``src_dir`` into ``out_dir`` (replaced); return (start, end) SHAs."""
+    if is_real_source(src_dir):
+        return build_real_task(src_dir, out_dir)
     source = json.loads((src_dir / "task.json").read_text(encoding="utf-8"))
     commits = source["commits"]
     if len(commits) < 2:
@@ -430,6 +461,12 @@ def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
             target = out_dir / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(git_bytes("show", f"{end}:{path}", cwd=repo))
+    _write_task_files(src_dir, out_dir, source, patch, _tb_meta(out_dir.name, source, start, end))
+    return start, end
+
+
+def _write_task_files(src_dir: Path, out_dir: Path, source: dict, patch: bytes, meta: dict) -> None:
+    """Write diff.patch, the replay cassette, notes.md and tb_meta.json of a task being built."""
     (out_dir / "diff.patch").write_bytes(patch)
     try:
         cassette = build_cassette(out_dir.name, source, patch)
@@ -438,8 +475,93 @@ def build_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
     (out_dir / REPLAY_CASSETTE).parent.mkdir()
     (out_dir / REPLAY_CASSETTE).write_bytes(cassette_bytes(cassette))
     shutil.copyfile(src_dir / "notes.md", out_dir / "notes.md")
-    meta = _tb_meta(out_dir.name, source, start, end)
     (out_dir / "tb_meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _upstream_clone(upstream: dict, scratch: Path) -> Path:
+    """A bare clone of the upstream repo: from a local mirror (``$ONESHOT_UPSTREAM_MIRRORS``, default
+    /work/.mirror, holding ``<owner>+<name>/repo``) when there is one, else from ``upstream["url"]``."""
+    mirrors = Path(os.environ.get(UPSTREAM_MIRRORS_ENV) or DEFAULT_UPSTREAM_MIRRORS)
+    local = mirrors / upstream["repo"].replace("/", "+") / "repo"
+    origin = str(local) if local.is_dir() else upstream["url"]
+    dest = scratch / "upstream.git"
+    git("clone", "-q", "--bare", origin, str(dest), cwd=scratch)
+    return dest
+
+
+def build_real_task(src_dir: Path, out_dir: Path) -> tuple[str, str]:
+    """Build a task from a real upstream bug-fix commit; return the task's (start, end) SHAs.
+
+    ``task.json`` names ``upstream`` (``repo`` owner/name, ``url``, ``license``, ``start_commit``,
+    ``end_commit``: the fix commit, whose only parent is the start commit), ``hidden_files`` (repo
+    paths shipped under ``hidden/`` at their end-commit version: the fix's test changes plus any
+    other test file the ids name), ``environment`` (``pip``: one ``pip install`` argument list run
+    from the repo root, ``system_packages``), ``history`` (``full``: the upstream history up to the
+    start commit, same SHAs; ``squash``: one root commit holding the start tree, for big histories)
+    and optionally ``patch_exclude`` (pathspecs left out of diff.patch besides the hidden files,
+    e.g. a changelog entry). Everything else is as for the synthetic examples.
+    """
+    source = json.loads((src_dir / "task.json").read_text(encoding="utf-8"))
+    upstream, hidden = source["upstream"], source["hidden_files"]
+    with tempfile.TemporaryDirectory(prefix="oneshot-build-") as tmp:
+        repo = _upstream_clone(upstream, Path(tmp))
+        start = git_out("rev-parse", "--verify", f"{upstream['start_commit']}^{{commit}}", cwd=repo)
+        end = git_out("rev-parse", "--verify", f"{upstream['end_commit']}^{{commit}}", cwd=repo)
+        parents = git_out("rev-list", "--parents", "-n", "1", end, cwd=repo).split()[1:]
+        if parents != [start]:
+            raise SystemExit(f"{src_dir}/task.json: upstream: the end commit's parents are {parents}, not [start]")
+        history = source.get("history", "full")
+        if history == "squash":
+            # Deterministic: fixed committer, the upstream commits' own dates and messages.
+            def squashed(commit: str, *parent: str) -> str:
+                fields = git_out("show", "-s", "--format=%ct%n%B", commit, cwd=repo).split("\n", 1)
+                stamp = f"{fields[0]} +0000"
+                env = {
+                    "GIT_AUTHOR_NAME": "pytest-oneshot task builder",
+                    "GIT_AUTHOR_EMAIL": "builder@oneshot.invalid",
+                    "GIT_COMMITTER_NAME": "pytest-oneshot task builder",
+                    "GIT_COMMITTER_EMAIL": "builder@oneshot.invalid",
+                    "GIT_AUTHOR_DATE": stamp,
+                    "GIT_COMMITTER_DATE": stamp,
+                }
+                message = f"{upstream['url']} at {commit}\n\n{fields[1].strip()}\n"
+                args = [arg for p in parent for arg in ("-p", p)]
+                return git("commit-tree", f"{commit}^{{tree}}", *args, "-m", message, cwd=repo, env=env).stdout.strip()
+
+            start, end = squashed(start), ""
+            end = squashed(upstream["end_commit"], start)
+        elif history != "full":
+            raise SystemExit(f"{src_dir}/task.json: history: {history!r} is neither 'full' nor 'squash'")
+        end_files = set(git_out("ls-tree", "-r", "--name-only", end, cwd=repo).splitlines())
+        for path in hidden:
+            if path not in end_files:
+                raise SystemExit(f"{src_dir}/task.json: hidden_files: {path} is not in the end commit")
+        excludes = [f":(exclude){path}" for path in [*hidden, *source.get("patch_exclude", [])]]
+        patch = git_bytes(
+            "diff", "--binary", "--no-color", "--no-ext-diff", "--no-renames", "--full-index",
+            start, end, "--", ".", *excludes, cwd=repo,
+        )  # fmt: skip
+        if not patch:
+            raise SystemExit(f"{src_dir}/task.json: the fix commit changes nothing outside the hidden files")
+        # The bundle holds main (and HEAD) at the start commit: no tags, no later history.
+        git("update-ref", "refs/heads/main", start, cwd=repo)
+        git("symbolic-ref", "HEAD", "refs/heads/main", cwd=repo)
+        bundle = Path(tmp) / "repo.bundle"
+        git("bundle", "create", "-q", str(bundle), "HEAD", "main", cwd=repo)
+        size = bundle.stat().st_size
+        if size > MAX_BUNDLE_BYTES:
+            raise SystemExit(f"{src_dir}: repo.bundle is {size / 2**20:.1f} MiB; use \"history\": \"squash\"")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        shutil.copyfile(bundle, out_dir / "repo.bundle")
+        for path in hidden:
+            target = out_dir / HIDDEN_DIR / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(git_bytes("show", f"{end}:{path}", cwd=repo))
+    meta = _tb_meta(out_dir.name, source, start, end)
+    meta["environment"] = source["environment"]
+    _write_task_files(src_dir, out_dir, source, patch, meta)
     return start, end
 
 
@@ -739,7 +861,7 @@ def check_replay(task: Task, report: Report, hidden: dict[str, bytes], scratch: 
         return
     detail = f"{len(cassette.turns)} turns, task_id {cassette.task_id!r}"
     report.add("cassette loads", cassette.task_id == task.name, detail)
-    source_path = SOURCES / task.name / "task.json"
+    source_path = source_dir(task.name) / "task.json"
     try:
         source = json.loads(source_path.read_text(encoding="utf-8"))
         expected = cassette_bytes(build_cassette(task.name, source, task.reference_patch()))
@@ -787,7 +909,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="verify the built tasks instead of building")
     parser.add_argument("tasks", nargs="*", help="task names (default: every source)")
     args = parser.parse_args(argv)
-    names = args.tasks or sorted(p.name for p in SOURCES.iterdir() if (p / "task.json").is_file())
+    names = args.tasks or source_names()
     if args.check:
         reports = [check_task(TASKS / name) for name in names]
         for report in reports:
@@ -801,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1 if failed else 0
     for name in names:
-        start, end = build_task(SOURCES / name, TASKS / name)
+        start, end = build_task(source_dir(name), TASKS / name)
         print(f"built tasks/{name}: start {start[:12]}, end {end[:12]}")
     return 0
 
