@@ -10,6 +10,12 @@ would collect stray test files):
     commits/<n>/  one overlay per commit: its files are copied over the previous tree; the last
                   commit is the end (reference) commit, the one before it the start commit
 
+A second kind, ``scripts/real_task_sources/<task>/`` (``task.json`` + ``notes.md``), cuts a task
+from a real upstream bug-fix commit: ``upstream`` names the repo, its license and the start/end
+SHAs; ``hidden_files`` the test files shipped under ``hidden/`` (an overlay of the repo);
+``environment`` the ``pip install`` arguments of the task venv (see :func:`build_real_task`).
+The upstream history comes from a local mirror (``$ONESHOT_UPSTREAM_MIRRORS``) or a clone.
+
 Commits use fixed names, emails and dates and an isolated git config, so rebuilding gives the
 same SHAs. Building writes, per task: ``tb_meta.json``, ``repo.bundle`` (history up to the start
 commit only), ``diff.patch`` (start..end without the hidden tests), ``notes.md`` and the hidden
@@ -17,7 +23,8 @@ test files under ``tests/``, and ``cassettes/replay.json``: a scripted model tra
 ``apply_patch`` of diff.patch, run the tests, summarise) that replay mode feeds to real codex.
 
 ``--check`` clones each bundle into a temp dir and uses only git and the task's test command
-to verify the fail-to-pass / pass-to-pass split, the reference diff and that nothing leaks;
+to verify the fail-to-pass / pass-to-pass split, the reference diff and that nothing leaks (a
+real task standalone, without the harness: its ``environment.pip`` installed into a fresh venv);
 then it replays the cassette with the real codex binary in a local sandbox and requires the
 same tree as diff.patch and passing hidden tests (SKIPPED when codex is not installed).
 
