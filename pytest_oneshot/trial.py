@@ -140,7 +140,9 @@ class _TrialState:
     """A fresh one of the same spec, never reachable by the agent, where its change is tested."""
     scoring_spec: SandboxSpec | None = None
     fresh: Future[Manifest] | None = None
-    """The scoring sandbox started and its tree read, while the agent works."""
+    """The scoring sandbox started and its tree read, while the agent's starts and works."""
+    patch: Future[bytes] | None = None
+    """The change rendered as a patch for the run dir, while the tests run."""
     route: ModelRoute | None = None
     private_gateway: ModelGateway | None = None
     diff: bytes = b""
@@ -181,7 +183,7 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             run_dir=str(config.run_dir),
         ),
     )
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oneshot-scoring-sandbox")
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="oneshot-trial")
     try:
         _run_phases(state, on_phase, executor)
     except InfraError as exc:
@@ -189,6 +191,7 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
     finally:
         try:
             _close_route(state)  # its token counts and trace belong in the files
+            _join_patch(state)
         finally:
             write_trial_files(config.run_dir, state.result, state.diff)  # before cleanup can fail
             if state.private_gateway is not None:
@@ -201,6 +204,14 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
 def _start_fresh(sandbox: Sandbox) -> Manifest:
     sandbox.start()
     return fresh_manifest(sandbox)
+
+
+def _join_patch(state: _TrialState) -> None:
+    patch, state.patch = state.patch, None
+    if patch is not None:
+        state.diff = patch.result()
+        state.result.diff_bytes = len(state.diff)
+        state.result.diff_lines = state.diff.count(b"\n")
 
 
 def _run_phases(
@@ -231,12 +242,14 @@ def _run_phases(
             mounts=config.agent.mounts(),
             options=config.sandbox_options,
         )
+        state.scoring_spec = dataclasses.replace(
+            spec, trial_id=f"{spec.trial_id}-score", network="none", mounts={}, scoring=True
+        )
+        state.scoring = config.sandbox_factory(state.scoring_spec)
+        state.fresh = executor.submit(_start_fresh, state.scoring)
         state.sandbox = config.sandbox_factory(spec)
         state.sandbox.start()
         commit_baseline(state.sandbox)
-        state.scoring_spec = dataclasses.replace(spec, trial_id=f"{spec.trial_id}-score", network="none", mounts={})
-        state.scoring = config.sandbox_factory(state.scoring_spec)
-        state.fresh = executor.submit(_start_fresh, state.scoring)
     with state.phase(Phase.AGENT, on_phase):
         log_dir = config.run_dir / "agent"
         log_dir.mkdir(exist_ok=True)
@@ -262,12 +275,9 @@ def _run_phases(
     with state.phase(Phase.DIFF, on_phase):
         assert state.fresh is not None and state.scoring is not None and state.scoring_spec is not None
         fresh = state.fresh.result()
-        change = collect_change(state.sandbox, fresh, repo)
-        state.sandbox.stop()
+        change = collect_change(state.sandbox, fresh, repo)  # its processes are stopped: it is done
         root = repo_root(state.scoring, state.scoring_spec)
-        state.diff = render_patch(change, fresh_side(state.scoring, root, change.paths, fresh, repo))
-        result.diff_bytes = len(state.diff)
-        result.diff_lines = state.diff.count(b"\n")
+        state.patch = executor.submit(render_patch, change, fresh_side(state.scoring, root, change.paths, fresh, repo))
         result.changed_files = change.paths
         result.left_out = dict(change.left_out)
     with state.phase(Phase.TESTS, on_phase):

@@ -69,6 +69,10 @@ class SandboxSpec:
     """Host paths mounted read-only at the given sandbox path (e.g. an agent binary)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Session settings for backends (``docker_image``, ``cache_dir``); each reads the keys it knows."""
+    scoring: bool = False
+    """A scoring sandbox: the agent never reaches it, and the tests' own processes (``tests.setup``)
+    must not change the system they run on (read-only outside the workspace, HOME and /tmp). An
+    agent's sandbox may let the agent change its system: nothing of it but the repo's files is scored."""
 
 
 class Sandbox(Protocol):

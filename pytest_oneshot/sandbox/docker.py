@@ -34,6 +34,7 @@ from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
+from pytest_oneshot.sandbox.archive import archive_by_exec
 from pytest_oneshot.sandbox.docker_env import build_image, deps_image, needs_image
 from pytest_oneshot.sandbox.dockerd import (
     BASE_IMAGE,
@@ -358,10 +359,13 @@ class DockerSandbox(Sandbox):
             **Owner.current().labels(),
         }
         argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sh", "-w", self.workdir]
-        # As in the local sandbox, the system is read-only, so the agent cannot tamper with the git,
-        # python or shell the harness runs after it; the workspace is an anonymous volume seeded
-        # from the image (removed with the container), HOME and /tmp are scratch.
-        argv += ["--read-only", "--volume", WORKSPACE, "--tmpfs", "/tmp:exec", "--tmpfs", "/root", "--tmpfs", "/run"]
+        # A scoring container's system is read-only, so nothing the tests run can change the python,
+        # plugins or shell under them; its workspace is an anonymous volume seeded from the image
+        # (removed with the container), HOME and /tmp are scratch. The agent's container may change
+        # its own system: only the repo's files leave it, read once its processes are stopped.
+        argv += ["--tmpfs", "/tmp:exec"]
+        if spec.scoring:  # the workspace is then a volume, seeded from the image (slower to start)
+            argv += ["--read-only", "--volume", WORKSPACE, "--tmpfs", "/root", "--tmpfs", "/run"]
         argv += ["--network", "host" if spec.network == "loopback" else "none"]
         argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
         for key, value in {**labels, **_SANDBOX_ENV}.items():
@@ -541,6 +545,11 @@ class DockerSandbox(Sandbox):
     @override
     @contextlib.contextmanager
     def archive_workspace(self, *, stop_processes: bool = False) -> Iterator[IO[bytes]]:
+        if self._server is not None:  # a few ms through the exec server, where docker kill + cp cost ~0.15 s
+            with archive_by_exec(self, WORKSPACE, stop_processes=stop_processes) as archive:
+                if archive is not None:
+                    yield archive
+                    return
         if stop_processes:  # --init: killing the container kills every process in it; the volume stays
             self._server = None
             self.engine.run("kill", self.name, check=False, timeout=60)
