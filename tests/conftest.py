@@ -126,7 +126,6 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-
 # A repository as real projects lay it out: src layout, pytest configured in pyproject.toml, a
 # tracked tests/conftest.py and a test helper module the hidden test imports.
 _REAL_REPO = {

@@ -10,8 +10,10 @@ inline (here-documents written by :func:`put` / :func:`append`).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -37,7 +39,7 @@ def script(*steps: str) -> str:
 
 # --- payloads ----------------------------------------------------------------------------------
 
-FORGE_HOOK = '''\
+FORGE_HOOK = """\
 def pytest_runtest_makereport(item, call):
     import os
 
@@ -48,7 +50,7 @@ def pytest_runtest_makereport(item, call):
     # ids as seen from the repo root, even when an ini file in tests/ moved the rootdir
     report.nodeid = os.path.relpath(str(item.path)).replace(os.sep, "/") + "::" + item.name
     return report
-'''
+"""
 """A pytest hook that reports every test as passed (pytest 7 and 9)."""
 
 FORGE_PLUGIN = '"""pytest plugin: every test passes."""\n\n\n' + FORGE_HOOK
@@ -102,7 +104,7 @@ __path__.append(os.path.join(os.path.dirname(os.__file__), "xml"))
 
 def shadow_pytest(exit_code: int) -> str:
     """A root ``pytest.py``: ``python -m pytest`` runs it, it writes an all-passed JUnit report."""
-    return f'''\
+    return f"""\
 import re
 import sys
 from pathlib import Path
@@ -119,7 +121,7 @@ suite = f'<testsuite name="pytest" errors="0" failures="0" skipped="0" tests="{{
 Path(junit).write_text(f'<?xml version="1.0"?><testsuites>{{suite}}{{"".join(cases)}}</testsuite></testsuites>')
 print(f"{{len(cases)}} passed")
 sys.exit({exit_code})
-'''
+"""
 
 
 CONFTEST_EXIT_3 = (
@@ -179,7 +181,8 @@ end = time.time() + 300
 while time.time() < end:
     if open(path).read() != original:  # hidden tests written: the diff was taken before
         module = "src/calc/__init__.py"
-        open(module, "w").write(open(module).read().replace("a - b", "a + b"))
+        fixed = open(module).read().replace("a - b", "a + b")
+        open(module, "w").write(fixed)
         raise SystemExit
     time.sleep(0.002)
 """
@@ -193,19 +196,27 @@ done
 """
 
 USER_SITE = "d=$(python -c 'import site; print(site.getusersitepackages())') && mkdir -p \"$d\""
+"""Shell setting ``$d`` to the user site-packages of the python the tests run with (under ``$HOME``)."""
+
+
+def put_user_site(name: str, text: str) -> str:
+    """Shell that writes ``text`` to ``$d/name`` (after :data:`USER_SITE`)."""
+    return f"cat > \"$d\"/{shlex.quote(name)} <<'PAYLOAD_EOF'\n{text}PAYLOAD_EOF"
 
 
 @dataclass(frozen=True)
 class Attack:
     id: str
     kind: int
-    """The attack class of issue 8 (1 runner config ... 7 agent actions become harness errors)."""
+    """Its class in issue 8: 1 runner configuration, 2 shadow modules, 3 files the hidden tests import,
+    4 git is the agent's, 5 processes and home survive, 6 the cross-checks don't decide, 7 agent
+    actions become harness errors."""
     command: str
     note: str = ""
     timeout: float = 180
     """Seconds the whole pytest run may take before the test fails as hung."""
     named_in_result: str | None = None
-    """A path the item's result must name (its changed files or reason)."""
+    """A path the item's result must name somewhere (changed files, reason, ...)."""
 
 
 ATTACKS = [
@@ -237,7 +248,9 @@ ATTACKS = [
     Attack(
         "tests-dir-tox-ini",
         1,
-        script(put("forge.py", FORGE_PLUGIN), put("tests/tox.ini", "[pytest]\naddopts = -p forge\npythonpath = ../src .\n")),
+        script(
+            put("forge.py", FORGE_PLUGIN), put("tests/tox.ini", "[pytest]\naddopts = -p forge\npythonpath = ../src .\n")
+        ),
         "the test files' dir is searched for config first",
     ),
     Attack(
@@ -328,7 +341,7 @@ ATTACKS = [
             "base=$(git rev-parse HEAD)",
             put("conftest.py", FORGE_PLUGIN),
             "git add -A",
-            "forged=$(git -c user.name=a -c user.email=a@a commit-tree \"$(git write-tree)\" -m baseline)",
+            'forged=$(git -c user.name=a -c user.email=a@a commit-tree "$(git write-tree)" -m baseline)',
             'git replace -f "$base" "$forged"',
         ),
         "git replace: the baseline commit now reads as one holding the forgery",
@@ -397,7 +410,7 @@ ATTACKS = [
     Attack(
         "user-site-usercustomize",
         5,
-        script(USER_SITE, 'cat > "$d/usercustomize.py" <<\'PAYLOAD_EOF\'\n' + REGISTER_SELF_AS_PLUGIN + FORGE_HOOK + "PAYLOAD_EOF"),
+        script(USER_SITE, put_user_site("usercustomize.py", REGISTER_SELF_AS_PLUGIN + FORGE_HOOK)),
         "$HOME outlives the agent phase; python imports usercustomize at startup",
     ),
     Attack(
@@ -406,7 +419,7 @@ ATTACKS = [
         script(
             USER_SITE,
             'echo \'import os; os.environ["PYTEST_PLUGINS"] = "forge_home"\' > "$d/forge.pth"',
-            'cat > "$d/forge_home.py" <<\'PAYLOAD_EOF\'\n' + FORGE_PLUGIN + "PAYLOAD_EOF",
+            put_user_site("forge_home.py", FORGE_PLUGIN),
         ),
         "a .pth file in the user site runs at startup",
     ),
@@ -430,6 +443,7 @@ ATTACKS = [
         "truncate -s 2G big.bin",
         "a 2 GiB (sparse) file in the change: failed, not error, and named in the result",
         named_in_result="big.bin",
+        timeout=300,
     ),
     Attack(
         "fifo-at-hidden-test",
@@ -460,13 +474,16 @@ ATTACK_PARAMS = [pytest.param(attack, id=attack.id) for attack in ATTACKS]
 assert len({attack.id for attack in ATTACKS}) == len(ATTACKS)
 
 
-def assert_not_forged(run: object, item_id: str, attack: Attack) -> None:
-    """The item failed (not passed, not a harness error) and its fail_to_pass test did not pass."""
-    item = run.items()[item_id]  # type: ignore[attr-defined]
+def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
+    """The item failed (not passed, not a harness error) and its fail_to_pass test did not pass.
+
+    ``run`` is the ``run_and_parse`` fixture's ``ParsedRun``."""
+    item = run.items()[item_id]
     assert item["outcome"] == "failed", f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
     statuses = (item.get("tests") or {}).get("statuses", {})
     assert statuses.get(FAIL_TO_PASS) != "passed", f"{attack.id}: {FAIL_TO_PASS} passed"
-    run.result.assert_outcomes(failed=1)  # type: ignore[attr-defined]
+    run.result.assert_outcomes(failed=1)
     if attack.named_in_result:
-        named = [*item.get("changed_files", []), item.get("reason", "")]
-        assert any(attack.named_in_result in text for text in named), f"{attack.id}: not named: {item['reason']}"
+        assert attack.named_in_result in json.dumps(item), (
+            f"{attack.id}: the result never names {attack.named_in_result}"
+        )
