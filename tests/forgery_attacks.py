@@ -389,6 +389,16 @@ ATTACKS = [
         "git replace: the baseline commit now reads as one holding the forgery",
     ),
     Attack(
+        "core-worktree-elsewhere",
+        4,
+        script(
+            put("conftest.py", FORGE_PLUGIN),
+            "mkdir .git/pristine && git --work-tree=.git/pristine checkout HEAD -- .",
+            'git config core.worktree "$PWD/.git/pristine"',
+        ),
+        "git add -A and git diff now look at a pristine copy of the start tree",
+    ),
+    Attack(
         "gitattributes-clean-filter",
         4,
         script(
