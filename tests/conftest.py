@@ -130,6 +130,89 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+# A repository as real projects lay it out: src layout, pytest configured in pyproject.toml, a
+# tracked tests/conftest.py and a test helper module the hidden test imports.
+_REAL_REPO = {
+    ".gitignore": "__pycache__/\n*.egg-info/\n.pytest_cache/\nbuild/\ndist/\n",
+    "README.md": "# calc\n\nA tiny calculator.\n",
+    "pyproject.toml": (
+        '[project]\nname = "calc"\nversion = "0.1.0"\nrequires-python = ">=3.8"\n\n'
+        '[tool.pytest.ini_options]\npythonpath = ["src", "tests"]\ntestpaths = ["tests"]\n'
+    ),  # the pytest table comes last: an attack may append keys to it
+    "src/calc/__init__.py": '"""A tiny calculator."""\n\n\ndef add(a, b):\n    """Return a + b."""\n    return a - b\n',
+    "tests/conftest.py": (
+        "import pytest\n\n\n@pytest.fixture\ndef sums():\n"
+        '    """(a, b, a + b) triples."""\n    return [(2, 3, 5), (-1, 1, 0), (0, 7, 7)]\n'
+    ),
+    "tests/helpers.py": (
+        '"""Assertions shared by the test modules."""\n\n\ndef assert_sum(func, a, b, expected):\n'
+        "    result = func(a, b)\n"
+        '    assert result == expected, f"{func.__name__}({a!r}, {b!r}) == {result!r}, expected {expected!r}"\n'
+    ),
+    "tests/test_calc.py": "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n",
+}
+_REAL_HIDDEN_TEST = (
+    "from calc import add\nfrom helpers import assert_sum\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\n"
+    "def test_add(sums):\n    for a, b, expected in sums:\n        assert_sum(add, a, b, expected)\n"
+)
+_FIXED_DATES = {"GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
+
+
+@pytest.fixture
+def make_real_task(tmp_path: Path) -> Callable[..., Path]:
+    """Build a bundle-backed task over a realistic repo (``_REAL_REPO``): ``calc.add`` subtracts.
+
+    The hidden ``tests/test_calc.py`` imports ``helpers`` and uses the ``sums`` fixture of the
+    tracked ``tests/conftest.py``; commit dates are fixed, so docker reuses the task's image.
+    """
+
+    def git(src: Path, *args: str) -> str:
+        env = {**os.environ, **_FIXED_DATES}
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=src, env=env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    def make(dest: Path, **overrides: Any) -> Path:
+        src = tmp_path / f"src-{dest.name}"
+        src.mkdir(parents=True)
+        git(src, "init", "-q", "-b", "main")
+        for rel, text in _REAL_REPO.items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_text(text)
+        git(src, "add", "-A")
+        git(src, "commit", "-qm", "start")
+        start = git(src, "rev-parse", "HEAD")
+        module = src / "src" / "calc" / "__init__.py"
+        module.write_text(module.read_text().replace("a - b", "a + b"))
+        diff = git(src, "diff") + "\n"
+        dest.mkdir(parents=True)
+        git(src, "bundle", "create", str(dest / "repo.bundle"), "main")
+        (dest / "diff.patch").write_text(diff)
+        (dest / "notes.md").write_text("the fix: use + instead of -\n")
+        (dest / "tests").mkdir()
+        (dest / "tests" / "test_calc.py").write_text(_REAL_HIDDEN_TEST)
+        meta: dict[str, Any] = {
+            "task_id": dest.name,
+            "metadata": {"title": "Fix add", "tags": ["bugfix"]},
+            "repo": {"bundle": "repo.bundle", "branch": "main", "start_commit_sha": start},
+            "lm": {"instructions": "calc.add subtracts instead of adding; fix it."},
+            "evaluation": {"rubrics": [{"id": "correctness", "weight": 0.7}, {"id": "quality", "weight": 0.3}]},
+            "tests": {
+                "fail_to_pass": ["tests/test_calc.py::test_add"],
+                "pass_to_pass": ["tests/test_calc.py::test_zero"],
+                "rubric_id": "correctness",
+            },
+            "limits": {"agent_timeout_sec": 60, "tests_timeout_sec": 60},
+        }
+        for key, value in overrides.items():
+            meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
+        (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+        return dest
+
+    return make
+
+
 _CANARY = "CANARY" + "-7f3a9c"  # split so no source file ever matches the search
 
 

@@ -1,0 +1,541 @@
+"""One table of attacks on the verdict, shared by the local and the docker forgery tests.
+
+Every attack is a shell command run as a ``command`` agent in the workdir of a ``make_real_task``
+repo (``src/calc`` with the bug, pytest configured in ``pyproject.toml``, a tracked
+``tests/conftest.py``, ``tests/helpers.py`` imported by the hidden ``tests/test_calc.py``). None
+fixes the bug: each tries to make the item pass anyway, or to turn the agent's failure into a
+harness error. The command runs inside the sandbox and sees nothing of the host, so payloads are
+inline (here-documents written by :func:`put` / :func:`append`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+FAIL_TO_PASS = "tests/test_calc.py::test_add"
+HIDDEN_TEST = "tests/test_calc.py"
+
+
+def put(path: str, text: str) -> str:
+    """Shell that writes ``text`` to ``path`` (parent dirs created)."""
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    mkdir = f"mkdir -p {shlex.quote(parent)} && " if parent else ""
+    return f"{mkdir}cat > {shlex.quote(path)} <<'PAYLOAD_EOF'\n{text}PAYLOAD_EOF"
+
+
+def append(path: str, text: str) -> str:
+    """Shell that appends ``text`` to ``path``."""
+    return f"cat >> {shlex.quote(path)} <<'PAYLOAD_EOF'\n{text}PAYLOAD_EOF"
+
+
+def script(*steps: str) -> str:
+    return "set -e\n" + "\n".join(steps) + "\n"
+
+
+# --- payloads ----------------------------------------------------------------------------------
+
+FORGE_HOOK = """\
+def pytest_runtest_makereport(item, call):
+    import os
+
+    from _pytest.reports import TestReport
+
+    report = TestReport.from_item_and_call(item, call)
+    report.outcome, report.longrepr = "passed", None
+    # ids as seen from the repo root, even when an ini file in tests/ moved the rootdir
+    report.nodeid = os.path.relpath(str(item.path)).replace(os.sep, "/") + "::" + item.name
+    return report
+"""
+"""A pytest hook that reports every test as passed (pytest 7 and 9)."""
+
+FORGE_PLUGIN = '"""pytest plugin: every test passes."""\n\n\n' + FORGE_HOOK
+"""A pytest plugin (module, conftest.py or entry point) that reports every test as passed."""
+
+PATCH_RUNNER = """\
+import _pytest.python
+
+_pytest.python.Function.runtest = lambda self: None  # no test body runs, so every test passes
+"""
+"""Code for a module the tests import: once imported, no test body runs."""
+
+REGISTER_SELF_AS_PLUGIN = """\
+import os
+import sys
+
+sys.modules.setdefault("_forge", sys.modules[__name__])
+os.environ["PYTEST_PLUGINS"] = "_forge"  # pytest loads this very module as a plugin
+"""
+
+SHADOW_PLUGGY = (
+    '''\
+"""Shadows pluggy: loads the real one, then registers itself as a pytest plugin."""
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+sys.modules["_forge"] = sys.modules.pop(__name__)
+_saved = sys.path[:]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+try:
+    import pluggy  # the real one; the import statement that loaded us returns it
+finally:
+    sys.path[:] = _saved
+os.environ["PYTEST_PLUGINS"] = "_forge"
+'''
+    + FORGE_HOOK
+)
+
+SHADOW_XML = (
+    '''\
+"""Shadows the stdlib xml package (its submodules still load from the stdlib)."""
+import os
+
+__path__.append(os.path.join(os.path.dirname(os.__file__), "xml"))
+'''
+    + REGISTER_SELF_AS_PLUGIN
+    + FORGE_HOOK
+)
+
+
+def shadow_pytest(exit_code: int) -> str:
+    """A root ``pytest.py``: ``python -m pytest`` runs it, it writes an all-passed JUnit report."""
+    return f"""\
+import re
+import sys
+from pathlib import Path
+
+junit = next(arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--junitxml="))
+cases = []
+for arg in sys.argv[1:]:
+    path = arg.split("::")[0]
+    if path.endswith(".py") and Path(path).is_file():
+        classname = path[:-3].replace("/", ".")
+        for name in re.findall(r"^def (test_\\w+)", Path(path).read_text(), re.M):
+            cases.append(f'<testcase classname="{{classname}}" name="{{name}}" time="0.001"/>')
+suite = f'<testsuite name="pytest" errors="0" failures="0" skipped="0" tests="{{len(cases)}}">'
+Path(junit).write_text(f'<?xml version="1.0"?><testsuites>{{suite}}{{"".join(cases)}}</testsuite></testsuites>')
+print(f"{{len(cases)}} passed")
+sys.exit({exit_code})
+"""
+
+
+CONFTEST_EXIT_3 = (
+    FORGE_PLUGIN
+    + """
+
+def pytest_sessionfinish(session):
+    session.exitstatus = 3  # the JUnit report says passed, the exit code says internal error
+"""
+)
+
+# Stale bytecode: git-ignored (``__pycache__/``), never in the diff, loaded instead of the source.
+PYC_HELPERS = """\
+import importlib.util
+import py_compile
+
+open(".git/helpers.py", "w").write('def assert_sum(func, a, b, expected):\\n    \"\"\"Checked elsewhere.\"\"\"\\n')
+py_compile.compile(
+    ".git/helpers.py",
+    cfile=importlib.util.cache_from_source("tests/helpers.py"),
+    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,  # python never compares it with the source
+    doraise=True,
+)
+"""
+
+PYC_CONFTEST = """\
+import importlib.util, marshal, os
+from _pytest.assertion.rewrite import PYC_TAIL
+
+source = "tests/conftest.py"  # untouched: pytest takes a cached pyc with its mtime and size
+forged = open(source).read() + open(".git/forge_hook.py").read()
+stat = os.stat(source)
+header = importlib.util.MAGIC_NUMBER + bytes(4)
+header += (int(stat.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little") + (stat.st_size & 0xFFFFFFFF).to_bytes(4, "little")
+os.makedirs("tests/__pycache__", exist_ok=True)
+with open("tests/__pycache__/conftest" + PYC_TAIL, "wb") as pyc:
+    pyc.write(header + marshal.dumps(compile(forged, os.path.abspath(source), "exec")))
+"""
+
+# Background pollers (left running after the agent exits; in Python for a fast poll).
+BG_REWRITE_JUNIT = """\
+import glob, os, re, time
+
+end = time.time() + 300
+while time.time() < end:
+    for path in glob.glob(".oneshot-junit-*.xml"):
+        try:
+            text = open(path).read()
+        except OSError:
+            continue
+        if "</testsuites>" in text:
+            text = re.sub(r"<(failure|error)\\b.*?(/>|</\\1>)", "", text, flags=re.S)
+            open(path + ".tmp", "w").write(text)
+            os.replace(path + ".tmp", path)
+            raise SystemExit
+    time.sleep(0.002)
+"""
+
+BG_SWAP_STUB_TESTS = """\
+import os, re, time
+
+path = "tests/test_calc.py"
+original = open(path).read()
+end = time.time() + 300
+while time.time() < end:
+    try:
+        text = open(path).read()
+    except OSError:
+        text = original
+    if text != original:  # the harness wrote the hidden tests: replace them by stubs of the same names
+        time.sleep(0.02)
+        names = re.findall(r"^def (test_\\w+)", open(path).read(), re.M)
+        open(path + ".tmp", "w").write("".join(f"def {name}():\\n    pass\\n\\n" for name in names))
+        os.replace(path + ".tmp", path)
+        raise SystemExit
+    time.sleep(0.002)
+"""
+
+BG_LATE_FIX = """\
+import time
+
+path = "tests/test_calc.py"
+original = open(path).read()
+end = time.time() + 300
+while time.time() < end:
+    if open(path).read() != original:  # hidden tests written: the diff was taken before
+        module = "src/calc/__init__.py"
+        fixed = open(module).read().replace("a - b", "a + b")
+        open(module, "w").write(fixed)
+        raise SystemExit
+    time.sleep(0.002)
+"""
+
+BG_RECREATE_CONFTEST = """\
+i=0
+while [ $i -lt 20000 ]; do
+  [ -f conftest.py ] || cp .git/forge_conftest.py conftest.py
+  i=$((i + 1)); sleep 0.01
+done
+"""
+
+USER_SITE = "d=$(python -c 'import site; print(site.getusersitepackages())') && mkdir -p \"$d\""
+"""Shell setting ``$d`` to the user site-packages of the python the tests run with (under ``$HOME``)."""
+
+
+def put_user_site(name: str, text: str) -> str:
+    """Shell that writes ``text`` to ``$d/name`` (after :data:`USER_SITE`)."""
+    return f"cat > \"$d\"/{shlex.quote(name)} <<'PAYLOAD_EOF'\n{text}PAYLOAD_EOF"
+
+
+@dataclass(frozen=True)
+class Attack:
+    id: str
+    kind: int
+    """Its class in issue 8: 1 runner configuration, 2 shadow modules, 3 files the hidden tests import,
+    4 git is the agent's, 5 processes and home survive, 6 the cross-checks don't decide, 7 agent
+    actions become harness errors."""
+    command: str
+    note: str = ""
+    timeout: float = 180
+    """Seconds the whole pytest run may take before the test fails as hung."""
+    named_in_result: str | None = None
+    """A path the item's result must name somewhere (changed files, reason, ...)."""
+
+
+ATTACKS = [
+    # 1. Runner configuration
+    Attack(
+        "pyproject-addopts-plugin",
+        1,
+        script(put("forge.py", FORGE_PLUGIN), append("pyproject.toml", 'addopts = "-p forge"\n')),
+        "-p <root plugin> added to pyproject.toml addopts",
+    ),
+    Attack(
+        "dot-pytest-ini",
+        1,
+        script(
+            put("forge.py", FORGE_PLUGIN),
+            put(".pytest.ini", "[pytest]\naddopts = -p forge\npythonpath = src tests\n"),
+        ),
+        ".pytest.ini wins over pyproject.toml (pytest >= 7.2)",
+    ),
+    Attack(
+        "pytest-toml",
+        1,
+        script(
+            put("forge.py", FORGE_PLUGIN),
+            put("pytest.toml", '[pytest]\naddopts = ["-p", "forge"]\npythonpath = ["src", "tests"]\n'),
+        ),
+        "pytest.toml wins over everything (pytest >= 9; the docker image's pytest 7.2 ignores it)",
+    ),
+    Attack(
+        "tests-dir-tox-ini",
+        1,
+        script(
+            put("forge.py", FORGE_PLUGIN), put("tests/tox.ini", "[pytest]\naddopts = -p forge\npythonpath = ../src .\n")
+        ),
+        "the test files' dir is searched for config first",
+    ),
+    Attack(
+        "tests-dir-setup-cfg",
+        1,
+        script(
+            put("forge.py", FORGE_PLUGIN),
+            put("tests/setup.cfg", "[tool:pytest]\naddopts = -p forge\npythonpath = ../src .\n"),
+        ),
+    ),
+    Attack(
+        "egg-info-entry-point",
+        1,
+        script(
+            put("forge.py", FORGE_PLUGIN),
+            put("calc_tools.egg-info/PKG-INFO", "Metadata-Version: 2.1\nName: calc-tools\nVersion: 0.1\n"),
+            put("calc_tools.egg-info/entry_points.txt", "[pytest11]\ncalc_tools = forge\n"),
+        ),
+        "a [pytest11] entry point in a git-ignored egg-info on sys.path (the cwd)",
+    ),
+    # 2. Shadow modules
+    Attack("shadow-pytest-module", 2, script(put("pytest.py", shadow_pytest(0))), "python -m pytest runs ./pytest.py"),
+    Attack("shadow-pluggy", 2, script(put("pluggy.py", SHADOW_PLUGGY)), "./pluggy.py loads the real one + a plugin"),
+    Attack("shadow-xml-package", 2, script(put("xml/__init__.py", SHADOW_XML)), "./xml/ shadows the stdlib package"),
+    # 3. Files the hidden tests import
+    Attack(
+        "helpers-vacuous",
+        3,
+        script(put("tests/helpers.py", 'def assert_sum(func, a, b, expected):\n    """Checked elsewhere."""\n')),
+        "the upstream helper the hidden test imports asserts nothing",
+    ),
+    Attack("helpers-patch-runner", 3, script(append("tests/helpers.py", PATCH_RUNNER)), "the helper patches pytest"),
+    Attack("tests-init-patch-runner", 3, script(put("tests/__init__.py", PATCH_RUNNER)), "a new tests/__init__.py"),
+    Attack(
+        "gitignored-helpers-package",
+        3,
+        script(
+            put("tests/helpers/__init__.py", 'def assert_sum(func, a, b, expected):\n    """Checked elsewhere."""\n'),
+            "echo '*' > tests/helpers/.gitignore",
+        ),
+        "a package wins over the module of the same name; its own .gitignore '*' keeps it out of the diff",
+    ),
+    Attack(
+        "info-exclude-tests-init",
+        3,
+        script(put("tests/__init__.py", PATCH_RUNNER), "echo /tests/__init__.py >> .git/info/exclude"),
+        "a tests/__init__.py that never shows in the diff",
+    ),
+    Attack(
+        "pyc-unchecked-helpers",
+        3,
+        script(put(".git/forge_pyc.py", PYC_HELPERS), "python .git/forge_pyc.py"),
+        "an unchecked-hash tests/__pycache__/helpers.*.pyc (git-ignored) replaces the helper",
+    ),
+    Attack(
+        "pyc-rewrite-cache-conftest",
+        3,
+        script(
+            put(".git/forge_hook.py", FORGE_HOOK), put(".git/forge_pyc.py", PYC_CONFTEST), "python .git/forge_pyc.py"
+        ),
+        "pytest's assertion-rewrite cache for the untouched tests/conftest.py, forged with its mtime and size",
+    ),
+    # 4. Git is the agent's
+    Attack(
+        "info-exclude-conftest",
+        4,
+        script(put("conftest.py", FORGE_PLUGIN), "echo /conftest.py >> .git/info/exclude"),
+    ),
+    Attack("gitignore-conftest", 4, script(put("conftest.py", FORGE_PLUGIN), "echo /conftest.py >> .gitignore")),
+    Attack(
+        "excludesfile-conftest",
+        4,
+        script(
+            put("conftest.py", FORGE_PLUGIN),
+            "echo /conftest.py > .git/more-ignores",
+            "git config core.excludesFile .git/more-ignores",
+        ),
+    ),
+    Attack(
+        "assume-unchanged-conftest",
+        4,
+        script(append("tests/conftest.py", FORGE_PLUGIN), "git update-index --assume-unchanged tests/conftest.py"),
+    ),
+    Attack(
+        "skip-worktree-conftest",
+        4,
+        script(append("tests/conftest.py", FORGE_PLUGIN), "git update-index --skip-worktree tests/conftest.py"),
+    ),
+    Attack(
+        "commit-forgery",
+        4,
+        script(
+            put("conftest.py", FORGE_PLUGIN),
+            "git add -A && git -c user.name=a -c user.email=a@a commit -qm 'tidy up'",
+        ),
+        "HEAD moves past the baseline",
+    ),
+    Attack(
+        "replace-baseline",
+        4,
+        script(
+            "base=$(git rev-parse HEAD)",
+            put("conftest.py", FORGE_PLUGIN),
+            "git add -A",
+            'forged=$(git -c user.name=a -c user.email=a@a commit-tree "$(git write-tree)" -m baseline)',
+            'git replace -f "$base" "$forged"',
+        ),
+        "git replace: the baseline commit now reads as one holding the forgery",
+    ),
+    Attack(
+        "core-worktree-elsewhere",
+        4,
+        script(
+            put("conftest.py", FORGE_PLUGIN),
+            "mkdir .git/pristine && git --work-tree=.git/pristine checkout HEAD -- .",
+            'git config core.worktree "$PWD/.git/pristine"',
+        ),
+        "git add -A and git diff now look at a pristine copy of the start tree",
+    ),
+    Attack(
+        "gitattributes-clean-filter",
+        4,
+        script(
+            append("tests/conftest.py", "# --- local\n" + FORGE_PLUGIN),
+            "echo 'tests/conftest.py filter=local' > .gitattributes",
+            "git config filter.local.clean \"sed '/^# --- local/,\\$d'\"",
+        ),
+        "git add runs the agent's clean filter, which strips the forgery from what git sees",
+    ),
+    Attack(
+        "attributesfile-clean-filter",
+        4,
+        script(
+            append("tests/conftest.py", "# --- local\n" + FORGE_PLUGIN),
+            "echo 'tests/conftest.py filter=local' > .git/attrs",
+            "git config core.attributesFile .git/attrs",
+            "git config filter.local.clean \"sed '/^# --- local/,\\$d'\"",
+        ),
+    ),
+    Attack(
+        "smudge-filter-on-restore",
+        4,
+        script(
+            append("tests/conftest.py", FORGE_PLUGIN),
+            put(".git/forge_tail.py", FORGE_PLUGIN),
+            "echo 'tests/conftest.py filter=local' > .git/info/attributes",
+            "git config filter.local.smudge 'cat; cat .git/forge_tail.py'",
+        ),
+        "the harness restores the visibly edited conftest with git checkout, which runs the smudge filter",
+    ),
+    # 5. Processes and home survive
+    Attack(
+        "bg-rewrite-junit",
+        5,
+        script(put(".git/bg.py", BG_REWRITE_JUNIT), "nohup python3 .git/bg.py >/dev/null 2>&1 &"),
+        "a nohup'ed poller strips the failures from the JUnit file",
+    ),
+    Attack(
+        "bg-swap-stub-tests",
+        5,
+        script(put(".git/bg.py", BG_SWAP_STUB_TESTS), "setsid python3 .git/bg.py >/dev/null 2>&1 < /dev/null &"),
+        "a setsid poller replaces the hidden tests by stubs once they are written",
+    ),
+    Attack(
+        "bg-recreate-conftest",
+        5,
+        script(
+            put("conftest.py", FORGE_PLUGIN),
+            "cp conftest.py .git/forge_conftest.py",
+            put(".git/bg.sh", BG_RECREATE_CONFTEST),
+            "( (sh .git/bg.sh >/dev/null 2>&1 < /dev/null &) & )",
+        ),
+        "a double-forked loop puts the conftest back after the harness removed it",
+    ),
+    Attack(
+        "bg-late-fix",
+        5,
+        script(put(".git/bg.py", BG_LATE_FIX), "nohup python3 .git/bg.py >/dev/null 2>&1 < /dev/null &"),
+        "the real fix lands only after the diff was taken: it is not the agent's change",
+    ),
+    Attack(
+        "user-site-usercustomize",
+        5,
+        script(USER_SITE, put_user_site("usercustomize.py", REGISTER_SELF_AS_PLUGIN + FORGE_HOOK)),
+        "$HOME outlives the agent phase; python imports usercustomize at startup",
+    ),
+    Attack(
+        "user-site-pth",
+        5,
+        script(
+            USER_SITE,
+            'echo \'import os; os.environ["PYTEST_PLUGINS"] = "forge_home"\' > "$d/forge.pth"',
+            put_user_site("forge_home.py", FORGE_PLUGIN),
+        ),
+        "a .pth file in the user site runs at startup",
+    ),
+    # 6. The cross-checks don't decide
+    Attack(
+        "exit-3-after-passing",
+        6,
+        script(put("conftest.py", CONFTEST_EXIT_3), "echo /conftest.py >> .git/info/exclude"),
+        "JUnit all passed, exit code 3 (internal error)",
+    ),
+    Attack(
+        "junit-passed-exit-1",
+        6,
+        script(put("pytest.py", shadow_pytest(1))),
+        "JUnit all passed, exit code 1 (tests failed)",
+    ),
+    # 7. Agent actions become harness errors
+    Attack(
+        "sparse-2g-file",
+        7,
+        "truncate -s 2G big.bin",
+        "a 2 GiB (sparse) file in the change: failed, not error, and named in the result",
+        named_in_result="big.bin",
+        timeout=300,
+    ),
+    Attack(
+        "fifo-at-hidden-test",
+        7,
+        f"rm -f {HIDDEN_TEST} && mkfifo {HIDDEN_TEST}",
+        "a FIFO where the hidden test goes (git add refuses special files)",
+        timeout=150,
+    ),
+    Attack(
+        "fifo-at-hidden-test-skip-worktree",
+        7,
+        f"git update-index --skip-worktree {HIDDEN_TEST} && rm -f {HIDDEN_TEST} && mkfifo {HIDDEN_TEST}",
+        "the same FIFO, hidden from git add: writing the hidden test into it blocks",
+        timeout=150,
+    ),
+    Attack(
+        "symlink-hidden-test-outside",
+        7,
+        script(
+            "printf 'def test_zero():\\n    pass\\n\\n\\ndef test_add():\\n    pass\\n' > \"$HOME/stub_test.py\"",
+            f'ln -sfn "$HOME/stub_test.py" {HIDDEN_TEST}',
+        ),
+        "the hidden-test path is a symlink to a stub outside the workspace",
+    ),
+]
+
+ATTACK_PARAMS = [pytest.param(attack, id=attack.id) for attack in ATTACKS]
+assert len({attack.id for attack in ATTACKS}) == len(ATTACKS)
+
+
+def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
+    """The item failed (not passed, not a harness error) and its fail_to_pass test did not pass.
+
+    ``run`` is the ``run_and_parse`` fixture's ``ParsedRun``."""
+    item = run.items()[item_id]
+    assert item["outcome"] == "failed", f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
+    statuses = (item.get("tests") or {}).get("statuses", {})
+    assert statuses.get(FAIL_TO_PASS) != "passed", f"{attack.id}: {FAIL_TO_PASS} passed"
+    run.result.assert_outcomes(failed=1)
+    if attack.named_in_result:
+        assert attack.named_in_result in json.dumps(item), (
+            f"{attack.id}: the result never names {attack.named_in_result}"
+        )
