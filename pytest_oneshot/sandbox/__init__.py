@@ -70,9 +70,14 @@ class SandboxSpec:
     options: Mapping[str, str] = field(default_factory=dict)
     """Session settings for backends (``docker_image``, ``cache_dir``); each reads the keys it knows."""
     scoring: bool = False
-    """A scoring sandbox: the agent never reaches it, and the tests' own processes (``tests.setup``)
-    must not change the system they run on (read-only outside the workspace, HOME and /tmp). An
-    agent's sandbox may let the agent change its system: nothing of it but the repo's files is scored."""
+    """A scoring sandbox: the agent never reaches it. When the task has ``tests.setup`` commands
+    (which may run the agent's code before pytest starts), they must not be able to change the
+    system the tests run on: read-only outside the workspace, HOME and /tmp. An agent's sandbox may
+    let the agent change its system: nothing of it but the repo's files is scored."""
+
+    @property
+    def protect_system(self) -> bool:
+        return self.scoring and bool(self.task.spec.tests.setup)
 
 
 class Sandbox(Protocol):

@@ -38,8 +38,9 @@ while [ -n "$changed" ]; do
 done
 [ -z "$found" ] || kill -KILL $found 2>/dev/null
 """
-# `sh -c _ARCHIVE sh ROOT STOP`: the repo at ROOT as a tar on stdout (its .git left out), nothing else.
-_ARCHIVE = 'exec 2>/dev/null; [ "$2" = stop ] && { ' + _STOP_ALL + '}; cd "$1" && exec tar --exclude=./.git -cf - .'
+# `sh -c _ARCHIVE sh ROOT stop|keep`: the repo at ROOT as a tar on stdout (its .git left out), nothing else.
+# (_STOP_ALL reuses the positional parameters.)
+_ARCHIVE = 'exec 2>/dev/null; root=$1; [ "$2" = stop ] && { ' + _STOP_ALL + '}; cd "$root" && exec tar --exclude=./.git -cf - .'
 
 
 @contextlib.contextmanager

@@ -359,12 +359,14 @@ class DockerSandbox(Sandbox):
             **Owner.current().labels(),
         }
         argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sh", "-w", self.workdir]
-        # A scoring container's system is read-only, so nothing the tests run can change the python,
-        # plugins or shell under them; its workspace is an anonymous volume seeded from the image
-        # (removed with the container), HOME and /tmp are scratch. The agent's container may change
-        # its own system: only the repo's files leave it, read once its processes are stopped.
+        # When tests.setup may run the agent's code before pytest, the scoring container's system is
+        # read-only, so it cannot change the python, plugins or shell under the tests; the workspace
+        # is then an anonymous volume seeded from the image (removed with the container; ~0.3 s more
+        # to start a mid-sized repo), HOME and /tmp are scratch. Otherwise the workspace lives in the
+        # container's own layer. The agent's container may change its own system: only the repo's
+        # files leave it, read once its processes are stopped.
         argv += ["--tmpfs", "/tmp:exec"]
-        if spec.scoring:  # the workspace is then a volume, seeded from the image (slower to start)
+        if spec.protect_system:
             argv += ["--read-only", "--volume", WORKSPACE, "--tmpfs", "/root", "--tmpfs", "/run"]
         argv += ["--network", "host" if spec.network == "loopback" else "none"]
         argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]

@@ -10,6 +10,7 @@ import sys
 import tarfile
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.agent.logcap import capped_output
+from pytest_oneshot.change import read_archive
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
@@ -416,3 +418,26 @@ def test_missing_subdir_is_infra_error(docker_task: DockerTask, engine: Engine, 
     task, snap = docker_task("nosub", subdir="nope")
     with pytest.raises(InfraError, match=r"tb_meta.json: repo.subdir 'nope' is not a directory at the start commit"):
         environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
+
+
+def _ticks(sandbox: DockerSandbox) -> str:
+    return sandbox.read_file("tick").decode()
+
+
+@pytest.mark.parametrize("protect", [False, True], ids=["agent", "scoring-with-setup"])
+def test_the_archive_stops_every_process_first_and_reads_the_files(any_sandbox: MakeSandbox, protect: bool) -> None:
+    kwargs: dict[str, Any] = {"task_kwargs": {"setup": ["true"]}, "scoring": True} if protect else {}
+    sandbox = any_sandbox(**kwargs)
+    loop = "while :; do date +%s%N > tick; sleep 0.05; done"
+    sandbox.exec(["sh", "-c", f"setsid sh -c '{loop}' >/dev/null 2>&1 < /dev/null &"], timeout=30)
+    time.sleep(0.3)
+    before = _ticks(sandbox)
+    time.sleep(0.3)
+    assert _ticks(sandbox) != before, "the background writer runs"
+    with sandbox.archive_workspace(stop_processes=True) as archive:
+        tree = read_archive(archive)
+    assert {"calc.py", "pkg/README", "tick"} <= set(tree.files) and not any(".git" in p for p in tree.files)
+    if sandbox.uses_server:  # with docker exec's fallback the container itself is stopped
+        first = _ticks(sandbox)
+        time.sleep(0.3)
+        assert _ticks(sandbox) == first, "no process of the agent's survives the archive"
