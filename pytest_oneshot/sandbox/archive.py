@@ -40,7 +40,11 @@ done
 """
 # `sh -c _ARCHIVE sh ROOT stop|keep`: the repo at ROOT as a tar on stdout (its .git left out), nothing else.
 # (_STOP_ALL reuses the positional parameters.)
-_ARCHIVE = 'exec 2>/dev/null; root=$1; [ "$2" = stop ] && { ' + _STOP_ALL + '}; cd "$root" && exec tar --exclude=./.git -cf - .'
+_ARCHIVE = (
+    'exec 2>/dev/null; root=$1; [ "$2" = stop ] && { '
+    + _STOP_ALL
+    + '}; cd "$root" && exec tar --exclude=./.git -cf - .'
+)
 
 
 @contextlib.contextmanager
