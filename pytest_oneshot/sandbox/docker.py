@@ -208,6 +208,11 @@ def render_dockerfile(task: Task, base_image: str, *, on_environment: bool = Fal
     return "\n".join(lines) + "\n"
 
 
+_known_images: dict[tuple[str, str, str, str], str] = {}
+"""(engine, task dir, snapshot, base image) -> tag already found or built by this process: a trial starts two
+containers of the same image, and rollouts many more, so the lookup (~35 ms of CLI calls) is done once."""
+
+
 def environment_image(
     engine: Engine,
     task: Task,
@@ -217,7 +222,7 @@ def environment_image(
     cache_dir: Path | None = None,
     progress: Progress = stderr_progress,
 ) -> str:
-    """Return the tag of the task's image, building it once per content hash.
+    """Return the tag of the task's image, building it once per content hash (looked up once per process).
 
     A task with ``system_packages`` or ``pip`` builds on its environment image (:mod:`docker_env`).
 
@@ -225,6 +230,15 @@ def environment_image(
         SandboxUnavailableError: the base image is missing and cannot be built.
         InfraError: the snapshot is unreadable, a package cannot be installed, or a setup command failed.
     """
+    key = (engine.host, str(task.paths.root), str(snapshot), base_image)
+    if key not in _known_images:
+        _known_images[key] = _find_or_build_image(engine, task, snapshot, base_image, cache_dir, progress)
+    return _known_images[key]
+
+
+def _find_or_build_image(
+    engine: Engine, task: Task, snapshot: Path, base_image: str, cache_dir: Path | None, progress: Progress
+) -> str:
     env = task.spec.environment
     base_id = "" if env.dockerfile else _base_image_id(engine, base_image, progress)
     try:
