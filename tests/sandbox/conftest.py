@@ -62,6 +62,7 @@ def docker_task(tmp_path: Path, engine: Engine) -> DockerTask:
         name: str = "demo",
         *,
         setup: Sequence[str] = (),
+        tests_setup: Sequence[str] = (),
         dockerfile: str | None = None,
         subdir: str = "",
         files: dict[str, str] | None = None,
@@ -95,7 +96,7 @@ def docker_task(tmp_path: Path, engine: Engine) -> DockerTask:
             "task_id": name,
             "repo": {"bundle": "repo.bundle", "start_commit_sha": start, "end_commit_sha": end, "subdir": subdir},
             "lm": {"instructions": "fix add"},
-            "tests": {"fail_to_pass": ["tests/test_calc.py::test_add"]},
+            "tests": {"fail_to_pass": ["tests/test_calc.py::test_add"], "setup": list(tests_setup)},
             "environment": environment,
         }
         (task_dir / "tb_meta.json").write_text(json.dumps(meta))

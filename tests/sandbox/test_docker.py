@@ -190,11 +190,16 @@ def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -
     assert result.returncode != 0 and b"Read-only file system" in result.stderr
 
 
-def test_system_is_read_only_and_workspace_home_tmp_writable(make_sandbox: MakeSandbox) -> None:
-    sandbox = make_sandbox()
+def test_a_scoring_container_with_tests_setup_has_a_read_only_system(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox(task_kwargs={"tests_setup": ["true"]}, scoring=True)
     result = sandbox.exec(["sh", "-c", "echo evil > /usr/bin/git"], timeout=60)
     assert result.returncode != 0 and b"Read-only file system" in result.stderr
     assert sh(sandbox, "touch new.txt ~/h /tmp/t && git status --porcelain") == "?? new.txt\n"
+
+
+def test_the_agents_container_may_change_its_own_system(make_sandbox: MakeSandbox) -> None:
+    sandbox = make_sandbox()  # nothing of it but the repo's files is ever scored
+    assert sh(sandbox, "echo tool > /usr/local/bin/mytool && cat /usr/local/bin/mytool") == "tool\n"
 
 
 def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine) -> None:
@@ -426,7 +431,7 @@ def _ticks(sandbox: DockerSandbox) -> str:
 
 @pytest.mark.parametrize("protect", [False, True], ids=["agent", "scoring-with-setup"])
 def test_the_archive_stops_every_process_first_and_reads_the_files(any_sandbox: MakeSandbox, protect: bool) -> None:
-    kwargs: dict[str, Any] = {"task_kwargs": {"setup": ["true"]}, "scoring": True} if protect else {}
+    kwargs: dict[str, Any] = {"task_kwargs": {"tests_setup": ["true"]}, "scoring": True} if protect else {}
     sandbox = any_sandbox(**kwargs)
     loop = "while :; do date +%s%N > tick; sleep 0.05; done"
     sandbox.exec(["sh", "-c", f"setsid sh -c '{loop}' >/dev/null 2>&1 < /dev/null &"], timeout=30)
