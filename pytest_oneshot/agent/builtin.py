@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_oneshot.agent import AgentRequest, AgentResult
-from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
 

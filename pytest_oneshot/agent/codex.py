@@ -25,9 +25,9 @@ from typing import Any, Final
 
 from proxy.model_catalog import catalog_for
 from pytest_oneshot.agent import AgentRequest, AgentResult, ModelEndpoint, TokenUsage
-from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import DEFAULT_BASE_URL, ModelGateway
+from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
 __all__ = ["CODEX_VERSION", "CodexAgent", "find_codex"]

@@ -20,6 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import Sandbox
 from pytest_oneshot.scoring.pytest_config import StartConfig
 from pytest_oneshot.task import TaskSpec, parse_tests_command
@@ -133,7 +134,13 @@ def _abs(root: str, relative: str) -> str:
 
 
 def run_hidden_tests(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: Path) -> TestRun:
-    """Run ``tests.setup`` and then the graded tests, once, in the scored tree at ``root``."""
+    """Run ``tests.setup`` and then the graded tests, once, in the scored tree at ``root`` (output to
+    ``log``, head and tail kept: the agent's code prints there too)."""
+    with capped_output(log) as capped:
+        return _run(sandbox, spec, root, config, capped)
+
+
+def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: Path) -> TestRun:
     graded = graded_tests(spec)
     kinds = {test.id: test.kind for test in graded}
     chosen = selection(graded)

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.agent.logcap import capped_output
 from pytest_oneshot.change import read_archive
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
+from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine

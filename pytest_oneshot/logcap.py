@@ -1,4 +1,6 @@
-"""Capped agent logs: the first and last MiB of what an agent prints, and a line saying how much was dropped.
+"""Capped logs: the first and last MiB of what an agent (or its code under the tests) prints.
+
+A line in between says how much was dropped.
 
 An agent may print without end, and its log must not fill the disk. Sandboxes write ``output=`` to a
 host path, so the cap sits behind a pipe at that path: every backend (a subprocess's fd, the docker
