@@ -80,6 +80,26 @@ def _git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def _write_meta(dest: Path, start: str, overrides: dict[str, Any]) -> None:
+    """The "fix add" task's tb_meta.json; ``overrides`` replace keys (dicts are merged)."""
+    meta: dict[str, Any] = {
+        "task_id": dest.name,
+        "metadata": {"title": "Fix add", "tags": ["bugfix"]},
+        "repo": {"bundle": "repo.bundle", "branch": "main", "start_commit_sha": start},
+        "lm": {"instructions": "calc.add subtracts instead of adding; fix it."},
+        "evaluation": {"rubrics": [{"id": "correctness", "weight": 0.7}, {"id": "quality", "weight": 0.3}]},
+        "tests": {
+            "fail_to_pass": ["tests/test_calc.py::test_add"],
+            "pass_to_pass": ["tests/test_calc.py::test_zero"],
+            "rubric_id": "correctness",
+        },
+        "limits": {"agent_timeout_sec": 60, "tests_timeout_sec": 60},
+    }
+    for key, value in overrides.items():
+        meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
+    (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+
+
 @pytest.fixture
 def make_task(tmp_path: Path) -> Callable[..., Path]:
     """Build a small bundle-backed task: ``add()`` subtracts; the fix makes it add."""
@@ -109,22 +129,7 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
         (dest / "tests").mkdir()
         hidden = "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\ndef test_add():\n"
         (dest / "tests" / "test_calc.py").write_text(hidden + "    assert add(2, 3) == 5\n")
-        meta: dict[str, Any] = {
-            "task_id": dest.name,
-            "metadata": {"title": "Fix add", "tags": ["bugfix"]},
-            "repo": {"bundle": "repo.bundle", "branch": "main", "start_commit_sha": start},
-            "lm": {"instructions": "calc.add subtracts instead of adding; fix it."},
-            "evaluation": {"rubrics": [{"id": "correctness", "weight": 0.7}, {"id": "quality", "weight": 0.3}]},
-            "tests": {
-                "fail_to_pass": ["tests/test_calc.py::test_add"],
-                "pass_to_pass": ["tests/test_calc.py::test_zero"],
-                "rubric_id": "correctness",
-            },
-            "limits": {"agent_timeout_sec": 60, "tests_timeout_sec": 60},
-        }
-        for key, value in overrides.items():
-            meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
-        (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+        _write_meta(dest, start, overrides)
         return dest
 
     return make
@@ -192,22 +197,7 @@ def make_real_task(tmp_path: Path) -> Callable[..., Path]:
         (dest / "notes.md").write_text("the fix: use + instead of -\n")
         (dest / "tests").mkdir()
         (dest / "tests" / "test_calc.py").write_text(_REAL_HIDDEN_TEST)
-        meta: dict[str, Any] = {
-            "task_id": dest.name,
-            "metadata": {"title": "Fix add", "tags": ["bugfix"]},
-            "repo": {"bundle": "repo.bundle", "branch": "main", "start_commit_sha": start},
-            "lm": {"instructions": "calc.add subtracts instead of adding; fix it."},
-            "evaluation": {"rubrics": [{"id": "correctness", "weight": 0.7}, {"id": "quality", "weight": 0.3}]},
-            "tests": {
-                "fail_to_pass": ["tests/test_calc.py::test_add"],
-                "pass_to_pass": ["tests/test_calc.py::test_zero"],
-                "rubric_id": "correctness",
-            },
-            "limits": {"agent_timeout_sec": 60, "tests_timeout_sec": 60},
-        }
-        for key, value in overrides.items():
-            meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
-        (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+        _write_meta(dest, start, overrides)
         return dest
 
     return make

@@ -19,6 +19,10 @@ import pytest
 
 FAIL_TO_PASS = "tests/test_calc.py::test_add"
 HIDDEN_TEST = "tests/test_calc.py"
+ITEM = "calc[command-r0]"
+HONEST_FIX = "sed -i 's/a - b/a + b/' src/calc/__init__.py"
+BROKEN_TESTS_SETUP = {"setup": ["echo setting up; exit 1"]}
+"""A task whose ``tests.setup`` fails: its verdict cannot be trusted, even with the right fix."""
 
 
 def put(path: str, text: str) -> str:
@@ -539,3 +543,27 @@ def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
         assert attack.named_in_result in json.dumps(item), (
             f"{attack.id}: the result never names {attack.named_in_result}"
         )
+
+
+def run_agent(run_and_parse: Any, sandbox: str, command: str, timeout: float = 240) -> Any:
+    """Run the ``calc`` task in ``tasks/`` with ``command`` as the agent (a ``ParsedRun``)."""
+    return run_and_parse(
+        "tasks", f"--oneshot-sandbox={sandbox}", "--oneshot-agent=command", f"--oneshot-agent-cmd={command}",
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def assert_honest_fix_passes(run: Any) -> None:
+    """The control: under the same fixture, fixing the bug is a pass whose change is just the fix."""
+    run.result.assert_outcomes(passed=1)
+    item = run.items()[ITEM]
+    assert item["outcome"] == "passed"
+    assert item["tests"]["statuses"][FAIL_TO_PASS] == "passed"
+    assert item["changed_files"] == ["src/calc/__init__.py"]
+
+
+def assert_untrusted_run_fails(run: Any) -> None:
+    """A failing ``tests.setup`` makes the item failed (never passed, never a harness error), with the reason."""
+    item = run.items()[ITEM]
+    assert item["outcome"] == "failed" and "tests.setup" in item["reason"], item["reason"]
+    run.result.assert_outcomes(failed=1)

@@ -1,5 +1,6 @@
-"""A workspace archive made by commands inside the sandbox: for backends whose files the host
-cannot read directly (containers, remote sandboxes), and that have ``sh``, ``tar`` and ``/proc``.
+"""Workspace archives: streamed from a host command (:func:`archive_from_command`), or made by
+commands inside the sandbox (:func:`archive_by_exec`) for backends whose files the host cannot
+read directly (containers, remote sandboxes), and that have ``sh``, ``tar`` and ``/proc``.
 
 With ``stop_processes`` every process in the sandbox except init and the chain that runs the
 archiving command (the backend's exec server) is stopped and killed first, so no process of the
@@ -9,11 +10,13 @@ agent outlives its phase or changes the files while they are read.
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from pytest_oneshot.errors import InfraError
 from pytest_oneshot.sandbox import Sandbox
 
 ARCHIVE_TIMEOUT_SEC = 600.0
@@ -58,3 +61,24 @@ def archive_by_exec(sandbox: Sandbox, root: str, *, stop_processes: bool) -> Ite
             return
         with open(spool.name, "rb") as archive:
             yield archive
+
+
+@contextlib.contextmanager
+def archive_from_command(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> Iterator[IO[bytes]]:
+    """Yield the stdout of a host command writing a tar (``tar -c``, ``docker cp``); killed when done.
+
+    Raises:
+        InfraError: the command failed and said why (naming ``what`` it archived).
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        yield proc.stdout
+    finally:
+        proc.stdout.close()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        error = proc.stderr.read().decode("utf-8", "replace").strip()
+        proc.stderr.close()
+        if proc.wait() not in (0, -9) and error:
+            raise InfraError("sandbox", f"could not read the workspace of {what}: {error[-300:]}")

@@ -34,7 +34,7 @@ from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
-from pytest_oneshot.sandbox.archive import archive_by_exec
+from pytest_oneshot.sandbox.archive import archive_by_exec, archive_from_command
 from pytest_oneshot.sandbox.docker_env import build_image, deps_image, needs_image
 from pytest_oneshot.sandbox.dockerd import (
     BASE_IMAGE,
@@ -569,24 +569,9 @@ class DockerSandbox(Sandbox):
         if stop_processes:  # --init: killing the container kills every process in it; the volume stays
             self._server = None
             self.engine.run("kill", self.name, check=False, timeout=60)
-        proc = subprocess.Popen(
-            self.engine.argv("cp", f"{self.name}:{WORKSPACE}", "-"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=cli_env(),
-        )
-        assert proc.stdout is not None and proc.stderr is not None
-        try:
-            yield proc.stdout
-        finally:
-            proc.stdout.close()
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            error = proc.stderr.read().decode("utf-8", "replace").strip()
-            proc.stderr.close()
-            if proc.wait() not in (0, -9) and error:
-                raise InfraError("sandbox", f"could not read the workspace of {self.name}: {error[-300:]}")
+        copy = self.engine.argv("cp", f"{self.name}:{WORKSPACE}", "-")
+        with archive_from_command(copy, self.name, cli_env()) as archive:
+            yield archive
 
     @override
     def stop(self) -> None:

@@ -19,6 +19,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 from typing import IO
@@ -27,6 +28,7 @@ from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+from pytest_oneshot.sandbox.archive import archive_from_command
 from pytest_oneshot.sandbox.environment import VENV, VENV_BIN
 
 SANDBOX_WORKSPACE = "/workspace"
@@ -262,25 +264,13 @@ class LocalSandbox:
             raise PermissionError(f"{path}: resolves outside the workspace")
         return target.read_bytes()
 
-    @contextlib.contextmanager
-    def archive_workspace(self, *, stop_processes: bool = False) -> Iterator[IO[bytes]]:
+    def archive_workspace(self, *, stop_processes: bool = False) -> AbstractContextManager[IO[bytes]]:
         # Under bubblewrap a command's processes die with its pid namespace when it returns, so there
         # is nothing left to stop; without bubblewrap there is no isolation to rely on (see bubblewrap()).
         del stop_processes
-        proc = subprocess.Popen(
-            ["tar", "-C", str(self._workspace), "--exclude=.git", "-cf", "-", "."],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
+        return archive_from_command(
+            ["tar", "-C", str(self._workspace), "--exclude=.git", "-cf", "-", "."], "the sandbox"
         )
-        assert proc.stdout is not None
-        try:
-            yield proc.stdout
-        finally:
-            proc.stdout.close()
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
 
     def stop(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)
