@@ -102,6 +102,27 @@ __path__.append(os.path.join(os.path.dirname(os.__file__), "xml"))
 )
 
 
+SHADOW_LAZY_STDLIB = (
+    '''\
+"""Shadows the stdlib tarfile: a plugin of the environment (pytest-oneshot's own, in the local
+sandbox without a venv) imports it lazily at configure time, after the workspace joined sys.path."""
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+del sys.modules[__name__]
+_saved = sys.path[:]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+try:
+    import tarfile  # the real one; the import statement that loaded us returns it
+finally:
+    sys.path[:] = _saved
+
+'''
+    + PATCH_RUNNER
+)
+
+
 def shadow_pytest(exit_code: int) -> str:
     """A root ``pytest.py``: ``python -m pytest`` runs it, it writes an all-passed JUnit report."""
     return f"""\
@@ -303,6 +324,13 @@ ATTACKS = [
     Attack("shadow-pytest-module", 2, script(put("pytest.py", shadow_pytest(0))), "python -m pytest runs ./pytest.py"),
     Attack("shadow-pluggy", 2, script(put("pluggy.py", SHADOW_PLUGGY)), "./pluggy.py loads the real one + a plugin"),
     Attack("shadow-xml-package", 2, script(put("xml/__init__.py", SHADOW_XML)), "./xml/ shadows the stdlib package"),
+    Attack(
+        "shadow-lazily-imported-stdlib",
+        2,
+        script(put("tarfile.py", SHADOW_LAZY_STDLIB)),
+        "./tarfile.py: imported by a plugin's hook after the workspace joined sys.path (only the plugin "
+        "modules themselves are imported before); no test imports it",
+    ),
     # 3. Files the hidden tests import
     Attack(
         "helpers-vacuous",
@@ -519,6 +547,14 @@ ATTACKS = [
             f'ln -sfn "$HOME/stub_test.py" {HIDDEN_TEST}',
         ),
         "the hidden-test path is a symlink to a stub outside the workspace",
+    ),
+    Attack(
+        "dir-replaced-by-file",
+        7,
+        "rm -rf src && echo 'not a package any more' > src",
+        "a directory of the start tree becomes a file: the scored tree's tar cannot write it over the "
+        "directory the deletions left (empty subdirectories stay)",
+        named_in_result="src",
     ),
 ]
 
