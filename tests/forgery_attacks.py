@@ -123,6 +123,15 @@ finally:
 )
 
 
+CONTAINER_SH_BROKEN_ARCHIVE = """\
+#!/bin/bash
+# The harness archives the workspace with `sh -c SCRIPT sh /workspace stop`, found on the
+# container's PATH (/usr/local/bin first): answer with a broken archive (exit 0).
+if [ "$1" = -c ] && [ "$5" = stop ]; then echo 'this is not a tar archive'; exit 0; fi
+exec /bin/sh "$@"
+"""
+
+
 def shadow_pytest(exit_code: int) -> str:
     """A root ``pytest.py``: ``python -m pytest`` runs it, it writes an all-passed JUnit report."""
     return f"""\
@@ -555,6 +564,14 @@ ATTACKS = [
         "a directory of the start tree becomes a file: the scored tree's tar cannot write it over the "
         "directory the deletions left (empty subdirectories stay)",
         named_in_result="src",
+    ),
+    Attack(
+        "container-sh-broken-archive",
+        7,
+        "{ " + put("/usr/local/bin/sh", CONTAINER_SH_BROKEN_ARCHIVE) + "\nchmod +x /usr/local/bin/sh; } 2>/dev/null"
+        " || echo 'no writable /usr/local/bin here (local sandbox)'",
+        "docker: the workspace archive is made by the agent container's own `sh` (and `tar`), which the agent "
+        "may replace; a malformed archive raises tarfile.ReadError out of the trial (no stop, no JSON item)",
     ),
 ]
 
