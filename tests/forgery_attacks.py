@@ -132,6 +132,20 @@ exec /bin/sh "$@"
 """
 
 
+PATH_OVER_PATH_MAX = """\
+import os
+
+fd = os.open(".", os.O_RDONLY)
+for _ in range(25):  # 25 directories of 200 characters: a path of ~5000, over PATH_MAX (4096)
+    os.mkdir("d" * 200, dir_fd=fd)
+    deeper = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = deeper
+with open(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as deep:
+    deep.write("deep\\n")
+"""
+
+
 def shadow_pytest(exit_code: int) -> str:
     """A root ``pytest.py``: ``python -m pytest`` runs it, it writes an all-passed JUnit report."""
     return f"""\
@@ -535,6 +549,15 @@ ATTACKS = [
         timeout=300,
     ),
     Attack(
+        "sparse-1t-file",
+        7,
+        "truncate -s 1T big.bin",
+        "a 1 TiB sparse file (no disk used, created in a microsecond): the archive streams every byte of it "
+        "(local: host tar, no timeout; docker: docker cp, no timeout) before the cap leaves it out",
+        named_in_result="big.bin",
+        timeout=150,
+    ),
+    Attack(
         "fifo-at-hidden-test",
         7,
         f"rm -f {HIDDEN_TEST} && mkfifo {HIDDEN_TEST}",
@@ -564,6 +587,13 @@ ATTACKS = [
         "a directory of the start tree becomes a file: the scored tree's tar cannot write it over the "
         "directory the deletions left (empty subdirectories stay)",
         named_in_result="src",
+    ),
+    Attack(
+        "path-over-path-max",
+        7,
+        script(put(".git/deep.py", PATH_OVER_PATH_MAX), "python3 .git/deep.py"),
+        "a file whose path is longer than PATH_MAX (made with dir fds): the change holds it, and the tar "
+        "that writes the scored tree cannot open it",
     ),
     Attack(
         "container-sh-broken-archive",
