@@ -596,6 +596,13 @@ ATTACKS = [
         "that writes the scored tree cannot open it",
     ),
     Attack(
+        "non-utf8-file-name",
+        7,
+        "touch \"$(printf 'bad-\\377-name.txt')\"",
+        "a file name that is not UTF-8: the change reads it (surrogateescape) but the run dir's "
+        "scoring_results.md cannot encode it, and the exception escapes the trial",
+    ),
+    Attack(
         "container-sh-broken-archive",
         7,
         "{ " + put("/usr/local/bin/sh", CONTAINER_SH_BROKEN_ARCHIVE) + "\nchmod +x /usr/local/bin/sh; } 2>/dev/null"
