@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -291,6 +291,8 @@ class Attack:
     """A path the item's result must name somewhere (changed files, reason, ...)."""
     repo_files: tuple[tuple[str, str], ...] = ()
     """More files of the task's start commit (path, text), for attacks on a layout the default lacks."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``tb_meta.json`` overrides for the task (e.g. an ``environment``), for attacks that need them."""
 
 
 ATTACKS = [
@@ -365,6 +367,19 @@ ATTACKS = [
     ),
     Attack("helpers-patch-runner", 3, script(append("tests/helpers.py", PATCH_RUNNER)), "the helper patches pytest"),
     Attack("tests-init-patch-runner", 3, script(put("tests/__init__.py", PATCH_RUNNER)), "a new tests/__init__.py"),
+    Attack(
+        "sitecustomize-package-on-editable-path",
+        2,
+        script(
+            put("src/sitecustomize/__init__.py", PATCH_RUNNER),
+            put("src/apport_python_hook.py", PATCH_RUNNER + "raise ImportError  # Debian's sitecustomize: stay quiet\n"),
+        ),
+        "environment `pip install -e .` (src layout): its .pth puts src/ on sys.path at start-up, and site "
+        "imports `sitecustomize` after the .pth files, before the launcher runs: a sitecustomize *package* "
+        "(no reset rule names it) where the python has none (pyenv, local), or the module Debian's own "
+        "sitecustomize.py imports, apport_python_hook (docker)",
+        meta={"environment": {"pip": ["-e", ".", "pytest"]}},
+    ),
     Attack(
         "root-init-above-test-package",
         3,

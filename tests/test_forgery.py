@@ -21,7 +21,7 @@ HONEST_FIX = "sed -i 's/a - b/a + b/' src/calc/__init__.py"
 def test_attack_cannot_forge_a_pass(
     pytester: pytest.Pytester, make_real_task: Callable[..., Path], run_and_parse: Callable[..., Any], attack: Attack
 ) -> None:
-    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files))
+    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files), **attack.meta)
     run = run_and_parse(
         "tasks", "--oneshot-sandbox=local", "--oneshot-agent=command", f"--oneshot-agent-cmd={attack.command}",
         timeout=attack.timeout,

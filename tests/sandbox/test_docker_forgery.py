@@ -23,7 +23,7 @@ def test_attack_cannot_forge_a_pass_in_docker(
     pytester: pytest.Pytester, make_real_task: Callable[..., Path], engine: Engine, run_and_parse: Callable[..., Any],
     attack: Attack,
 ) -> None:  # fmt: skip
-    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files))
+    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files), **attack.meta)
     run = run_and_parse(
         "tasks", "--oneshot-sandbox=docker", "--oneshot-agent=command", f"--oneshot-agent-cmd={attack.command}",
         timeout=attack.timeout,
