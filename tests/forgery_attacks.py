@@ -629,6 +629,18 @@ ATTACKS = [
         "scoring_results.md cannot encode it, and the exception escapes the trial",
     ),
     Attack(
+        "tests-kill-exec-server",
+        7,
+        script(
+            append(
+                "src/calc/__init__.py",
+                "\nimport os, signal\n\nos.kill(os.getppid(), signal.SIGKILL)  # the test run's parent\n",
+            )
+        ),
+        "the code under test kills its parent; in docker that is the scoring container's exec server, and a "
+        "command cut off mid-way is an InfraError (the container still runs, so it is not the memory limit)",
+    ),
+    Attack(
         "container-sh-broken-archive",
         7,
         "{ " + put("/usr/local/bin/sh", CONTAINER_SH_BROKEN_ARCHIVE) + "\nchmod +x /usr/local/bin/sh; } 2>/dev/null"
