@@ -299,8 +299,8 @@ class Attack:
     """Seconds the whole pytest run may take before the test fails as hung."""
     named_in_result: str | None = None
     """A path the item's result must name somewhere (changed files, reason, ...)."""
-    repo_files: tuple[tuple[str, str], ...] = ()
-    """More files of the task's start commit (path, text), for attacks on a layout the default lacks."""
+    repo_files: tuple[tuple[str, str | None], ...] = ()
+    """Start-commit files (path, text; None leaves a default one out), for layouts the default lacks."""
     meta: dict[str, Any] = field(default_factory=dict)
     """``tb_meta.json`` overrides for the task (e.g. an ``environment``), for attacks that need them."""
 
@@ -623,6 +623,14 @@ ATTACKS = [
         "a directory of the start tree becomes a file: the scored tree's tar cannot write it over the "
         "directory the deletions left (empty subdirectories stay)",
         named_in_result="src",
+    ),
+    Attack(
+        "dir-at-empty-config-path",
+        7,
+        "mkdir -p .oneshot-pytest.ini && echo '[pytest]' > .oneshot-pytest.ini/x",
+        "the start commit has no pytest config, so the harness writes .oneshot-pytest.ini at the rootdir last; "
+        "the agent made that path a directory first, and no reset rule covers it (tar cannot write the file)",
+        repo_files=(("pyproject.toml", None),),
     ),
     Attack(
         "path-over-path-max",
