@@ -382,7 +382,9 @@ ATTACKS = [
         2,
         script(
             put("src/sitecustomize/__init__.py", PATCH_RUNNER),
-            put("src/apport_python_hook.py", PATCH_RUNNER + "raise ImportError  # Debian's sitecustomize: stay quiet\n"),
+            put(
+                "src/apport_python_hook.py", PATCH_RUNNER + "raise ImportError  # Debian's sitecustomize: stay quiet\n"
+            ),
         ),
         "environment `pip install -e .` (src layout): its .pth puts src/ on sys.path at start-up, and site "
         "imports `sitecustomize` after the .pth files, before the launcher runs: a sitecustomize *package* "
