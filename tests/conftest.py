@@ -178,11 +178,14 @@ def make_real_task(tmp_path: Path) -> Callable[..., Path]:
             cwd=src, env=env, check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
 
-    def make(dest: Path, **overrides: Any) -> Path:
+    def make(dest: Path, repo_files: dict[str, str | None] | None = None, **overrides: Any) -> Path:
+        """``repo_files``: more files of the start commit (path -> text, None: leave that file out)."""
         src = tmp_path / f"src-{dest.name}"
         src.mkdir(parents=True)
         git(src, "init", "-q", "-b", "main")
-        for rel, text in _REAL_REPO.items():
+        for rel, text in {**_REAL_REPO, **(repo_files or {})}.items():
+            if text is None:
+                continue
             (src / rel).parent.mkdir(parents=True, exist_ok=True)
             (src / rel).write_text(text)
         git(src, "add", "-A")

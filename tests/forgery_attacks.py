@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 FAIL_TO_PASS = "tests/test_calc.py::test_add"
+_HELPERS = (  # the default repo's tests/helpers.py (tests/conftest.py: _REAL_REPO)
+    '"""Assertions shared by the test modules."""\n\n\ndef assert_sum(func, a, b, expected):\n'
+    "    result = func(a, b)\n"
+    '    assert result == expected, f"{func.__name__}({a!r}, {b!r}) == {result!r}, expected {expected!r}"\n'
+)
 HIDDEN_TEST = "tests/test_calc.py"
 ITEM = "calc[command-r0]"
 HONEST_FIX = "sed -i 's/a - b/a + b/' src/calc/__init__.py"
@@ -104,6 +109,61 @@ __path__.append(os.path.join(os.path.dirname(os.__file__), "xml"))
     + REGISTER_SELF_AS_PLUGIN
     + FORGE_HOOK
 )
+
+
+def shadow_stdlib(name: str) -> str:
+    """A root ``<name>.py`` that loads the real stdlib module in its place, then patches pytest."""
+    return (
+        f'''\
+"""Shadows the stdlib {name}, imported only after the workspace joined sys.path."""
+import os
+import sys
+
+_here = os.path.dirname(os.path.abspath(__file__))
+del sys.modules[__name__]
+_saved = sys.path[:]
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+try:
+    import {name}  # the real one; the import statement that loaded us returns it
+finally:
+    sys.path[:] = _saved
+
+'''
+        + PATCH_RUNNER
+    )
+
+
+CONTAINER_SH_BROKEN_ARCHIVE = """\
+#!/bin/bash
+# The harness archives the workspace with `sh -c SCRIPT sh /workspace stop`, found on the
+# container's PATH (/usr/local/bin first): answer with a broken archive (exit 0).
+if [ "$1" = -c ] && [ "$5" = stop ]; then echo 'this is not a tar archive'; exit 0; fi
+exec /bin/sh "$@"
+"""
+
+
+PATH_OVER_PATH_MAX = """\
+import os
+
+fd = os.open(".", os.O_RDONLY)
+for _ in range(25):  # 25 directories of 200 characters: a path of ~5000, over PATH_MAX (4096)
+    os.mkdir("d" * 200, dir_fd=fd)
+    deeper = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+    os.close(fd)
+    fd = deeper
+with open(os.open("deep.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as deep:
+    deep.write("deep\\n")
+"""
+
+
+KILL_EXEC_SERVER = """\
+for f in /proc/[0-9]*/cmdline; do  # the agent is root in its container: find the exec server running it
+  if tr '\\0' ' ' < "$f" 2>/dev/null | grep -q '^python3 -I -S /oneshot/execd.py'; then
+    p=${f#/proc/}; kill -9 "${p%/cmdline}"
+  fi
+done
+exit 0
+"""
 
 
 def shadow_pytest(exit_code: int) -> str:
@@ -249,6 +309,10 @@ class Attack:
     """Seconds the whole pytest run may take before the test fails as hung."""
     named_in_result: str | None = None
     """A path the item's result must name somewhere (changed files, reason, ...)."""
+    repo_files: tuple[tuple[str, str | None], ...] = ()
+    """Start-commit files (path, text; None leaves a default one out), for layouts the default lacks."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """``tb_meta.json`` overrides for the task (e.g. an ``environment``), for attacks that need them."""
 
 
 ATTACKS = [
@@ -307,6 +371,23 @@ ATTACKS = [
     Attack("shadow-pytest-module", 2, script(put("pytest.py", shadow_pytest(0))), "python -m pytest runs ./pytest.py"),
     Attack("shadow-pluggy", 2, script(put("pluggy.py", SHADOW_PLUGGY)), "./pluggy.py loads the real one + a plugin"),
     Attack("shadow-xml-package", 2, script(put("xml/__init__.py", SHADOW_XML)), "./xml/ shadows the stdlib package"),
+    Attack(
+        "shadow-lazily-imported-stdlib",
+        2,
+        script(put("tarfile.py", shadow_stdlib("tarfile"))),
+        "./tarfile.py: imported by a plugin's hook after the workspace joined sys.path (only the plugin "
+        "modules themselves are imported before); no test imports it. Local: pytest-oneshot's own plugin "
+        "(the sandbox python without a venv) imports tarfile and configparser at configure time",
+    ),
+    Attack(
+        "shadow-stdlib-imported-by-test-helpers",
+        2,
+        script(put("asyncio.py", shadow_stdlib("asyncio"))),
+        "the upstream tests/helpers.py imports asyncio, which pytest never imported: the workspace (cwd, "
+        "pythonpath) comes before the stdlib on sys.path, so ./asyncio.py runs (docker; the local host "
+        "python's plugins import asyncio before the workspace joins)",
+        repo_files=(("tests/helpers.py", "import asyncio  # noqa: F401\n\n" + _HELPERS),),
+    ),
     # 3. Files the hidden tests import
     Attack(
         "helpers-vacuous",
@@ -316,6 +397,30 @@ ATTACKS = [
     ),
     Attack("helpers-patch-runner", 3, script(append("tests/helpers.py", PATCH_RUNNER)), "the helper patches pytest"),
     Attack("tests-init-patch-runner", 3, script(put("tests/__init__.py", PATCH_RUNNER)), "a new tests/__init__.py"),
+    Attack(
+        "sitecustomize-package-on-editable-path",
+        2,
+        script(
+            put("src/sitecustomize/__init__.py", PATCH_RUNNER),
+            put(
+                "src/apport_python_hook.py", PATCH_RUNNER + "raise ImportError  # Debian's sitecustomize: stay quiet\n"
+            ),
+        ),
+        "environment `pip install -e .` (src layout): its .pth puts src/ on sys.path at start-up, and site "
+        "imports `sitecustomize` after the .pth files, before the launcher runs: a sitecustomize *package* "
+        "(no reset rule names it) where the python has none (pyenv, local), or the module Debian's own "
+        "sitecustomize.py imports, apport_python_hook (docker)",
+        meta={"environment": {"pip": ["-e", ".", "pytest"]}},
+    ),
+    Attack(
+        "root-init-above-test-package",
+        3,
+        script(put("__init__.py", PATCH_RUNNER)),
+        "the start commit's tests/ is a package (tests/__init__.py, as in tomli): a new __init__.py at the repo "
+        "root makes pytest (prepend import mode) import the tests as workspace.tests.test_calc, running the "
+        "root __init__.py first; no test imports it",
+        repo_files=(("tests/__init__.py", ""),),
+    ),
     Attack(
         "gitignored-helpers-package",
         3,
@@ -502,6 +607,15 @@ ATTACKS = [
         timeout=300,
     ),
     Attack(
+        "sparse-1t-file",
+        7,
+        "truncate -s 1T big.bin",
+        "a 1 TiB sparse file (no disk used, created in a microsecond): the archive streams every byte of it "
+        "(local: host tar, no timeout; docker: docker cp, no timeout) before the cap leaves it out",
+        named_in_result="big.bin",
+        timeout=150,
+    ),
+    Attack(
         "fifo-at-hidden-test",
         7,
         f"rm -f {HIDDEN_TEST} && mkfifo {HIDDEN_TEST}",
@@ -523,6 +637,64 @@ ATTACKS = [
             f'ln -sfn "$HOME/stub_test.py" {HIDDEN_TEST}',
         ),
         "the hidden-test path is a symlink to a stub outside the workspace",
+    ),
+    Attack(
+        "dir-replaced-by-file",
+        7,
+        "rm -rf src && echo 'not a package any more' > src",
+        "a directory of the start tree becomes a file: the scored tree's tar cannot write it over the "
+        "directory the deletions left (empty subdirectories stay)",
+        named_in_result="src",
+    ),
+    Attack(
+        "dir-at-empty-config-path",
+        7,
+        "mkdir -p .oneshot-pytest.ini && echo '[pytest]' > .oneshot-pytest.ini/x",
+        "the start commit has no pytest config, so the harness writes .oneshot-pytest.ini at the rootdir last; "
+        "the agent made that path a directory first, and no reset rule covers it (tar cannot write the file)",
+        repo_files=(("pyproject.toml", None),),
+    ),
+    Attack(
+        "path-over-path-max",
+        7,
+        script(put(".git/deep.py", PATH_OVER_PATH_MAX), "python3 .git/deep.py"),
+        "a file whose path is longer than PATH_MAX (made with dir fds): the change holds it, and the tar "
+        "that writes the scored tree cannot open it",
+    ),
+    Attack(
+        "non-utf8-file-name",
+        7,
+        "touch \"$(printf 'bad-\\377-name.txt')\"",
+        "a file name that is not UTF-8: the change reads it (surrogateescape) but the run dir's "
+        "scoring_results.md cannot encode it, and the exception escapes the trial",
+    ),
+    Attack(
+        "agent-kills-exec-server",
+        7,
+        KILL_EXEC_SERVER,
+        "docker: the agent SIGKILLs its container's exec server while its own command runs under it; the "
+        "command cut off mid-way is an InfraError (a server replaced between commands falls back to docker "
+        "exec, one lost mid-command does not)",
+    ),
+    Attack(
+        "tests-kill-exec-server",
+        7,
+        script(
+            append(
+                "src/calc/__init__.py",
+                "\nimport os, signal\n\nos.kill(os.getppid(), signal.SIGKILL)  # the test run's parent\n",
+            )
+        ),
+        "the code under test kills its parent; in docker that is the scoring container's exec server, and a "
+        "command cut off mid-way is an InfraError (the container still runs, so it is not the memory limit)",
+    ),
+    Attack(
+        "container-sh-broken-archive",
+        7,
+        "{ " + put("/usr/local/bin/sh", CONTAINER_SH_BROKEN_ARCHIVE) + "\nchmod +x /usr/local/bin/sh; } 2>/dev/null"
+        " || echo 'no writable /usr/local/bin here (local sandbox)'",
+        "docker: the workspace archive is made by the agent container's own `sh` (and `tar`), which the agent "
+        "may replace; a malformed archive raises tarfile.ReadError out of the trial (no stop, no JSON item)",
     ),
 ]
 

@@ -47,7 +47,7 @@ def test_attack_cannot_forge_a_pass(
     sandbox: str,
     attack: Attack,
 ) -> None:
-    make_real_task(pytester.path / "tasks" / "calc")
+    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files), **attack.meta)
     assert_not_forged(run_agent(run_and_parse, sandbox, attack.command, attack.timeout), ITEM, attack)
 
 
