@@ -24,6 +24,7 @@ import os
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,7 +34,15 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 """Default cap per changed file: bigger files are left out of the change (and named)."""
 MAX_CHANGE_BYTES = 100 * 1024 * 1024
 """Default cap on the bytes of all changed files together."""
+READ_TIMEOUT_SEC = 300.0
+"""How long reading a workspace archive may take (a 1 TiB file streamed byte by byte would never end)."""
+
+
+class UnreadableWorkspace(Exception):
+    """The agent's workspace cannot be read into a change (a malformed or endless archive): the
+    agent did that to its own sandbox, so the item fails; it is never a harness error."""
 _CHUNK = 1024 * 1024
+MAX_PATH_CHARS = 1024
 _BYTECODE_SUFFIXES = (".pyc", ".pyo")
 _TOOL_CACHES = {
     ".git",
@@ -123,9 +132,11 @@ def _member_path(name: str, prefix: str) -> str | None:
     return relative.as_posix()
 
 
-def _digest_file(stream: IO[bytes], size: int, keep: bool) -> tuple[str, bytes | None]:
+def _digest_file(stream: IO[bytes], size: int, keep: bool, deadline: float) -> tuple[str, bytes | None]:
     digest, chunks, remaining = hashlib.sha256(), [], size
     while remaining > 0:
+        if time.monotonic() > deadline:
+            raise UnreadableWorkspace(f"reading it took over {READ_TIMEOUT_SEC:.0f}s")
         chunk = stream.read(min(_CHUNK, remaining))
         if not chunk:
             break
@@ -146,24 +157,52 @@ def read_archive(
     baseline: Manifest | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     max_change_bytes: int = MAX_CHANGE_BYTES,
+    timeout: float = READ_TIMEOUT_SEC,
 ) -> Tree:
     """Read a workspace archive (its first member is the workspace directory itself).
 
     With ``baseline``, the content of every file that differs from it is kept (up to the caps,
     beyond which the file is left out), so a change can be made from the result; without it only
     digests are kept. The archive is streamed: a huge file costs time, never memory.
+
+    Raises:
+        UnreadableWorkspace: the archive is malformed, or reading it takes longer than ``timeout``.
     """
+    try:
+        return _read(archive, baseline, max_file_bytes, max_change_bytes, time.monotonic() + timeout)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UnreadableWorkspace(f"its archive is unreadable ({exc})") from None
+
+
+def _printable(path: str) -> str | None:
+    """None for a UTF-8 name, else the name with its undecodable bytes shown as escapes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
+
+
+def _read(
+    archive: IO[bytes], baseline: Manifest | None, max_file_bytes: int, max_change_bytes: int, deadline: float
+) -> Tree:
     tree = Tree()
     kept_bytes = 0
     prefix: str | None = None
     with tarfile.open(fileobj=archive, mode="r|") as tar:
         for member in tar:
+            if time.monotonic() > deadline:
+                raise UnreadableWorkspace(f"reading it took over {READ_TIMEOUT_SEC:.0f}s")
             if prefix is None:
                 prefix = member.name.rstrip("/") + "/" if member.isdir() else ""
                 if member.isdir():
                     continue
             path = _member_path(member.name, prefix)
             if path is None or _ignored(path) or member.isdir():
+                continue
+            printable = _printable(path)
+            if printable is not None or len(path) > MAX_PATH_CHARS:
+                tree.left_out[printable or path[:200] + "..."] = "a file name that is not UTF-8, or too long"
                 continue
             old = baseline.get(path) if baseline is not None else None
             if member.issym():
@@ -181,7 +220,7 @@ def read_archive(
                     tree.left_out[path] = f"{member.size} bytes, over the {max_file_bytes}-byte cap per file"
                     continue
                 executable = bool(member.mode & 0o111)
-                digest, data = _digest_file(tar.extractfile(member) or io.BytesIO(), member.size, keep=changed)
+                digest, data = _digest_file(tar.extractfile(member) or io.BytesIO(), member.size, changed, deadline)
                 entry = Entry("file", digest, executable, data=data)
                 if changed and entry.same_as(old):
                     entry = Entry("file", digest, executable)  # unchanged: drop the content

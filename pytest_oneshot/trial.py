@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult, TokenUsage
-from pytest_oneshot.change import Change, Manifest, render_patch
+from pytest_oneshot.change import Change, Manifest, UnreadableWorkspace, render_patch
 from pytest_oneshot.errors import InfraError, OneshotError
 from pytest_oneshot.gateway import ModelGateway, ModelRoute
 from pytest_oneshot.replay import ReplayService
@@ -275,13 +275,17 @@ def _run_phases(
     with state.phase(Phase.DIFF, on_phase):
         assert state.fresh is not None and state.scoring is not None and state.scoring_spec is not None
         fresh = state.fresh.result()
-        change = collect_change(state.sandbox, fresh, repo)  # its processes are stopped: it is done
+        try:
+            change = collect_change(state.sandbox, fresh, repo)  # its processes are stopped: it is done
+        except UnreadableWorkspace as exc:
+            result.outcome, result.reason = "failed", f"the agent's workspace cannot be read: {exc}"
+            return
         root = repo_root(state.scoring, state.scoring_spec)
         state.patch = executor.submit(render_patch, change, fresh_side(state.scoring, root, change.paths, fresh, repo))
         result.changed_files = change.paths
         result.left_out = dict(change.left_out)
     with state.phase(Phase.TESTS, on_phase):
-        result.tests = _score_change(state, change, root)
+        result.tests = _score_change(state, change, root, fresh)
     with state.phase(Phase.SCORE, on_phase):
         result.rubrics = score_rubrics(task.spec, result.tests)
         result.score = total_score(result.rubrics)
@@ -289,7 +293,7 @@ def _run_phases(
         result.outcome, result.reason = _verdict(result, state.agent_result, config.min_score)
 
 
-def _score_change(state: _TrialState, change: Change, root: str) -> TestRun:
+def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest) -> TestRun:
     """Write the scored tree into the fresh sandbox and run the graded tests there."""
     task, scoring, spec = state.config.task, state.scoring, state.scoring_spec
     assert scoring is not None and spec is not None
@@ -301,6 +305,9 @@ def _score_change(state: _TrialState, change: Change, root: str) -> TestRun:
         infrastructure=task.spec.tests.infrastructure or default_infrastructure(files),
         hidden_files=task.hidden_files(),
         config_file=config.effective_file,
+        graded_files=files,
+        import_roots=config.pythonpath,
+        fresh_paths=fresh.keys(),
         extra_files=None if config.config_file else {config.effective_file: b"[pytest]\n"},
     )
     state.result.reset_to_start = dict(tree.reset)

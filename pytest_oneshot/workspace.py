@@ -21,6 +21,7 @@ from pytest_oneshot.change import (
     Change,
     Entry,
     Manifest,
+    UnreadableWorkspace,
     compute_change,
     read_archive,
 )
@@ -67,9 +68,17 @@ def collect_change(
     max_change_bytes: int = MAX_CHANGE_BYTES,
 ) -> Change:
     """Stop every process of the agent's sandbox, then read its files and compare them with ``fresh``
-    (new files ignored by the start commit's ``snapshot`` are not part of the change)."""
-    with sandbox.archive_workspace(stop_processes=True) as archive:
-        tree = read_archive(archive, baseline=fresh, max_file_bytes=max_file_bytes, max_change_bytes=max_change_bytes)
+    (new files ignored by the start commit's ``snapshot`` are not part of the change).
+
+    Raises:
+        UnreadableWorkspace: the agent left its sandbox in a state its files cannot be read from.
+    """
+    try:
+        with sandbox.archive_workspace(stop_processes=True) as archive:
+            limits = {"max_file_bytes": max_file_bytes, "max_change_bytes": max_change_bytes}
+            tree = read_archive(archive, baseline=fresh, **limits)
+    except InfraError as exc:  # the agent's own sandbox, in whatever state the agent left it
+        raise UnreadableWorkspace(exc.problem) from None
     return compute_change(fresh, tree, snapshot)
 
 

@@ -313,6 +313,8 @@ class Attack:
     """Start-commit files (path, text; None leaves a default one out), for layouts the default lacks."""
     meta: dict[str, Any] = field(default_factory=dict)
     """``tb_meta.json`` overrides for the task (e.g. an ``environment``), for attacks that need them."""
+    outcomes: tuple[str, ...] = ("failed",)
+    """Agent failures the attack may end in (never ``passed``, never the harness's ``error``)."""
 
 
 ATTACKS = [
@@ -673,8 +675,8 @@ ATTACKS = [
         7,
         KILL_EXEC_SERVER,
         "docker: the agent SIGKILLs its container's exec server while its own command runs under it; the "
-        "command cut off mid-way is an InfraError (a server replaced between commands falls back to docker "
-        "exec, one lost mid-command does not)",
+        "command cut off mid-way is the agent's failure (agent_error), not a harness error",
+        outcomes=("failed", "agent_error"),
     ),
     Attack(
         "tests-kill-exec-server",
@@ -707,7 +709,7 @@ def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
 
     ``run`` is the ``run_and_parse`` fixture's ``ParsedRun``."""
     item = run.items()[item_id]
-    assert item["outcome"] == "failed", f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
+    assert item["outcome"] in attack.outcomes, f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
     statuses = (item.get("tests") or {}).get("statuses", {})
     assert statuses.get(FAIL_TO_PASS) != "passed", f"{attack.id}: {FAIL_TO_PASS} passed"
     run.result.assert_outcomes(failed=1)

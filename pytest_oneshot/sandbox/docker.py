@@ -463,9 +463,12 @@ class DockerSandbox(Sandbox):
                 wait=wait,
             )
         except ConnectionError as exc:
+            # Killed mid-command by a process in the container (the agent's, or its code under the
+            # tests): the command's fate is unknown, so it failed; the sandbox itself still runs.
             self._server = None
             self._raise_if_gone()
-            raise InfraError("sandbox", f"the exec server in {self.name} failed mid-command: {exc}") from None
+            message = f"the exec server in {self.name} was lost mid-command: {exc}\n".encode()
+            return ExecResult(255, b"", message, False, time.monotonic() - started)
         finally:
             if sink is not None:
                 sink.close()

@@ -268,9 +268,8 @@ class LocalSandbox:
         # Under bubblewrap a command's processes die with its pid namespace when it returns, so there
         # is nothing left to stop; without bubblewrap there is no isolation to rely on (see bubblewrap()).
         del stop_processes
-        return archive_from_command(
-            ["tar", "-C", str(self._workspace), "--exclude=.git", "-cf", "-", "."], "the sandbox"
-        )
+        argv = ["tar", "-C", str(self._workspace), "--exclude=.git", "--sparse", "-cf", "-", "."]
+        return archive_from_command(argv, "the sandbox", check=False)  # what tar cannot read is not in the change
 
     def stop(self) -> None:
         shutil.rmtree(self._root, ignore_errors=True)

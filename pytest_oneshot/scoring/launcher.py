@@ -1,10 +1,13 @@
-"""Runs the hidden tests inside the scoring sandbox: ``python -I -B -c <this file> PYTEST_ARGS``.
+"""Runs the hidden tests inside the scoring sandbox: ``python -I -S -B -c <this file> PYTEST_ARGS``.
 
 Not imported by the harness: its source is passed to the sandbox's interpreter, so it uses the
 standard library and pytest only. It makes ``python -m pytest`` safe against the scored tree:
 
 - ``-I`` (isolated mode): no current directory or PYTHONPATH on ``sys.path`` at start-up, no
-  user site-packages, no ``PYTHON*`` variables; ``-B``: no bytecode written or trusted.
+  user site-packages, no ``PYTHON*`` variables; ``-B``: no bytecode written or trusted; ``-S``:
+  no ``site`` at start-up, so no ``sitecustomize`` (or a module it imports) can be found through
+  a workspace directory an editable install's ``.pth`` file adds. The site-packages directories
+  are added here instead, by :func:`site.addsitedir`, which runs no start-up hook.
 - pytest, its own modules and the plugins installed in the environment are imported while no
   workspace directory is on ``sys.path`` (entries an editable install's ``.pth`` put there are
   held back), so no file of the workspace can stand in for them, and an ``*.egg-info`` or
@@ -37,6 +40,10 @@ def _in_workspace(entry: str) -> bool:
     return path == _WORKSPACE or path.startswith(_WORKSPACE + os.sep)
 
 
+import site  # noqa: E402 - with -S importing it runs nothing
+
+for _directory in site.getsitepackages():
+    site.addsitedir(_directory)
 _held_back = [entry for entry in sys.path if _in_workspace(entry)]
 sys.path[:] = [entry for entry in sys.path if not _in_workspace(entry)]
 

@@ -10,15 +10,23 @@ written last. Test infrastructure is:
   directory -- ``tests/``, ``test/``, ``testing/``, ``src/pkg/tests/`` -- else only the file);
 - every ``conftest.py``, and the interpreter's start-up hooks ``sitecustomize.py`` /
   ``usercustomize.py``, anywhere;
+- ``__init__.py`` in every directory above a graded test (a new one would move pytest's
+  package root, and with it which files it imports first);
+- new top-level modules named like a standard-library module (``json.py``, ``asyncio/``) in a
+  directory that joins ``sys.path`` (the repo, the workdir, ``src/``, the start config's
+  ``pythonpath``): they would stand in for the real one under the tests;
 - the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`);
 - the hidden files' paths, their parent directories and anything below them.
+
+A file or symlink of the change where the fresh tree has a directory replaces that directory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -60,6 +68,18 @@ def file_entry(data: bytes) -> Entry:
     return Entry("file", hashlib.sha256(data).hexdigest(), data=data)
 
 
+def _new_modules(path: PurePosixPath, roots: Iterable[PurePosixPath], fresh: Collection[str]) -> set[str]:
+    """Top-level module names ``path`` would newly provide from the ``sys.path`` roots it lies under
+    (a name the fresh tree already has there, file or package, is the project's own)."""
+    names = set()
+    for root in roots:
+        if root in path.parents:
+            first = path.relative_to(root).parts[0]
+            if str(root / first) not in fresh:
+                names.add(first.split(".", 1)[0])
+    return names
+
+
 def scored_tree(
     change: Change,
     *,
@@ -67,16 +87,24 @@ def scored_tree(
     infrastructure: Iterable[str],
     hidden_files: Mapping[str, bytes],
     config_file: str,
+    graded_files: Iterable[str] = (),
+    import_roots: Iterable[str] = (),
+    fresh_paths: Collection[str] = (),
     extra_files: Mapping[str, bytes] | None = None,
 ) -> ScoredTree:
-    """Apply the rules above. ``infrastructure`` and ``hidden_files`` are workdir-relative;
-    ``config_file`` and ``extra_files`` (harness files written last) are repo-relative."""
+    """Apply the rules above. ``infrastructure``, ``hidden_files`` and ``graded_files`` are
+    workdir-relative; ``config_file``, ``import_roots`` (beyond the repo, workdir and ``src/``),
+    ``fresh_paths`` (the fresh tree's files) and ``extra_files`` (harness files written last) are
+    repo-relative."""
     base = PurePosixPath(workdir)
     infra_roots = [base / path for path in infrastructure]
     hidden = {str(base / path): data for path, data in hidden_files.items()}
     hidden_paths = [PurePosixPath(path) for path in hidden]
     hidden_parents = {parent for path in hidden_paths for parent in path.parents}
+    package_dirs = {parent for file in graded_files for parent in (base / file).parents}
+    roots = {PurePosixPath(), base, PurePosixPath("src"), base / "src", *map(PurePosixPath, import_roots)}
     config = PurePosixPath(config_file)
+    fresh_names = {*fresh_paths, *(str(parent) for path in fresh_paths for parent in PurePosixPath(path).parents)}
 
     def why_reset(name: str) -> str | None:
         path = PurePosixPath(name)
@@ -86,8 +114,13 @@ def scored_tree(
             return "a hidden file of the task (or on its path)"
         if _under(path, infra_roots):
             return "test infrastructure (a directory holding graded tests)"
-        if path == config:
+        if _under(path, [config]):
             return "the pytest config of the start commit"
+        if path.name == "__init__.py" and path.parent in package_dirs:
+            return "__init__.py above the graded tests (test infrastructure)"
+        shadowed = sorted(_new_modules(path, roots, fresh_names) & sys.stdlib_module_names)
+        if shadowed:
+            return f"a new module shadowing the standard library's {shadowed[0]!r}"
         return None
 
     reset: dict[str, str] = {}
@@ -98,5 +131,6 @@ def scored_tree(
     files = {path: entry for path, entry in change.files.items() if path not in reset}
     files.update({path: file_entry(data) for path, data in hidden.items()})
     files.update({path: file_entry(data) for path, data in (extra_files or {}).items()})
-    remove = tuple(path for path in change.deleted if path not in reset)
+    replaced_dirs = [path for path in files if path in fresh_names and path not in fresh_paths]  # was a directory
+    remove = tuple([*replaced_dirs, *(path for path in change.deleted if path not in reset)])
     return ScoredTree(remove=remove, files=files, reset=reset)

@@ -29,6 +29,8 @@ class StartConfig:
     """pytest's rootdir ('' = the repo's top directory)."""
     config_file: str | None
     """The config file pytest used, or None (then :data:`EMPTY_CONFIG_NAME` at the rootdir is used)."""
+    pythonpath: tuple[str, ...] = ()
+    """Its ``pythonpath`` setting: repo-relative directories pytest puts on ``sys.path``."""
 
     @property
     def effective_file(self) -> str:
@@ -80,7 +82,7 @@ def find_start_config(snapshot: Path, workdir: str, test_files: list[str]) -> St
             if name == "pyproject.toml" and nearest_pyproject is None:
                 nearest_pyproject = candidate
             if _has_pytest_config(snapshot / candidate):
-                return StartConfig(_posix(directory), _posix(candidate))
+                return StartConfig(_posix(directory), _posix(candidate), _pythonpath(snapshot, candidate))
     if nearest_pyproject is not None:
         return StartConfig(_posix(nearest_pyproject.parent), _posix(nearest_pyproject))
     for directory in _upwards(ancestor):
@@ -88,6 +90,29 @@ def find_start_config(snapshot: Path, workdir: str, test_files: list[str]) -> St
             return StartConfig(_posix(directory), None)
     common = PurePosixPath(os.path.commonpath([str(base), str(ancestor)])) if base.parts else PurePosixPath()
     return StartConfig(_posix(common), None)
+
+
+def _pythonpath(snapshot: Path, config: PurePosixPath) -> tuple[str, ...]:
+    """The ``pythonpath`` entries of a config file, repo-relative (best effort: unreadable gives none)."""
+    path = snapshot / config
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            table = (
+                data.get("pytest", {})
+                if path.name in ("pytest.toml", ".pytest.toml")
+                else data.get("tool", {}).get("pytest", {})
+            )
+            value = table.get("ini_options", table).get("pythonpath", [])
+        else:
+            parser = configparser.ConfigParser(interpolation=None, strict=False)
+            parser.read_string(path.read_text(encoding="utf-8"))
+            section = "tool:pytest" if path.suffix == ".cfg" else "pytest"
+            value = parser.get(section, "pythonpath", fallback="")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, configparser.Error, AttributeError):
+        return ()
+    entries = value.split() if isinstance(value, str) else [str(entry) for entry in value]
+    return tuple(_posix(PurePosixPath(os.path.normpath(config.parent / entry))) for entry in entries)
 
 
 def _posix(path: PurePosixPath) -> str:

@@ -158,7 +158,7 @@ def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: 
             return untrusted(f"tests.setup `{command}` {how}; see tests.log", result.returncode, result.timed_out)
     pytest_command = parse_tests_command(spec.tests.command)
     results_path = f"~/.oneshot/results-{secrets.token_hex(8)}.json"
-    argv = [pytest_command.python, "-I", "-B", "-c", LAUNCHER.read_text(), *pytest_command.args]
+    argv = [pytest_command.python, "-I", "-S", "-B", "-c", LAUNCHER.read_text(), *pytest_command.args]
     argv += ["-c", _abs(root, config.effective_file), "--rootdir", _abs(root, config.rootdir)]
     argv += ["-p", "no:cacheprovider", "-rA", *chosen]
     env = {**pytest_command.env, "ONESHOT_WORKSPACE": root, "ONESHOT_RESULTS": results_path}
