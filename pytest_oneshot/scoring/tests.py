@@ -165,7 +165,8 @@ def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: 
     run = sandbox.exec(argv, env=env, timeout=timeout, output=log)
     if run.timed_out:
         return untrusted(f"tests timed out after {timeout:.0f}s", run.returncode, True)
-    read = sandbox.exec(["sh", "-c", f'cat -- "$HOME/{results_path[2:]}"'], timeout=60)
+    # At most 64 MiB: the code under test could write there too, and must not fill the harness's memory.
+    read = sandbox.exec(["sh", "-c", f'head -c 67108864 -- "$HOME/{results_path[2:]}"'], timeout=60)
     try:
         recorded = json.loads(read.stdout) if read.ok else None
     except ValueError:
