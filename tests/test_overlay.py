@@ -38,7 +38,7 @@ def _reset_reason(path: str, deleted: bool = False, **kwargs: object) -> str | N
         ("tests/sub/conftest.py", "conftest.py"),
         ("src/conftest.py", "conftest.py"),
         ("src/sitecustomize.py", "start-up hook"),
-        ("__init__.py", "__init__.py above the graded tests"),
+        ("__init__.py", "a new __init__.py above the graded tests"),
         ("pyproject.toml", "pytest config"),
         ("tests/test_calc.py/x", "hidden file"),
         ("asyncio.py", "standard library's 'asyncio'"),
@@ -76,3 +76,18 @@ def test_default_infrastructure_is_the_highest_test_directory() -> None:
         "test_root.py",
         "tests",
     ]
+
+
+def test_the_projects_own_init_above_the_tests_is_its_code() -> None:
+    fresh = [*FRESH, "src/calc/tests/test_x.py"]
+    files = {"src/calc/__init__.py": _file("fixed\n"), "src/__init__.py": _file("new\n")}
+    tree = scored_tree(
+        Change(files=files, deleted=(), left_out={}),
+        workdir="",
+        infrastructure=["src/calc/tests"],
+        hidden_files={},
+        config_file="pyproject.toml",
+        graded_files=["src/calc/tests/test_x.py"],
+        fresh_paths=fresh,
+    )
+    assert "src/calc/__init__.py" in tree.files and "src/__init__.py" in tree.reset

@@ -7,7 +7,7 @@ standard library and pytest only. It makes ``python -m pytest`` safe against the
   user site-packages, no ``PYTHON*`` variables; ``-B``: no bytecode written or trusted; ``-S``:
   no ``site`` at start-up, so no ``sitecustomize`` (or a module it imports) can be found through
   a workspace directory an editable install's ``.pth`` file adds. The site-packages directories
-  are added here instead, by :func:`site.addsitedir`, which runs no start-up hook.
+  (a venv's included) are added here instead, the way ``site`` does, without its start-up hooks.
 - pytest, its own modules and the plugins installed in the environment are imported while no
   workspace directory is on ``sys.path`` (entries an editable install's ``.pth`` put there are
   held back), so no file of the workspace can stand in for them, and an ``*.egg-info`` or
@@ -42,8 +42,8 @@ def _in_workspace(entry: str) -> bool:
 
 import site  # noqa: E402 - with -S importing it runs nothing
 
-for _directory in site.getsitepackages():
-    site.addsitedir(_directory)
+# What site.main() does, without its start-up hooks: a venv's prefix, then its site-packages.
+site.addsitepackages(site.venv(site.removeduppaths()))
 _held_back = [entry for entry in sys.path if _in_workspace(entry)]
 sys.path[:] = [entry for entry in sys.path if not _in_workspace(entry)]
 

@@ -10,8 +10,8 @@ written last. Test infrastructure is:
   directory -- ``tests/``, ``test/``, ``testing/``, ``src/pkg/tests/`` -- else only the file);
 - every ``conftest.py``, and the interpreter's start-up hooks ``sitecustomize.py`` /
   ``usercustomize.py``, anywhere;
-- ``__init__.py`` in every directory above a graded test (a new one would move pytest's
-  package root, and with it which files it imports first);
+- a new ``__init__.py`` in a directory above a graded test (it would move pytest's package
+  root, and with it which files pytest imports first; the project's own ones are its code);
 - new top-level modules named like a standard-library module (``json.py``, ``asyncio/``) in a
   directory that joins ``sys.path`` (the repo, the workdir, ``src/``, the start config's
   ``pythonpath``): they would stand in for the real one under the tests;
@@ -116,8 +116,8 @@ def scored_tree(
             return "test infrastructure (a directory holding graded tests)"
         if _under(path, [config]):
             return "the pytest config of the start commit"
-        if path.name == "__init__.py" and path.parent in package_dirs:
-            return "__init__.py above the graded tests (test infrastructure)"
+        if path.name == "__init__.py" and path.parent in package_dirs and name not in fresh_paths:
+            return "a new __init__.py above the graded tests (test infrastructure)"
         shadowed = sorted(_new_modules(path, roots, fresh_names) & sys.stdlib_module_names)
         if shadowed:
             return f"a new module shadowing the standard library's {shadowed[0]!r}"
