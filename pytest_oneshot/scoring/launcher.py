@@ -43,7 +43,7 @@ def _in_workspace(entry: str) -> bool:
 import site  # noqa: E402 - with -S importing it runs nothing
 
 # What site.main() does, without its start-up hooks: a venv's prefix, then its site-packages.
-site.addsitepackages(site.venv(site.removeduppaths()))
+site.addsitepackages(site.venv(site.removeduppaths()) or set())
 _held_back = [entry for entry in sys.path if _in_workspace(entry)]
 sys.path[:] = [entry for entry in sys.path if not _in_workspace(entry)]
 
