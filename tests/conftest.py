@@ -74,14 +74,36 @@ def shipped_tasks(pytester: pytest.Pytester) -> Path:
     return dest
 
 
-def _git(cwd: Path, *args: str) -> str:
+def _git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd, env={**os.environ, **(env or {})}, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
 
 
-def _write_meta(dest: Path, start: str, overrides: dict[str, Any]) -> None:
-    """The "fix add" task's tb_meta.json; ``overrides`` replace keys (dicts are merged)."""
+def _build_task(
+    src: Path, dest: Path, files: dict[str, str], module: str, hidden_test: str, overrides: dict[str, Any],
+    git_env: dict[str, str] | None = None,
+) -> Path:  # fmt: skip
+    """The "fix add" task in ``dest``: ``files`` committed in ``src`` as the start (``module``'s
+    ``add`` subtracts), the fix (``a + b``) as ``diff.patch``, ``hidden_test`` as the hidden
+    ``tests/test_calc.py``; ``overrides`` replace tb_meta.json keys (dicts are merged)."""
+    src.mkdir(parents=True)
+    _git(src, "init", "-q", "-b", "main", env=git_env)
+    for rel, text in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    _git(src, "add", "-A", env=git_env)
+    _git(src, "commit", "-qm", "start", env=git_env)
+    start = _git(src, "rev-parse", "HEAD", env=git_env)
+    (src / module).write_text((src / module).read_text().replace("a - b", "a + b"))
+    diff = _git(src, "diff", env=git_env) + "\n"
+    dest.mkdir(parents=True)
+    _git(src, "bundle", "create", str(dest / "repo.bundle"), "main", env=git_env)
+    (dest / "diff.patch").write_text(diff)
+    (dest / "notes.md").write_text("the fix: use + instead of -\n")
+    (dest / "tests").mkdir()
+    (dest / "tests" / "test_calc.py").write_text(hidden_test)
     meta: dict[str, Any] = {
         "task_id": dest.name,
         "metadata": {"title": "Fix add", "tags": ["bugfix"]},
@@ -98,6 +120,7 @@ def _write_meta(dest: Path, start: str, overrides: dict[str, Any]) -> None:
     for key, value in overrides.items():
         meta[key] = {**meta.get(key, {}), **value} if isinstance(value, dict) else value
     (dest / "tb_meta.json").write_text(json.dumps(meta, indent=2))
+    return dest
 
 
 @pytest.fixture
@@ -106,31 +129,14 @@ def make_task(tmp_path: Path) -> Callable[..., Path]:
 
     def make(dest: Path, *, files: dict[str, str] | None = None, **overrides: Any) -> Path:
         """``files``: more repo files at the start commit; ``overrides``: tb_meta.json keys (dicts merged)."""
-        src = tmp_path / f"src-{dest.name}"
-        (src / "calc").mkdir(parents=True)
-        (src / "tests").mkdir()
-        _git(src, "init", "-q", "-b", "main")
-        for rel, text in (files or {}).items():
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            (src / rel).write_text(text)
-        (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a - b\n")
-        (src / "tests" / "test_calc.py").write_text(
-            "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
-        )
-        _git(src, "add", "-A")
-        _git(src, "commit", "-qm", "start")
-        start = _git(src, "rev-parse", "HEAD")
-        (src / "calc" / "__init__.py").write_text("def add(a, b):\n    return a + b\n")
-        diff = _git(src, "diff") + "\n"
-        dest.mkdir(parents=True)
-        _git(src, "bundle", "create", str(dest / "repo.bundle"), "main")
-        (dest / "diff.patch").write_text(diff)
-        (dest / "notes.md").write_text("the fix: use + instead of -\n")
-        (dest / "tests").mkdir()
+        start_files = {
+            **(files or {}),
+            "calc/__init__.py": "def add(a, b):\n    return a - b\n",
+            "tests/test_calc.py": "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n",
+        }
         hidden = "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n\n\ndef test_add():\n"
-        (dest / "tests" / "test_calc.py").write_text(hidden + "    assert add(2, 3) == 5\n")
-        _write_meta(dest, start, overrides)
-        return dest
+        hidden += "    assert add(2, 3) == 5\n"
+        return _build_task(tmp_path / f"src-{dest.name}", dest, start_files, "calc/__init__.py", hidden, overrides)
 
     return make
 
@@ -171,37 +177,11 @@ def make_real_task(tmp_path: Path) -> Callable[..., Path]:
     tracked ``tests/conftest.py``; commit dates are fixed, so docker reuses the task's image.
     """
 
-    def git(src: Path, *args: str) -> str:
-        env = {**os.environ, **_FIXED_DATES}
-        return subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            cwd=src, env=env, check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-
     def make(dest: Path, repo_files: dict[str, str | None] | None = None, **overrides: Any) -> Path:
         """``repo_files``: more files of the start commit (path -> text, None: leave that file out)."""
+        files = {rel: text for rel, text in {**_REAL_REPO, **(repo_files or {})}.items() if text is not None}
         src = tmp_path / f"src-{dest.name}"
-        src.mkdir(parents=True)
-        git(src, "init", "-q", "-b", "main")
-        for rel, text in {**_REAL_REPO, **(repo_files or {})}.items():
-            if text is None:
-                continue
-            (src / rel).parent.mkdir(parents=True, exist_ok=True)
-            (src / rel).write_text(text)
-        git(src, "add", "-A")
-        git(src, "commit", "-qm", "start")
-        start = git(src, "rev-parse", "HEAD")
-        module = src / "src" / "calc" / "__init__.py"
-        module.write_text(module.read_text().replace("a - b", "a + b"))
-        diff = git(src, "diff") + "\n"
-        dest.mkdir(parents=True)
-        git(src, "bundle", "create", str(dest / "repo.bundle"), "main")
-        (dest / "diff.patch").write_text(diff)
-        (dest / "notes.md").write_text("the fix: use + instead of -\n")
-        (dest / "tests").mkdir()
-        (dest / "tests" / "test_calc.py").write_text(_REAL_HIDDEN_TEST)
-        _write_meta(dest, start, overrides)
-        return dest
+        return _build_task(src, dest, files, "src/calc/__init__.py", _REAL_HIDDEN_TEST, overrides, _FIXED_DATES)
 
     return make
 
