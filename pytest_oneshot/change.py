@@ -41,6 +41,8 @@ READ_TIMEOUT_SEC = 300.0
 class UnreadableWorkspace(Exception):
     """The agent's workspace cannot be read into a change (a malformed or endless archive): the
     agent did that to its own sandbox, so the item fails; it is never a harness error."""
+
+
 _CHUNK = 1024 * 1024
 MAX_PATH_CHARS = 1024
 _BYTECODE_SUFFIXES = (".pyc", ".pyo")
@@ -132,11 +134,15 @@ def _member_path(name: str, prefix: str) -> str | None:
     return relative.as_posix()
 
 
+def _within(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise UnreadableWorkspace(f"reading it took over {READ_TIMEOUT_SEC:.0f}s")
+
+
 def _digest_file(stream: IO[bytes], size: int, keep: bool, deadline: float) -> tuple[str, bytes | None]:
     digest, chunks, remaining = hashlib.sha256(), [], size
     while remaining > 0:
-        if time.monotonic() > deadline:
-            raise UnreadableWorkspace(f"reading it took over {READ_TIMEOUT_SEC:.0f}s")
+        _within(deadline)
         chunk = stream.read(min(_CHUNK, remaining))
         if not chunk:
             break
@@ -191,8 +197,7 @@ def _read(
     prefix: str | None = None
     with tarfile.open(fileobj=archive, mode="r|") as tar:
         for member in tar:
-            if time.monotonic() > deadline:
-                raise UnreadableWorkspace(f"reading it took over {READ_TIMEOUT_SEC:.0f}s")
+            _within(deadline)
             if prefix is None:
                 prefix = member.name.rstrip("/") + "/" if member.isdir() else ""
                 if member.isdir():
@@ -258,9 +263,13 @@ _GIT_ENV = {
 }
 
 
+def _git_env(home: Path) -> dict[str, str]:
+    """A git environment without any user or system config, excludes or attributes."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **_GIT_ENV}
+
+
 def _git(scratch: Path, *args: str, stdin: bytes = b"", index: str | None = None) -> bytes:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch), **_GIT_ENV}
-    env["GIT_DIR"] = str(scratch / "repo.git")
+    env = {**_git_env(scratch), "GIT_DIR": str(scratch / "repo.git")}
     if index:
         env["GIT_INDEX_FILE"] = str(scratch / index)
     proc = subprocess.run(["git", *args], input=stdin, capture_output=True, env=env, check=False)
@@ -273,11 +282,10 @@ def ignored_by_start(snapshot: Path, paths: list[str]) -> set[str]:
     """Which of ``paths`` the start commit's ``.gitignore`` files ignore (no user or system excludes)."""
     if not paths:
         return set()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(snapshot / ".git"), **_GIT_ENV}
     listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
     proc = subprocess.run(
         ["git", "-c", "core.excludesFile=", "check-ignore", "-z", "--stdin"],
-        input=listed, capture_output=True, env=env, cwd=snapshot, check=False,
+        input=listed, capture_output=True, env=_git_env(snapshot / ".git"), cwd=snapshot, check=False,
     )  # fmt: skip
     return {name.decode("utf-8", "surrogateescape") for name in proc.stdout.split(b"\0") if name}
 
