@@ -65,10 +65,15 @@ class _JoinWorkspace:
 
 
 class _RecordResults:
-    """Worst outcome of each test over setup, call and teardown, keyed by node id from the cwd."""
+    """Worst outcome of each test over setup, call and teardown, keyed by node id from the cwd.
+
+    A test's outcome is recorded only once its teardown is reported: a run cut short after a
+    passing setup (the terminal writer failing, the process killed) leaves the test ``missing``,
+    never ``passed``. The hook runs first so the outcome is seen before anything else may fail."""
 
     def __init__(self) -> None:
         self.statuses: dict[str, str] = {}
+        self.running: dict[str, str] = {}
         self.collection_errors: list[str] = []
         self.rootdir = os.getcwd()
 
@@ -84,6 +89,7 @@ class _RecordResults:
         if report.failed:
             self.collection_errors.append(self._test_id(report.nodeid))
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.passed:
             status = "passed"
@@ -92,9 +98,14 @@ class _RecordResults:
         else:
             status = "failed" if report.when == "call" else "error"
         test_id = self._test_id(report.nodeid)
-        previous = self.statuses.get(test_id)
+        previous = self.running.get(test_id)
         if previous is None or _SEVERITY[status] > _SEVERITY[previous]:
-            self.statuses[test_id] = status
+            self.running[test_id] = status
+        if report.when == "teardown":
+            worst = self.running.pop(test_id)
+            recorded = self.statuses.get(test_id)
+            if recorded is None or _SEVERITY[worst] > _SEVERITY[recorded]:
+                self.statuses[test_id] = worst
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
         data = {"exitstatus": int(exitstatus), "statuses": self.statuses, "collection_errors": self.collection_errors}
