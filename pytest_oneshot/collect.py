@@ -7,19 +7,22 @@ not solve the task is a pytest failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import pytest
 
 from pytest_oneshot.agent import Agent
+from pytest_oneshot.concurrency import TrialPool, TrialRunner
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.replay import REPLAY_MODEL
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
+from pytest_oneshot.sandbox import SandboxFactory
 from pytest_oneshot.stash import agent_key, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import Task, load_task
-from pytest_oneshot.trial import TrialConfig, run_trial
+from pytest_oneshot.trial import TrialConfig, TrialResult, run_trial
 
 
 class TaskFailed(Exception):
@@ -64,6 +67,18 @@ def _models(config: pytest.Config) -> tuple[str | None, ...]:
     return settings.models or (REPLAY_MODEL,)
 
 
+def _pool(session: pytest.Session) -> TrialPool | None:
+    """The process's trial pool with ``--oneshot-concurrency`` above 1, made on first use."""
+    concurrency = session.config.stash[settings_key].concurrency
+    if concurrency == 1:
+        return None
+    pool = session.config.pluginmanager.get_plugin(TrialPool.plugin_name)
+    if pool is None:
+        pool = TrialPool(session, concurrency)
+        session.config.pluginmanager.register(pool, TrialPool.plugin_name)
+    return cast(TrialPool, pool)
+
+
 def _agent(config: pytest.Config) -> Agent:
     if agent_key not in config.stash:
         settings = config.stash[settings_key]
@@ -80,6 +95,23 @@ class TaskItem(pytest.Item):
         self.rollout = rollout
 
     def setup(self) -> None:
+        pool = _pool(self.session)
+        on_phase = self._on_phase
+        if pool is None:
+            result = self.trial_runner().run(on_phase, lambda factory: factory)
+        else:
+            result = pool.result(self, on_phase)
+        self.stash[trial_key] = result
+        self.user_properties.extend(junit_properties(result))
+        self.ihook.pytest_oneshot_trial_result(item=self, result=result)
+        if result.outcome == "error":
+            pytest.fail(f"{result.reason} [run dir: {result.run_dir}]", pytrace=False)
+
+    def _on_phase(self, phase: str, duration: float) -> None:
+        self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration)
+
+    def trial_runner(self) -> TrialRunner:
+        """This item's trial, to run now or in a pool's thread (a usage problem fails the item here)."""
         settings = self.config.stash[settings_key]
         registries = self.config.stash[registries_key]
         try:
@@ -87,30 +119,29 @@ class TaskItem(pytest.Item):
             sandbox_factory = registries.sandbox.get(settings.sandbox)
         except OneshotError as exc:
             pytest.fail(str(exc), pytrace=False)
-        result = run_trial(
-            TrialConfig(
-                task=self.task,
-                agent=agent,
-                sandbox_factory=sandbox_factory,
-                item_id=self.name,
-                run_id=settings.run_id,
-                run_dir=settings.runs_dir / settings.run_id / item_dir_name(self.name),
-                cache_dir=settings.cache_dir,
-                model=self.model,
-                rollout=self.rollout,
-                agent_timeout_sec=settings.timeout,
-                min_score=settings.min_score,
-                sandbox_options=settings.sandbox_options(),
-                replay=self.config.stash[replay_key],
-                gateway=self.config.stash[gateway_key],
-            ),
-            on_phase=lambda phase, duration: self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration),
+        config = TrialConfig(
+            task=self.task,
+            agent=agent,
+            sandbox_factory=sandbox_factory,
+            item_id=self.name,
+            run_id=settings.run_id,
+            run_dir=settings.runs_dir / settings.run_id / item_dir_name(self.name),
+            cache_dir=settings.cache_dir,
+            model=self.model,
+            rollout=self.rollout,
+            agent_timeout_sec=settings.timeout,
+            min_score=settings.min_score,
+            sandbox_options=settings.sandbox_options(),
+            replay=self.config.stash[replay_key],
+            gateway=self.config.stash[gateway_key],
         )
-        self.stash[trial_key] = result
-        self.user_properties.extend(junit_properties(result))
-        self.ihook.pytest_oneshot_trial_result(item=self, result=result)
-        if result.outcome == "error":
-            pytest.fail(f"{result.reason} [run dir: {result.run_dir}]", pytrace=False)
+
+        def run(
+            on_phase: Callable[[str, float], None], track: Callable[[SandboxFactory], SandboxFactory]
+        ) -> TrialResult:
+            return run_trial(dataclasses.replace(config, sandbox_factory=track(sandbox_factory)), on_phase)
+
+        return TrialRunner(run)
 
     def runtest(self) -> None:
         result = self.stash[trial_key]

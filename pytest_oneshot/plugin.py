@@ -102,6 +102,17 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["oneshot_run_id"] = node.config.stash[settings_key].run_id
 
 
+@pytest.hookimpl(optionalhook=True, trylast=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``--oneshot-concurrency`` above 1 and ``--dist load``, keep each worker fed enough items
+    to run that many trials ahead (see :mod:`pytest_oneshot.concurrency`)."""
+    if _inert(config) or config.stash[settings_key].concurrency == 1 or config.getvalue("dist") != "load":
+        return None
+    from pytest_oneshot.concurrency import xdist_scheduler
+
+    return xdist_scheduler(config, log, config.stash[settings_key].concurrency)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Controller only: let the sandbox backend remove what dead runs left behind (e.g. containers).
 

@@ -101,6 +101,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("reasoning_effort", "Reasoning effort passed to the model (low, medium, high, ...)", "", metavar="LEVEL"),
     Option("codex_bin", "Path of the codex binary (default: the pinned npm install)", "", metavar="PATH"),
     Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
+    Option(
+        "concurrency",
+        "Trials in flight per pytest process: the next items' trials run in threads while the current one "
+        "is reported (for model-bound runs; results still come in pytest's order)",
+        "1",
+        _positive_int,
+        metavar="N",
+    ),
     Option("sandbox", "Where trials run (local, docker, ...)", "local", metavar="NAME"),
     Option(
         "docker_image",
@@ -145,6 +153,7 @@ class OneshotSettings(BaseModel):
     models: tuple[str, ...]
     """Empty when none was given: model agents then replay the tasks' cassettes."""
     rollouts: int
+    concurrency: int
     sandbox: str
     docker_image: str
     timeout: float | None
@@ -231,6 +240,7 @@ def resolve(
         codex_bin=values["codex_bin"],
         models=tuple(models or ()),
         rollouts=values["rollouts"],
+        concurrency=values["concurrency"],
         sandbox=values["sandbox"],
         docker_image=values["docker_image"],
         timeout=values["timeout"],

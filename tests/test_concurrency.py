@@ -1,0 +1,100 @@
+"""``--oneshot-concurrency``: trials of upcoming items run at once; pytest still reports in its order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROLLOUTS = 4
+
+# An agent that applies the reference fix only once ROLLOUTS trials are inside it at the same
+# time (a barrier), so the items pass only if their trials really overlap; a barrier that breaks
+# (trials one after another) makes it an agent error. It records the order pytest's hooks see.
+BARRIER_AGENT = f"""
+import json
+import threading
+
+from pytest_oneshot.agent import AgentResult
+
+barrier = threading.Barrier({ROLLOUTS}, timeout=60)
+hook_calls = []
+
+
+class TogetherAgent:
+    name = "together"
+    network = "none"
+    uses_model = False
+
+    def __init__(self, options):
+        pass
+
+    def mounts(self):
+        return {{}}
+
+    def run(self, sandbox, request):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            return AgentResult("agent_error", "the trials did not run at the same time")
+        applied = sandbox.exec(["git", "apply", "-"], stdin=request.task.reference_patch())
+        return AgentResult("completed" if applied.ok else "agent_error", applied.text())
+
+
+def pytest_oneshot_register(registries):
+    registries.agent.register("together", TogetherAgent)
+
+
+def pytest_oneshot_phase(item, phase, duration):
+    hook_calls.append((item.name, phase, threading.current_thread() is threading.main_thread()))
+
+
+def pytest_oneshot_trial_result(item, result):
+    hook_calls.append((item.name, "result", threading.current_thread() is threading.main_thread()))
+    with open("hooks.json", "w") as out:
+        json.dump(hook_calls, out)
+"""
+PHASES = ["prepare", "sandbox", "agent", "diff", "tests", "score", "result"]
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "1"]], ids=["one-process", "one-xdist-worker"])
+def test_trials_run_together_and_report_in_order(
+    xdist: list[str], shipped_tasks: Path, pytester: pytest.Pytester, run_and_parse: Callable[..., Any]
+) -> None:
+    pytester.makeconftest(BARRIER_AGENT)
+    run = run_and_parse(
+        "tasks/fix-off-by-one", "--oneshot-agent=together", f"--oneshot-rollouts={ROLLOUTS}",
+        f"--oneshot-concurrency={ROLLOUTS}", "-p", "no:randomly", *xdist,
+    )  # fmt: skip
+    run.result.assert_outcomes(passed=ROLLOUTS)
+    names = [f"fix-off-by-one[together-r{rollout}]" for rollout in range(ROLLOUTS)]
+    assert [case.get("name") for case in run.junit.iter("testcase")] == names
+    assert [item["item_id"] for item in run.report["items"]] == names
+    if not xdist:  # the hooks ran in the worker process otherwise
+        hooks = [tuple(call) for call in __import__("json").loads((pytester.path / "hooks.json").read_text())]
+        assert hooks == [(name, phase, True) for name in names for phase in PHASES]
+
+
+def test_without_concurrency_trials_run_one_at_a_time(
+    shipped_tasks: Path, pytester: pytest.Pytester, run_and_parse: Callable[..., Any]
+) -> None:
+    """The control for the barrier: one trial at a time never meets the others."""
+    pytester.makeconftest(BARRIER_AGENT.replace("timeout=60", "timeout=2"))
+    run = run_and_parse("tasks/fix-off-by-one", "--oneshot-agent=together", "--oneshot-rollouts=2")
+    run.result.assert_outcomes(failed=2)
+    assert {item["outcome"] for item in run.report["items"]} == {"agent_error"}
+
+
+def test_a_stopped_session_leaves_no_trial_running(
+    shipped_tasks: Path, pytester: pytest.Pytester, run_and_parse: Callable[..., Any]
+) -> None:
+    """With -x the first failure stops the session: trials started ahead are stopped with it, and
+    their items are not reported."""
+    pytester.makeconftest(BARRIER_AGENT.replace("timeout=60", "timeout=2"))
+    run = run_and_parse(
+        "tasks/fix-off-by-one", "--oneshot-agent=nop", f"--oneshot-rollouts={ROLLOUTS}", "--oneshot-concurrency=2", "-x"
+    )
+    run.result.assert_outcomes(failed=1)
+    assert len(run.report["items"]) == 1
