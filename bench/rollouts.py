@@ -1,16 +1,19 @@
-"""Many codex rollouts of one task against a slow scripted model: whole ``pytest`` process.
+"""Many codex rollouts of one task against a slow scripted model: whole ``pytest`` processes.
 
 The task is a copy of ``tasks/fix-off-by-one`` whose cassette has two model turns (the fix,
 then "done"), each taking ``--latency`` seconds, as a real model would. Every trial runs the
 real codex CLI in the local sandbox. For each configuration it prints the wall time and the CPU
-time of the whole process tree, and compares the wall time with the physical bound:
+time of the whole process tree -- measured in a cpuacct cgroup, because the processes in a
+bubblewrap sandbox are not reaped by the harness and rusage misses them -- and compares the
+wall time with the physical bound:
 
     bound = max(latency bound, CPU bound)
-    latency bound = ceil(trials / concurrency) rounds x the latency of one trial at -n 1
+    latency bound = ceil(trials / concurrency) rounds x the wall time of one trial at -n 1
     CPU bound     = the CPU of the serial run (-n 1) / cores
 
-It also measures the codex CLI's own CPU per run (the agent alone in a sandbox, no pytest),
-so the harness's own CPU per trial (total / trials - codex) is printed too.
+The harness's own CPU per trial is what a trial costs besides the codex CLI (the same run with
+the ``command`` agent making the same fix) and besides the task's own test command (run alone
+in a checkout).
 
     python bench/rollouts.py [--trials 16] [--concurrency 8] [--latency 1.0]
 """
@@ -64,68 +67,64 @@ class Measured:
     passed: int
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class CpuMeter:
+    """CPU seconds of a process tree: a cpuacct cgroup (v1) when writable, else rusage (undercounts)."""
+
+    def __init__(self) -> None:
+        self.group: Path | None = Path("/sys/fs/cgroup/cpuacct") / f"oneshot-bench-{os.getpid()}"
+        try:
+            self.group.mkdir()
+        except OSError:
+            self.group = None
+            print("note: no writable cpuacct cgroup; CPU from rusage misses sandboxed processes")
+
+    def run(self, argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+        if self.group is None:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            done = subprocess.run(argv, cwd=cwd, text=True, capture_output=True)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return done, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        usage, procs = self.group / "cpuacct.usage", self.group / "cgroup.procs"
+        before_ns = int(usage.read_text())
+        done = subprocess.run(argv, cwd=cwd, text=True, capture_output=True,
+                              preexec_fn=lambda: procs.write_text(str(os.getpid())))  # fmt: skip
+        return done, (int(usage.read_text()) - before_ns) / 1e9
+
+    def close(self) -> None:
+        if self.group is not None:
+            self.group.rmdir()
 
 
-def run_pytest(label: str, task: Path, work: Path, trials: int, *flags: str) -> Measured:
+def run_pytest(meter: CpuMeter, label: str, task: Path, work: Path, trials: int, *flags: str) -> Measured:
     """One whole ``pytest`` process: wall time, CPU of its process tree, and passed items."""
-    report = work / f"report-{label.replace(' ', '_')}.json"
+    report = work / f"report-{len(list(work.glob('report-*')))}.json"
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
             f"--oneshot-rollouts={trials}", f"--oneshot-runs-dir={work / 'runs'}", f"--oneshot-json={report}",
             *flags, str(task)]  # fmt: skip
-    cpu_before, started = children_cpu(), time.perf_counter()
-    run = subprocess.run(argv, cwd=work, capture_output=True, text=True)
-    wall, cpu = time.perf_counter() - started, children_cpu() - cpu_before
+    started = time.perf_counter()
+    run, cpu = meter.run(argv, work)
+    wall = time.perf_counter() - started
     if run.returncode not in (0, 1):
         sys.exit(f"{label}: pytest exited {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}")
     passed = sum(item["outcome"] == "passed" for item in json.loads(report.read_text())["items"])
     return Measured(label, wall, cpu, passed)
 
 
-def codex_cpu(task_dir: Path, work: Path, runs: int) -> float:
-    """CPU seconds of one codex CLI run: the agent alone in a local sandbox, turns without latency."""
-    from pytest_oneshot.agent import AgentRequest
-    from pytest_oneshot.agent.codex import CodexAgent
-    from pytest_oneshot.gateway import ModelGateway
-    from pytest_oneshot.replay import ReplayService
-    from pytest_oneshot.repo import snapshot
-    from pytest_oneshot.sandbox import SandboxSpec
-    from pytest_oneshot.sandbox.local import LocalSandbox
+def test_command_cpu(meter: CpuMeter, task_dir: Path, work: Path, runs: int = 3) -> float:
+    """CPU seconds of the task's test command alone, on its graded files, in a fixed checkout (median)."""
+    from pytest_oneshot.scoring.tests import graded_files
     from pytest_oneshot.task import load_task
 
     task = load_task(task_dir)
-    repo = snapshot(task, work / "cache")
-    agent = CodexAgent({})
-    replay, gateway = ReplayService(), ModelGateway()
-    spent = []
-    try:
-        for run in range(runs + 1):  # the first run warms caches
-            trial_id = f"codex-cpu-{run}"
-            route = gateway.open(trial_id, model="replay", limit=None,
-                                 upstream=replay.endpoint(task, "replay", trial_id))  # fmt: skip
-            spec = SandboxSpec(task=task, repo_snapshot=repo, trial_id=trial_id, run_id="bench",
-                               network=agent.network, mounts=agent.mounts())  # fmt: skip
-            sandbox = LocalSandbox(spec)
-            sandbox.start()
-            log_dir = work / trial_id
-            log_dir.mkdir()
-            try:
-                before = children_cpu()
-                result = agent.run(sandbox, AgentRequest(task, task.instructions, "replay", 120, log_dir,
-                                                         endpoint=route.endpoint))  # fmt: skip
-                if run:
-                    spent.append(children_cpu() - before)
-                if result.status != "completed":
-                    sys.exit(f"codex run: {result.status}: {result.message}")
-            finally:
-                route.close(None)
-                sandbox.stop()
-    finally:
-        gateway.close()
-        replay.close()
-    return sum(spent) / len(spent)
+    checkout = work / "checkout"
+    subprocess.run(["git", "clone", "-q", str(task.bundle_path), str(checkout)], check=True)
+    subprocess.run(["git", "apply", "--binary", str(task.paths.reference_diff)], cwd=checkout, check=True)
+    for path, data in task.hidden_files().items():
+        (checkout / path).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / path).write_bytes(data)
+    argv = ["python3", "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider", *graded_files(task.spec)]
+    spent = sorted(meter.run(argv, checkout)[1] for _ in range(runs))
+    return spent[len(spent) // 2]
 
 
 def main() -> int:
@@ -135,47 +134,51 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=1.0)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="oneshot-bench-rollouts-") as tmp:
-        work = Path(tmp)
-        task = slow_task(work, args.latency)
-        run_pytest("warm-up", task, work, 1)
-        codex = codex_cpu(slow_task(work / "instant", 0.0), work, runs=4)
-        serial = run_pytest("-n 1", task, work, args.trials, "-n", "1")
-        one_trial = serial.wall / args.trials
-        rounds = math.ceil(args.trials / args.concurrency)
-        bound = max(rounds * one_trial, serial.cpu / cores)
-        measured = [
-            serial,
-            run_pytest(f"-n {args.concurrency}", task, work, args.trials, "-n", str(args.concurrency)),
-            run_pytest(
-                f"-n 1 --oneshot-concurrency {args.concurrency}",
-                task,
-                work,
-                args.trials,
-                "-n",
-                "1",
-                f"--oneshot-concurrency={args.concurrency}",
-            ),
-            run_pytest(
-                f"no xdist, --oneshot-concurrency {args.concurrency}",
-                task,
-                work,
-                args.trials,
-                "-p",
-                "no:xdist",
-                f"--oneshot-concurrency={args.concurrency}",
-            ),
-        ]
-    print(f"{args.trials} rollouts, {args.latency:g} s per model turn (2 turns), {cores} cores")
-    print(f"codex CLI alone: {codex:.3f} s CPU per run")
-    print(f"bound at concurrency {args.concurrency}: max(latency {rounds} x {one_trial:.2f} s, "
-          f"CPU {serial.cpu:.1f} s / {cores}) = {bound:.2f} s")  # fmt: skip
-    print(f"{'configuration':40} {'wall s':>7} {'CPU s':>7} {'CPU/trial':>9} {'harness CPU/trial':>17} "
-          f"{'passed':>6} {'vs bound':>8}")  # fmt: skip
-    for run in measured:
-        per_trial = run.cpu / args.trials
-        print(f"{run.label:40} {run.wall:7.1f} {run.cpu:7.1f} {per_trial:9.3f} {per_trial - codex:17.3f} "
-              f"{run.passed:>3}/{args.trials:<2} {run.wall / bound:7.2f}x")  # fmt: skip
+    n, c = args.trials, args.concurrency
+    same_fix = "--oneshot-agent-cmd=sed -i 's|total_items // per_page)|-(-total_items // per_page))|' pager/core.py"
+    meter = CpuMeter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="oneshot-bench-rollouts-") as tmp:
+            work = Path(tmp)
+            task = slow_task(work, args.latency)
+            run_pytest(meter, "warm-up", task, work, 1)
+            tests_cpu = test_command_cpu(meter, task, work)
+            command = run_pytest(meter, "command agent, -n 1", task, work, n, "-n", "1", "--oneshot-agent=command",
+                                 same_fix)  # fmt: skip
+            serial = run_pytest(meter, "-n 1", task, work, n, "-n", "1")
+            measured = [
+                serial,
+                run_pytest(meter, f"-n {c}", task, work, n, "-n", str(c)),
+                run_pytest(
+                    meter, f"-n 1 --oneshot-concurrency {c}", task, work, n, "-n", "1", f"--oneshot-concurrency={c}"
+                ),
+                run_pytest(
+                    meter,
+                    f"no xdist, --oneshot-concurrency {c}",
+                    task,
+                    work,
+                    n,
+                    "-p",
+                    "no:xdist",
+                    f"--oneshot-concurrency={c}",
+                ),
+            ]
+    finally:
+        meter.close()
+    rounds = math.ceil(n / c)
+    bound = max(rounds * serial.wall / n, serial.cpu / cores)
+    codex = (serial.cpu - command.cpu) / n
+    print(f"{n} rollouts, {args.latency:g} s per model turn (2 turns), {cores} cores")
+    print("CPU per trial at -n 1:")
+    rest = command.cpu / n
+    print(f"  {serial.cpu / n:.3f} s = codex CLI {codex:.3f} s (vs the command agent) + the rest {rest:.3f} s")
+    print(f"  the rest = the task's test command alone {tests_cpu:.3f} s + the harness {rest - tests_cpu:.3f} s")
+    print(f"bound at concurrency {c}: max(latency {rounds} x {serial.wall / n:.2f} s, CPU {serial.cpu:.1f} s / {cores})"
+          f" = {bound:.2f} s")  # fmt: skip
+    print(f"{'configuration':38} {'wall s':>7} {'CPU s':>7} {'CPU/trial':>9} {'passed':>7} {'vs bound':>8}")
+    for run in [command, *measured]:
+        print(f"{run.label:38} {run.wall:7.1f} {run.cpu:7.1f} {run.cpu / n:9.3f} {run.passed:>3}/{n:<3} "
+              f"{run.wall / bound:7.2f}x")  # fmt: skip
     return 0
 
 
