@@ -7,22 +7,20 @@ not solve the task is a pytest failure.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 
 from pytest_oneshot.agent import Agent
-from pytest_oneshot.concurrency import TrialPool, TrialRunner
+from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.replay import REPLAY_MODEL
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
-from pytest_oneshot.sandbox import SandboxFactory
 from pytest_oneshot.stash import agent_key, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import Task, load_task
-from pytest_oneshot.trial import TrialConfig, TrialResult, run_trial
+from pytest_oneshot.trial import TrialConfig
 
 
 class TaskFailed(Exception):
@@ -67,14 +65,11 @@ def _models(config: pytest.Config) -> tuple[str | None, ...]:
     return settings.models or (REPLAY_MODEL,)
 
 
-def _pool(session: pytest.Session) -> TrialPool | None:
-    """The process's trial pool with ``--oneshot-concurrency`` above 1, made on first use."""
-    concurrency = session.config.stash[settings_key].concurrency
-    if concurrency == 1:
-        return None
+def _pool(session: pytest.Session) -> TrialPool:
+    """The process's trial pool, made on first use."""
     pool = session.config.pluginmanager.get_plugin(TrialPool.plugin_name)
     if pool is None:
-        pool = TrialPool(session, concurrency)
+        pool = TrialPool(session, session.config.stash[settings_key].concurrency)
         session.config.pluginmanager.register(pool, TrialPool.plugin_name)
     return cast(TrialPool, pool)
 
@@ -95,12 +90,7 @@ class TaskItem(pytest.Item):
         self.rollout = rollout
 
     def setup(self) -> None:
-        pool = _pool(self.session)
-        on_phase = self._on_phase
-        if pool is None:
-            result = self.trial_runner().run(on_phase, lambda factory: factory)
-        else:
-            result = pool.result(self, on_phase)
+        result = _pool(self.session).result(self, self._on_phase)
         self.stash[trial_key] = result
         self.user_properties.extend(junit_properties(result))
         self.ihook.pytest_oneshot_trial_result(item=self, result=result)
@@ -110,8 +100,8 @@ class TaskItem(pytest.Item):
     def _on_phase(self, phase: str, duration: float) -> None:
         self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration)
 
-    def trial_runner(self) -> TrialRunner:
-        """This item's trial, to run now or in a pool's thread (a usage problem fails the item here)."""
+    def trial_config(self) -> TrialConfig:
+        """This item's trial (a usage problem fails the item here)."""
         settings = self.config.stash[settings_key]
         registries = self.config.stash[registries_key]
         try:
@@ -119,7 +109,7 @@ class TaskItem(pytest.Item):
             sandbox_factory = registries.sandbox.get(settings.sandbox)
         except OneshotError as exc:
             pytest.fail(str(exc), pytrace=False)
-        config = TrialConfig(
+        return TrialConfig(
             task=self.task,
             agent=agent,
             sandbox_factory=sandbox_factory,
@@ -135,13 +125,6 @@ class TaskItem(pytest.Item):
             replay=self.config.stash[replay_key],
             gateway=self.config.stash[gateway_key],
         )
-
-        def run(
-            on_phase: Callable[[str, float], None], track: Callable[[SandboxFactory], SandboxFactory]
-        ) -> TrialResult:
-            return run_trial(dataclasses.replace(config, sandbox_factory=track(sandbox_factory)), on_phase)
-
-        return TrialRunner(run)
 
     def runtest(self) -> None:
         result = self.stash[trial_key]

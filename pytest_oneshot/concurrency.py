@@ -1,19 +1,23 @@
-"""Trials in flight within one pytest process (``--oneshot-concurrency N``).
+"""Trials in flight within one pytest process (``--oneshot-concurrency N``, default 1).
 
-pytest runs one item at a time, and a model-bound trial mostly waits for its model: 64 rollouts
-should not need 64 pytest processes. With N > 1, when an item's setup asks for its trial, the
-trials of the next items this process will run are started too -- from ``session.items`` in
-order, or under xdist from the worker's queue (``-n 1`` sends it every item) -- up to N at once,
-in threads. Each item still receives its own result in its own turn, so pytest reports, JUnit
-and the JSON report come out as without concurrency; phase hooks are called then, in the main
-thread. Trials already running when the session stops (``-x``, Ctrl-C) have their sandboxes
-stopped, and their results are dropped.
+pytest runs one item at a time, while a trial mostly waits: for its sandboxes to start, for its
+model. So when an item's setup asks for its trial, the trials of the next items this process will
+run -- from ``session.items`` in order, or under xdist from the worker's queue -- are started too,
+in threads: up to N of them run their agents and tests at once, and N more start their sandboxes
+ahead of their turn (a :class:`OrderedGate` lets them on in item order). Each item still receives
+its own result in its own turn, so pytest's reports, JUnit and the JSON report come out as
+without concurrency; phase hooks are called then, in the main thread. Sandboxes are stopped in the
+background once a trial's files are written, and the session waits for that at its end. Trials
+still running when the session stops (``-x``, Ctrl-C) have their sandboxes stopped and their
+results dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -21,8 +25,9 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec
-from pytest_oneshot.trial import TrialResult
+from pytest_oneshot.errors import InfraError
+from pytest_oneshot.sandbox import Sandbox, SandboxSpec
+from pytest_oneshot.trial import TrialConfig, TrialResult, run_trial
 
 _REFILL_SEC = 0.2
 
@@ -33,43 +38,98 @@ class ConcurrentItem(Protocol):
     @property
     def nodeid(self) -> str: ...
 
-    def trial_runner(self) -> TrialRunner: ...
+    def trial_config(self) -> TrialConfig: ...
+
+
+class OrderedGate:
+    """At most ``width`` trials inside at once, let in by ticket order (the items' order)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._changed = threading.Condition()
+        self._issued = 0
+        self._lowest_waiting = 0
+        self._settled: set[int] = set()
+        """Tickets that entered or left without entering."""
+        self._inside = 0
+        self._cancelled = False
+
+    def ticket(self) -> Ticket:
+        with self._changed:
+            self._issued += 1
+            return Ticket(self, self._issued - 1)
+
+    def cancel(self) -> None:
+        """The session stops: every trial still waiting gets an error instead of its turn."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+
+    def _settle(self, number: int) -> None:
+        self._settled.add(number)
+        while self._lowest_waiting in self._settled:
+            self._settled.discard(self._lowest_waiting)
+            self._lowest_waiting += 1
+        self._changed.notify_all()
 
 
 @dataclass
-class TrialRunner:
-    """One item's trial, ready to run in any thread; its phases are kept for the item's own turn.
+class Ticket:
+    """One trial's place at the gate (:class:`pytest_oneshot.trial.Gate`)."""
 
-    ``run`` takes the phase callback and a wrapper for the sandbox factory, which the runner uses
-    to keep the trial's sandboxes, so a closing pool can stop them."""
+    gate: OrderedGate
+    number: int
+    entered: bool = False
+    left: bool = False
 
-    run: Callable[[Callable[[str, float], None], Callable[[SandboxFactory], SandboxFactory]], TrialResult]
+    def enter(self) -> None:
+        gate = self.gate
+        with gate._changed:
+            gate._changed.wait_for(
+                lambda: gate._cancelled or (self.number == gate._lowest_waiting and gate._inside < gate.width)
+            )
+            if gate._cancelled:
+                raise InfraError("agent", "the session stopped before this trial's turn")
+            self.entered = True
+            gate._inside += 1
+            gate._settle(self.number)
+
+    def leave(self) -> None:
+        gate = self.gate
+        with gate._changed:
+            if self.left:
+                return
+            self.left = True
+            if self.entered:
+                gate._inside -= 1
+                gate._changed.notify_all()
+            else:
+                gate._settle(self.number)
+
+
+@dataclass
+class _Trial:
+    """A started trial: its result to come, and what it keeps for its item's turn."""
+
+    future: Future[TrialResult] | None = None
     phases: list[tuple[str, float]] = field(default_factory=list)
     sandboxes: list[Sandbox] = field(default_factory=list)
 
-    def __call__(self) -> TrialResult:
-        return self.run(lambda phase, duration: self.phases.append((phase, duration)), self._tracked)
-
-    def _tracked(self, factory: SandboxFactory) -> SandboxFactory:
-        def make(spec: SandboxSpec) -> Sandbox:
-            sandbox = factory(spec)
-            self.sandboxes.append(sandbox)
-            return sandbox
-
-        return make
-
 
 class TrialPool:
-    """Runs the trials of upcoming items ahead, at most ``concurrency`` at once."""
+    """Runs the trials of upcoming items ahead: ``concurrency`` at once, as many more starting."""
 
     plugin_name = "oneshot-concurrency"
 
     def __init__(self, session: pytest.Session, concurrency: int) -> None:
         self.session = session
         self.concurrency = concurrency
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="oneshot-trial")
+        self._gate = OrderedGate(concurrency)
+        self._executor = ThreadPoolExecutor(max_workers=2 * concurrency, thread_name_prefix="oneshot-trial")
+        self._cleanup = ThreadPoolExecutor(max_workers=2, thread_name_prefix="oneshot-cleanup")
+        self._cleanups: list[Future[None]] = []
         self._lock = threading.Lock()
-        self._started: dict[str, tuple[Future[TrialResult], TrialRunner]] = {}
+        self._started: dict[str, _Trial] = {}
         self._done: set[str] = set()
         self._closing = False
         self._worker = _xdist_worker(session.config)
@@ -80,17 +140,18 @@ class TrialPool:
         """``item``'s trial result (started now if it was not), after starting the next ones."""
         self._fill(item)
         with self._lock:
-            future, runner = self._started[item.nodeid]
+            trial = self._started[item.nodeid]
+        assert trial.future is not None
         try:
-            while not wait([future], timeout=_REFILL_SEC).done:
+            while not wait([trial.future], timeout=_REFILL_SEC).done:
                 self._fill(None)  # xdist may have sent this worker more items meanwhile
-            result = future.result()
+            result = trial.future.result()
         finally:
             with self._lock:
                 del self._started[item.nodeid]
                 self._done.add(item.nodeid)
             self._fill(None)
-        for phase, duration in runner.phases:
+        for phase, duration in trial.phases:
             on_phase(phase, duration)
         return result
 
@@ -99,37 +160,61 @@ class TrialPool:
         self.session.config.pluginmanager.unregister(self)
 
     def close(self) -> None:
-        """Stop trials nobody will wait for: queued ones are cancelled, running ones' sandboxes stopped."""
+        """Stop trials nobody will wait for, then wait for every sandbox to be stopped."""
         with self._lock:
             self._closing = True
-            unfinished = [(future, runner) for future, runner in self._started.values() if not future.done()]
-        for future, runner in unfinished:
-            if not future.cancel():
-                for sandbox in list(runner.sandboxes):
+            unfinished = [trial for trial in self._started.values() if trial.future and not trial.future.done()]
+        self._gate.cancel()
+        for trial in unfinished:
+            assert trial.future is not None
+            if not trial.future.cancel():
+                for sandbox in list(trial.sandboxes):
                     with contextlib.suppress(Exception):  # best effort: the trial's own cleanup follows
                         sandbox.stop()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._cleanup.shutdown(wait=True)
+        for stopped in self._cleanups:
+            if stopped.exception() is not None:
+                warnings.warn(f"oneshot: stopping a sandbox failed: {stopped.exception()}", stacklevel=1)
 
     def _is_started(self, item: pytest.Item) -> bool:
         with self._lock:
             return item.nodeid in self._started or item.nodeid in self._done
 
     def _fill(self, current: ConcurrentItem | None) -> None:
-        """Start ``current`` and then upcoming items until ``concurrency`` trials run."""
+        """Start ``current`` and then upcoming items, up to twice ``concurrency`` unfinished trials."""
         candidates: list[Any] = [current] if current is not None else []
         candidates += [item for item in self._upcoming() if _runs_a_trial(item)]
         with self._lock:
-            running = sum(not future.done() for future, _ in self._started.values())
+            unfinished = sum(trial.future is not None and not trial.future.done() for trial in self._started.values())
             for item in candidates:
-                if self._closing or (item is not current and running >= self.concurrency):
+                if self._closing or (item is not current and unfinished >= 2 * self.concurrency):
                     break
                 if item.nodeid in self._started or item.nodeid in self._done:
                     continue
-                runner = item.trial_runner()
-                future = self._executor.submit(runner)
-                future.add_done_callback(lambda _: self._fill(None))
-                self._started[item.nodeid] = (future, runner)
-                running += 1
+                trial = _Trial()
+                config = item.trial_config()
+                config = dataclasses.replace(
+                    config,
+                    sandbox_factory=self._tracked(config, trial),
+                    gate=self._gate.ticket(),
+                    stop_later=self._stop_later,
+                )
+                trial.future = self._executor.submit(self._run, config, trial)
+                trial.future.add_done_callback(lambda _: self._fill(None))
+                self._started[item.nodeid] = trial
+                unfinished += 1
+
+    def _run(self, config: TrialConfig, trial: _Trial) -> TrialResult:
+        try:
+            return run_trial(config, lambda phase, duration: trial.phases.append((phase, duration)))
+        finally:
+            assert config.gate is not None
+            config.gate.leave()  # also when the trial could not start: the next ones must not wait for it
+
+    def _stop_later(self, stop: Callable[[], None]) -> None:
+        """``TrialConfig.stop_later``: sandboxes stop in the background; :meth:`close` waits for them."""
+        self._cleanups.append(self._cleanup.submit(stop))
 
     def _upcoming(self) -> Iterator[pytest.Item]:
         """The items this process will run next, in order."""
@@ -143,10 +228,22 @@ class TrialPool:
             indices = [self._worker.nextitem_index, *queue]
         yield from (items[index] for index in indices if isinstance(index, int))
 
+    @staticmethod
+    def _tracked(config: TrialConfig, trial: _Trial) -> Callable[[SandboxSpec], Sandbox]:
+        """The trial's sandbox factory, keeping what it makes so :meth:`close` can stop it."""
+        factory = config.sandbox_factory
+
+        def make(spec: SandboxSpec) -> Sandbox:
+            sandbox = factory(spec)
+            trial.sandboxes.append(sandbox)
+            return sandbox
+
+        return make
+
 
 def _runs_a_trial(item: pytest.Item) -> bool:
     """Only task items run trials; one pytest would skip at setup is left to pytest."""
-    if not hasattr(item, "trial_runner"):
+    if not hasattr(item, "trial_config"):
         return False
     return item.get_closest_marker("skip") is None and item.get_closest_marker("skipif") is None
 
@@ -176,11 +273,13 @@ def _guard_steals(worker: Any, started: Callable[[pytest.Item], bool]) -> None:
 
 
 def xdist_scheduler(config: pytest.Config, log: Any, concurrency: int) -> Any:
-    """xdist's load scheduling, keeping ``concurrency`` + 1 items queued on each worker.
+    """xdist's load scheduling, keeping enough items queued on each worker for its trial pool.
 
     Plain load scheduling sends a worker only a few items at a time (it expects one test at a
-    time per worker), which would leave a worker's trial pool little to run ahead."""
+    time per worker), which would leave a worker's pool little to run or start ahead."""
     from xdist.scheduler import LoadScheduling
+
+    wanted = 2 * concurrency + 1
 
     class KeepWorkersFed(LoadScheduling):  # type: ignore[misc]
         def schedule(self) -> None:
@@ -195,7 +294,7 @@ def xdist_scheduler(config: pytest.Config, log: Any, concurrency: int) -> Any:
                 super().check_schedule(node, duration)
 
         def _top_up(self, node: Any) -> None:
-            missing = concurrency + 1 - len(self.node2pending[node])
+            missing = wanted - len(self.node2pending[node])
             if self.pending and missing > 0:
                 self._send_tests(node, missing)
             if not self.pending and not node.shutting_down:

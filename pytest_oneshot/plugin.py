@@ -104,9 +104,9 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(optionalhook=True, trylast=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With ``--oneshot-concurrency`` above 1 and ``--dist load``, keep each worker fed enough items
-    to run that many trials ahead (see :mod:`pytest_oneshot.concurrency`)."""
-    if _inert(config) or config.stash[settings_key].concurrency == 1 or config.getvalue("dist") != "load":
+    """With ``--dist load``, keep each worker fed enough items for its trial pool to run and start
+    trials ahead (see :mod:`pytest_oneshot.concurrency`)."""
+    if _inert(config) or config.getvalue("dist") != "load":
         return None
     from pytest_oneshot.concurrency import xdist_scheduler
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -54,6 +54,16 @@ class Phase(StrEnum):
     SCORE = "score"
 
 
+class Gate(Protocol):
+    """Lets a trial past its sandbox phase: it bounds how many trials run agents and tests at once."""
+
+    def enter(self) -> None:
+        """Wait for this trial's turn. Raises InfraError when the session stops meanwhile."""
+
+    def leave(self) -> None:
+        """The trial is scored or ended early (idempotent; also when it never entered)."""
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     task: Task
@@ -75,6 +85,11 @@ class TrialConfig:
     gateway: ModelGateway | None = None
     """Routes a model agent's traffic (key, token count and limit, tracing). None: a private one
     for this trial, which reaches replay cassettes or the OpenAI API without a key."""
+    gate: Gate | None = None
+    """Entered between the sandbox and agent phases, so sandboxes can start ahead of their turn."""
+    stop_later: Callable[[Callable[[], None]], object] | None = None
+    """Runs the sandboxes' stop once the result is written (e.g. in the background); None: the stop
+    happens before ``run_trial`` returns."""
 
     @property
     def trial_id(self) -> str:
@@ -189,6 +204,8 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
     except InfraError as exc:
         state.result.outcome, state.result.reason = "error", str(exc)
     finally:
+        if config.gate is not None:
+            config.gate.leave()
         try:
             _close_route(state)  # its token counts and trace belong in the files
             _join_patch(state)
@@ -197,7 +214,10 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             if state.private_gateway is not None:
                 state.private_gateway.close()
             executor.shutdown(wait=True)  # a scoring sandbox still starting is stopped below
-            state.stop_sandboxes()
+            if config.stop_later is not None:
+                config.stop_later(state.stop_sandboxes)
+            else:
+                state.stop_sandboxes()
     return state.result
 
 
@@ -250,6 +270,8 @@ def _run_phases(
         state.sandbox = config.sandbox_factory(spec)
         state.sandbox.start()
         commit_baseline(state.sandbox)
+    if config.gate is not None:
+        config.gate.enter()
     with state.phase(Phase.AGENT, on_phase):
         log_dir = config.run_dir / "agent"
         log_dir.mkdir(exist_ok=True)

@@ -160,7 +160,14 @@ def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: 
     results_path = f"~/.oneshot/results-{secrets.token_hex(8)}.json"
     argv = [pytest_command.python, "-I", "-S", "-B", "-c", LAUNCHER.read_text(), *pytest_command.args]
     argv += ["-c", _abs(root, config.effective_file), "--rootdir", _abs(root, config.rootdir)]
-    argv += ["-p", "no:cacheprovider", "-p", "no:oneshot", "-rA", *chosen]  # this plugin is inert there: skip its import
+    argv += [
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:oneshot",
+        "-rA",
+        *chosen,
+    ]  # this plugin is inert there: skip its import
     env = {**pytest_command.env, "ONESHOT_WORKSPACE": root, "ONESHOT_RESULTS": results_path}
     run = sandbox.exec(argv, env=env, timeout=timeout, output=log)
     if run.timed_out:
