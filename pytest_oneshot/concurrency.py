@@ -145,12 +145,13 @@ class TrialPool:
         try:
             while not wait([trial.future], timeout=_REFILL_SEC).done:
                 self._fill(None)  # xdist may have sent this worker more items meanwhile
-            result = trial.future.result()
-        finally:
-            with self._lock:
-                del self._started[item.nodeid]
-                self._done.add(item.nodeid)
-            self._fill(None)
+        finally:  # interrupted (Ctrl-C): the trial stays unfinished, for close() to stop
+            if trial.future.done():
+                with self._lock:
+                    del self._started[item.nodeid]
+                    self._done.add(item.nodeid)
+                self._fill(None)
+        result = trial.future.result()
         for phase, duration in trial.phases:
             on_phase(phase, duration)
         return result

@@ -1,5 +1,5 @@
 """A run killed with SIGKILL cleans nothing up: its run dir still says what happened, and the next
-session removes the local sandbox it left behind."""
+session removes the local sandbox it left behind. Ctrl-C stops the agent's commands at once."""
 
 from __future__ import annotations
 
@@ -25,23 +25,40 @@ def _sandbox_dirs_of(pid: int) -> list[Path]:
     ]
 
 
-def test_sigkill_leaves_an_interrupted_result_and_the_next_session_removes_the_sandbox(
-    make_task: Callable[..., Path], pytester: pytest.Pytester
-) -> None:
-    make_task(pytester.path / "tasks" / "fix-add")
+def _run_until_agent_starts(pytester: pytest.Pytester) -> tuple[subprocess.Popen[bytes], Path]:
+    """A pytest run whose agent sleeps for 300 s, once the agent runs; and the agent's log."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tasks", "--oneshot-agent=command"]
     run = pytester.popen([*argv, "--oneshot-agent-cmd=echo agent-started; sleep 300"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120  # a wait for the agent to start, not a timing assertion
-    logs: list[Path] = []
     while time.monotonic() < deadline and run.poll() is None:
         logs = list(pytester.path.glob("runs/*/fix-add__command-r0/agent/agent.log"))
         if logs and b"agent-started" in logs[0].read_bytes():
-            break
+            return run, logs[0]
         time.sleep(0.2)
-    else:
-        run.kill()
-        pytest.fail("the run never reached its agent phase")
+    run.kill()
+    pytest.fail("the run never reached its agent phase")
+
+
+def test_ctrl_c_stops_the_agent_and_removes_the_sandbox(
+    make_task: Callable[..., Path], pytester: pytest.Pytester
+) -> None:
+    """The trial runs in a pool thread, which Ctrl-C does not reach: the session's end must stop
+    the agent's command (300 s of sleep) and remove its sandbox, not wait for it."""
+    make_task(pytester.path / "tasks" / "fix-add")
+    run, _ = _run_until_agent_starts(pytester)
+    left = _sandbox_dirs_of(run.pid)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+    assert left and not any(root.exists() for root in left)
+
+
+def test_sigkill_leaves_an_interrupted_result_and_the_next_session_removes_the_sandbox(
+    make_task: Callable[..., Path], pytester: pytest.Pytester
+) -> None:
+    make_task(pytester.path / "tasks" / "fix-add")
+    run, log = _run_until_agent_starts(pytester)
+    logs = [log]
     left = _sandbox_dirs_of(run.pid)
     run.send_signal(signal.SIGKILL)
     run.wait()

@@ -135,6 +135,8 @@ class LocalSandbox:
             self.workdir = str(Path(self._workspace, subdir))
             self._env = base_env(str(self._home), str(self._tmp))
         self._host_workdir = self._workspace / subdir
+        self._running: set[int] = set()
+        """Process groups of the commands running now (each command leads its own group)."""
         self._ro_binds: list[tuple[Path, str]] = []  # the task's venv, once built
 
     @staticmethod
@@ -207,6 +209,7 @@ class LocalSandbox:
         cwd = cwd or self.workdir
         started = time.monotonic()
         sink = open(output, "ab") if output else subprocess.PIPE  # noqa: SIM115 - closed below
+        proc: subprocess.Popen[bytes] | None = None
         try:
             proc = subprocess.Popen(
                 self._argv(cmd, cwd),
@@ -217,6 +220,7 @@ class LocalSandbox:
                 stderr=subprocess.STDOUT if output else subprocess.PIPE,
                 start_new_session=True,  # one process group to kill at the timeout
             )
+            self._running.add(proc.pid)
             timed_out = False
             try:
                 stdout, stderr = proc.communicate(stdin, timeout=timeout)
@@ -231,6 +235,8 @@ class LocalSandbox:
         finally:
             if output:
                 sink.close()  # type: ignore[union-attr]
+            if proc is not None:
+                self._running.discard(proc.pid)
         return ExecResult(
             returncode=proc.returncode,
             stdout=stdout or b"",
@@ -272,6 +278,8 @@ class LocalSandbox:
         return archive_from_command(argv, "the sandbox", check=False)  # what tar cannot read is not in the change
 
     def stop(self) -> None:
+        for pgid in list(self._running):  # commands still running (the session stops): their groups go first
+            _kill_group(pgid)
         shutil.rmtree(self._root, ignore_errors=True)
 
 
