@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.sandbox.docker import builds_log, environment_image
+from pytest_oneshot.sandbox.docker_image import builds_log, environment_image
 from pytest_oneshot.sandbox.dockerd import Engine, ensure_engine
 from pytest_oneshot.scoring.tests import graded_tests
 from pytest_oneshot.task import Task, load_task

@@ -21,8 +21,11 @@ import pytest
 from pytest_oneshot.change import read_archive
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.logcap import capped_output
+from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import SandboxSpec
-from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
+from pytest_oneshot.sandbox.docker import DockerSandbox
+from pytest_oneshot.sandbox.docker_image import builds_log, environment_image
+from pytest_oneshot.sandbox.docker_reap import reap
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine
 from pytest_oneshot.task import Task
 
@@ -267,7 +270,7 @@ _BUILD = """
 import sys
 from pathlib import Path
 from pytest_oneshot.task import load_task
-from pytest_oneshot.sandbox.docker import environment_image
+from pytest_oneshot.sandbox.docker_image import environment_image
 from pytest_oneshot.sandbox.dockerd import ensure_engine
 print(environment_image(ensure_engine(), load_task(Path(sys.argv[1])), Path(sys.argv[2]), cache_dir=Path(sys.argv[3])))
 """
@@ -369,8 +372,6 @@ class _RacingEngine(Engine):
 
 
 def test_reap_survives_containers_that_vanish_between_list_and_inspect(engine: Engine) -> None:
-    from pytest_oneshot.sandbox.docker import Owner
-
     me = Owner.current()
     dead = Owner(me.host, me.boot, me.pid, "1")  # our pid, another start time: a dead run
     labels = [arg for key, value in dead.labels().items() for arg in ("--label", f"{key}={value}")]
@@ -387,8 +388,6 @@ def test_reap_survives_containers_that_vanish_between_list_and_inspect(engine: E
 
 
 def test_owner_detection() -> None:
-    from pytest_oneshot.sandbox.docker import Owner
-
     me = Owner.current()
     assert not me.is_dead()
     assert Owner(me.host, me.boot, me.pid, "1").is_dead()  # same pid, other process (pid reuse)
