@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import csv
 import hashlib
 import io
 import re
@@ -19,18 +18,20 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import IO, final
+from typing import IO, Any, final
 
+import docker.errors
+from docker.types import Mount
 from typing_extensions import override
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
-from pytest_oneshot.sandbox.archive import archive_by_exec, archive_from_command
+from pytest_oneshot.sandbox.archive import archive_by_exec
 from pytest_oneshot.sandbox.docker_exec import engine_exec, server_exec
 from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
 from pytest_oneshot.sandbox.docker_reap import LABEL, SERVER_HOME_LABEL, SERVER_HOME_PREFIX, reap
-from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, cli_env, ensure_engine
+from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, api_error, ensure_engine
 
 _SANDBOX_ENV = {
     "LANG": "C.UTF-8",
@@ -129,27 +130,13 @@ class DockerSandbox(Sandbox):
             SERVER_HOME_LABEL: str(self._server_home),
             **Owner.current().labels(),
         }
-        argv = ["run", "-d", "--name", self.name, "--init", "--entrypoint", "sh", "-w", self.workdir]
-        # When tests.setup may run the agent's code before pytest, the scoring container's system is
-        # read-only, so it cannot change the python, plugins or shell under the tests; the workspace
-        # is then an anonymous volume seeded from the image (removed with the container; ~0.3 s more
-        # to start a mid-sized repo), HOME and /tmp are scratch. Otherwise the workspace lives in the
-        # container's own layer. The agent's container may change its own system: only the repo's
-        # files leave it, read once its processes are stopped.
-        argv += ["--tmpfs", "/tmp:exec"]
-        if spec.protect_system:
-            argv += ["--read-only", "--volume", WORKSPACE, "--tmpfs", "/root", "--tmpfs", "/run"]
-        argv += ["--network", "host" if spec.network == "loopback" else "none"]
-        argv += ["--cpus", f"{spec.cpus:g}", "--memory", f"{spec.memory_mb}m", "--memory-swap", f"{spec.memory_mb}m"]
-        for key, value in {**labels, **_SANDBOX_ENV}.items():
-            argv += ["--label" if key in labels else "--env", f"{key}={value}"]
-        mounts = {Path(execd.__file__): (_SERVER_SCRIPT, True), socket_dir: (_SERVER_DIR, False)}
-        mounts.update({Path(host): (target, True) for host, target in spec.mounts.items()})
-        for host_path, (sandbox_path, readonly) in mounts.items():
-            fields = ["type=bind", f"source={host_path.resolve()}", f"target={sandbox_path}"]
-            argv += ["--mount", _csv([*fields, "readonly"] if readonly else fields)]
+        config = container_config(self.engine, spec, image=self.image, workdir=self.workdir, socket_dir=socket_dir)
         _live.add(self)
-        self.engine.run(*argv, self.image, "-c", _MAIN)
+        try:
+            self.engine.api.create_container(name=self.name, labels=labels, **config)
+            self.engine.api.start(self.name)
+        except docker.errors.APIError as exc:
+            raise api_error(f"starting container {self.name}", exc) from None
         self._server = self._attach_server(socket_dir)
 
     def _attach_server(self, socket_dir: Path) -> execd.Client | None:
@@ -200,8 +187,10 @@ class DockerSandbox(Sandbox):
         return result
 
     def _running(self) -> bool:
-        proc = self.engine.run("inspect", "--format", "{{.State.Running}}", self.name, check=False)
-        return proc.stdout.strip() == b"true"
+        try:
+            return bool(self.engine.api.inspect_container(self.name)["State"]["Running"])
+        except docker.errors.NotFound:
+            return False
 
     def _raise_if_gone(self) -> None:
         if not self._running():
@@ -246,9 +235,13 @@ class DockerSandbox(Sandbox):
                     return
         if stop_processes:  # --init: killing the container kills every process in it; the volume stays
             self._server = None
-            self.engine.run("kill", self.name, check=False, timeout=60)
-        copy = self.engine.argv("cp", f"{self.name}:{WORKSPACE}", "-")
-        with archive_from_command(copy, self.name, cli_env()) as archive:
+            with contextlib.suppress(docker.errors.APIError):  # already stopped
+                self.engine.api.kill(self.name)
+        try:
+            chunks, _ = self.engine.api.get_archive(self.name, WORKSPACE)
+        except docker.errors.APIError as exc:
+            raise api_error(f"reading the workspace of {self.name}", exc) from None
+        with io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20) as archive:
             yield archive
 
     @override
@@ -256,17 +249,74 @@ class DockerSandbox(Sandbox):
         _live.discard(self)
         self._server = None
         if self._engine is not None:
-            self._engine.run("rm", "-f", "-v", self.name, check=False, timeout=60)
+            with contextlib.suppress(docker.errors.APIError):  # already removed
+                self._engine.api.remove_container(self.name, v=True, force=True)
         if self._server_home is not None:
             shutil.rmtree(self._server_home, ignore_errors=True)
             self._server_home = None
 
 
-def _csv(fields: Sequence[str]) -> str:
-    """One ``--mount`` value: docker parses it as a CSV record, so quote commas in paths."""
-    line = io.StringIO()
-    csv.writer(line).writerow(fields)
-    return line.getvalue().strip()
+def container_config(
+    engine: Engine, spec: SandboxSpec, *, image: str, workdir: str, socket_dir: Path
+) -> dict[str, Any]:
+    """``create_container`` arguments for a trial's container, its name and labels aside.
+
+    When tests.setup may run the agent's code before pytest, the scoring container's system is
+    read-only, so it cannot change the python, plugins or shell under the tests; the workspace is
+    then an anonymous volume seeded from the image (removed with the container; ~0.3 s more to start
+    a mid-sized repo), HOME and /tmp are scratch. Otherwise the workspace lives in the container's own
+    layer. The agent's container may change its own system: only the repo's files leave it, read once
+    its processes are stopped.
+    """
+    mounts = [
+        Mount(_SERVER_SCRIPT, str(Path(execd.__file__).resolve()), type="bind", read_only=True),
+        Mount(_SERVER_DIR, str(socket_dir.resolve()), type="bind"),
+        *(
+            Mount(target, str(Path(host).resolve()), type="bind", read_only=True)
+            for host, target in spec.mounts.items()
+        ),
+    ]
+    tmpfs = {"/tmp": "exec", **({"/root": "", "/run": ""} if spec.protect_system else {})}
+    host_config = engine.api.create_host_config(
+        init=True,
+        tmpfs=tmpfs,
+        read_only=spec.protect_system,
+        network_mode="host" if spec.network == "loopback" else "none",
+        nano_cpus=round(spec.cpus * 1e9),
+        mem_limit=f"{spec.memory_mb}m",
+        memswap_limit=f"{spec.memory_mb}m",
+        mounts=mounts,
+    )
+    return {
+        "image": image,
+        "entrypoint": ["sh"],
+        "command": ["-c", _MAIN],
+        "working_dir": workdir,
+        "environment": dict(_SANDBOX_ENV),
+        "volumes": [WORKSPACE] if spec.protect_system else None,
+        "host_config": host_config,
+    }
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file over the SDK's stream of archive chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            self._left = next(self._chunks, b"")
+            if not self._left:
+                return 0
+        size = min(len(buffer), len(self._left))
+        buffer[:size] = self._left[:size]
+        self._left = self._left[size:]
+        return size
 
 
 _live: set[DockerSandbox] = set()

@@ -1,25 +1,35 @@
-"""The two ways a command reaches a container: its exec server (:mod:`execd`, a few ms each) and
-``docker exec`` (~65 ms), the fallback for images without python3 and for a server the agent killed.
-Both keep the :meth:`Sandbox.exec` contract; the sandbox chooses."""
+"""The two ways a command reaches a container: its exec server (:mod:`execd`, a few ms each) and the
+engine's exec (``docker exec``, ~60 ms), the fallback for images without python3 and for a server the
+agent killed. Both keep the :meth:`Sandbox.exec` contract; the sandbox chooses."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pytest_oneshot.sandbox import ExecResult, execd
-from pytest_oneshot.sandbox.dockerd import Engine, cli_env
-from pytest_oneshot.sandbox.process import KILL_GRACE_SEC, Sink, run_process
+import docker.errors
+from docker.utils.socket import STDERR, frames_iter
 
-# `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: CMD writes its pid and /proc stat line (start
-# time) to PIDFILE, so a timeout can find its whole tree, and runs as the leader of a new
-# session when the image has setsid (as a child, which is never a group leader, so setsid
-# need not fork).
+from pytest_oneshot.errors import InfraError
+from pytest_oneshot.sandbox import ExecResult, execd
+from pytest_oneshot.sandbox.dockerd import Engine, api_error
+from pytest_oneshot.sandbox.process import KILL_GRACE_SEC, OnOutput, Running, Sink, drive
+
+_EXIT_POLL_SEC = 0.01
+_EXIT_WAIT_SEC = 5.0
+
+# `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: once the host sends a newline (below), CMD writes its pid
+# and /proc stat line (start time) to PIDFILE, so a timeout can find its whole tree, and runs as the
+# leader of a new session when the image has setsid (as a child, which is never a group leader, so
+# setsid need not fork). The rest of the exec's stdin is CMD's.
 _RECORD = 'read -r s </proc/$$/stat; echo "$$ $s" >"$0"; exec "$@"'
 _LAUNCH = (
-    'r=$1 p=$2; shift 2; if command -v setsid >/dev/null 2>&1; then setsid sh -c "$r" "$p" "$@"; exit $?; fi; '
+    "IFS= read -r _; r=$1 p=$2; shift 2; "
+    'if command -v setsid >/dev/null 2>&1; then setsid sh -c "$r" "$p" "$@"; exit $?; fi; '
     'exec sh -c "$r" "$p" "$@"'
 )
 # `sh -c _KILL_TREE sh PIDFILE`: stop ROOT's launcher and every process below ROOT, in its session, or orphaned
@@ -90,14 +100,75 @@ def engine_exec(
     stdin: bytes | None,
     output: Path | None,
 ) -> ExecResult:
-    """Run ``cmd`` through ``docker exec``: its pid is recorded so a timeout finds and kills its whole tree."""
+    """Run ``cmd`` through the engine's exec; its pid is recorded so a timeout finds and kills its whole tree.
+
+    The SDK reads the exec's output from the raw socket after the HTTP response's headers, past the
+    client's buffer: output sent right behind the headers would be lost. So the command starts only
+    when the host, holding the socket, sends a newline first.
+
+    Raises:
+        InfraError: the container is gone or stopped (removed, or killed by the memory limit).
+    """
+    started = time.monotonic()
     pidfile = f"/tmp/.oneshot-exec-{uuid.uuid4().hex}.pid"
-    argv = engine.argv("exec", "-w", cwd, *(["-i"] if stdin is not None else []))
-    for name in env:
-        argv += ["-e", name]  # the value travels in the client's environment, never in an argv
-    argv += [container, "sh", "-c", _LAUNCH, "sh", _RECORD, pidfile, *cmd]
+    argv = ["sh", "-c", _LAUNCH, "sh", _RECORD, pidfile, *cmd]
+    try:
+        exec_id = engine.api.exec_create(container, argv, stdin=True, environment=dict(env), workdir=cwd)["Id"]
+        stream = engine.api.exec_start(exec_id, socket=True)
+    except docker.errors.APIError as exc:
+        raise _gone_or(exc, container) from None
+    conn: socket.socket = getattr(stream, "_sock", stream)  # the unix socket under the SDK's SocketIO
+    conn.settimeout(None)
+    sink = Sink(output)
+
+    def read(on_output: OnOutput) -> None:
+        with contextlib.suppress(OSError):
+            for kind, data in frames_iter(stream, False):
+                on_output(kind == STDERR, data)
+
+    def feed(data: bytes) -> None:
+        with contextlib.suppress(OSError):  # the command exited without reading it all
+            conn.sendall(data)
+            conn.shutdown(socket.SHUT_WR)  # EOF on the command's stdin
 
     def kill_tree() -> None:
-        engine.run("exec", container, "sh", "-c", _KILL_TREE, "sh", pidfile, check=False, timeout=30)
+        with contextlib.suppress(docker.errors.APIError):  # the container is gone: so is the command
+            quick = engine.api.exec_create(container, ["sh", "-c", _KILL_TREE, "sh", pidfile])["Id"]
+            engine.api.exec_start(quick)
 
-    return run_process(argv, env=cli_env(env), stdin=stdin, timeout=timeout, output=output, kill_tree=kill_tree)
+    def abandon() -> None:
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+
+    running = Running(
+        readers=[read], wait=lambda within: True, returncode=lambda: 0, kill_tree=kill_tree, abandon=abandon, feed=feed
+    )
+    try:
+        timed_out = drive(running, stdin=b"\n" + (stdin or b""), timeout=timeout, on_output=sink.write)
+        returncode = _exit_code(engine, exec_id, container)
+    finally:
+        sink.close()
+        stream.close()
+        conn.close()
+    return sink.result(returncode, timed_out, started)
+
+
+def _exit_code(engine: Engine, exec_id: str, container: str) -> int:
+    """The exec's exit status, once the engine has recorded it (just after its output ends)."""
+    deadline = time.monotonic() + _EXIT_WAIT_SEC
+    while True:
+        try:
+            state = engine.api.exec_inspect(exec_id)
+        except docker.errors.APIError as exc:
+            raise _gone_or(exc, container) from None
+        if not state.get("Running") and state.get("ExitCode") is not None:
+            return int(state["ExitCode"])
+        if time.monotonic() > deadline:  # given up on after the kill: killed as far as we know
+            return 137
+        time.sleep(_EXIT_POLL_SEC)
+
+
+def _gone_or(exc: docker.errors.APIError, container: str) -> InfraError:
+    if exc.status_code in (404, 409):  # no such container (or exec), or it is not running
+        return InfraError("sandbox", f"container {container} is not running (removed, or killed by the memory limit)")
+    return api_error(f"docker exec in {container}", exc)

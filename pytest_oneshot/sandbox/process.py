@@ -136,6 +136,7 @@ def run_process(
     timeout: float | None = None,
     output: Path | None = None,
     kill_tree: Callable[[], None] | None = None,
+    heartbeat: tuple[float, Callable[[float], None]] | None = None,
 ) -> ExecResult:
     """Run a host command in a session of its own; at the timeout ``kill_tree`` (default: every process
     of its session, below it, or carrying its :data:`MARKER`). A command that cannot start is a result,
@@ -165,7 +166,7 @@ def run_process(
             abandon=proc.kill,
             feed=lambda data: _feed(proc, data),
         )
-        timed_out = drive(running, stdin=stdin, timeout=timeout, on_output=sink.write)
+        timed_out = drive(running, stdin=stdin, timeout=timeout, on_output=sink.write, heartbeat=heartbeat)
     finally:
         sink.close()
     return sink.result(proc.returncode, timed_out, started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -12,10 +13,10 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from pytest_oneshot.change import read_archive
@@ -207,11 +208,12 @@ def test_the_agents_container_may_change_its_own_system(make_sandbox: MakeSandbo
 
 def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine) -> None:
     sandbox = make_sandbox()
-    labels = engine.run("inspect", "--format", "{{json .Config.Labels}}", sandbox.name).stdout.decode()
-    assert '"oneshot.run_id":"test-run"' in labels and f'"oneshot.owner.pid":"{os.getpid()}"' in labels
+    labels = engine.api.inspect_container(sandbox.name)["Config"]["Labels"]
+    assert labels["oneshot.run_id"] == "test-run" and labels["oneshot.owner.pid"] == str(os.getpid())
     sandbox.stop()
     sandbox.stop()
-    assert engine.run("inspect", sandbox.name, check=False).returncode != 0
+    with pytest.raises(docker.errors.NotFound):
+        engine.api.inspect_container(sandbox.name)
 
 
 # --- images -------------------------------------------------------------------------------
@@ -223,10 +225,12 @@ def test_image_holds_nothing_of_the_answer(
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # a key in the host env must not reach any layer
     task, snap = docker_task("leak", setup=["echo setup-ran > .setup-marker"])
     tag = environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
-    history = engine.run("history", "--no-trunc", tag).stdout.decode()
+    history = json.dumps(engine.api.history(tag))
     assert CANARY not in history and "setup-ran" in history
     saved = tmp_path / "image.tar"
-    engine.run("save", "-o", str(saved), tag, timeout=300)
+    with open(saved, "wb") as file:
+        for chunk in engine.api.get_image(tag):
+            file.write(chunk)
     names: list[str] = []
     with tarfile.open(saved) as outer:
         for member in outer:
@@ -291,7 +295,7 @@ def test_concurrent_processes_build_an_image_once(docker_task: DockerTask, engin
         builds = [line for line in builds_log(cache).read_text().splitlines() if f"\t{tag}\t" in line]
         assert len(builds) == 1
     finally:
-        engine.run("rmi", tag, check=False)
+        engine.api.remove_image(tag)
 
 
 def test_failing_setup_is_infra_error_with_output(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
@@ -345,46 +349,46 @@ def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engi
     name = owner.stdout.readline().strip()
     assert name, "the owner process did not start its sandbox"
     assert name not in reap(engine)  # alive: left alone
-    assert engine.run("inspect", name, check=False).returncode == 0
+    assert engine.api.inspect_container(name)["State"]["Running"]
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    inspected = engine.run("inspect", "--format", '{{.Id}} {{index .Config.Labels "oneshot.execd.home"}}', name)
-    container_id, server_home = inspected.stdout.decode().split()
+    inspected = engine.api.inspect_container(name)
+    container_id, server_home = inspected["Id"], inspected["Config"]["Labels"]["oneshot.execd.home"]
     assert (Path(server_home) / "run" / "sock").is_socket()
     assert container_id in reap(engine)
-    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=reap-run").stdout.strip() == b""
+    assert engine.api.containers(all=True, filters={"label": "oneshot.run_id=reap-run"}) == []
     assert not Path(server_home).exists()  # the exec server's socket dir goes with its container
 
 
-@dataclass(frozen=True)
-class _RacingEngine(Engine):
-    """The real engine, seeing only this test's containers, where ``victim`` is removed right before the
-    reaper's inspect, as another session's reaper (or the victim's own run) may do after the reaper's list."""
+class _RacingAPI:
+    """The real engine's client, listing only this test's containers, where ``victim`` is removed right
+    after the reaper's list, as another session's reaper (or the victim's own run) may do."""
 
-    victim: str = ""
+    def __init__(self, engine: Engine, victim: str) -> None:
+        self._api, self._victim = engine.api, victim
 
-    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        if args[0] == "ps":
-            args = (*args, "--filter", "label=oneshot.run_id=vanish-run")
-        if args[0] == "inspect":
-            super().run("rm", "-f", self.victim)
-        return super().run(*args, **kwargs)
+    def containers(self, **kwargs: Any) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self._api.containers(all=True, filters={"label": "oneshot.run_id=vanish-run"})
+        self._api.remove_container(self._victim, force=True)
+        return listed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
 
 
-def test_reap_survives_containers_that_vanish_between_list_and_inspect(engine: Engine) -> None:
+def test_reap_survives_containers_that_vanish_between_list_and_remove(engine: Engine) -> None:
     me = Owner.current()
     dead = Owner(me.host, me.boot, me.pid, "1")  # our pid, another start time: a dead run
-    labels = [arg for key, value in dead.labels().items() for arg in ("--label", f"{key}={value}")]
-    labels += ["--label", "oneshot.run_id=vanish-run"]
+    labels = {**dead.labels(), "oneshot.run_id": "vanish-run"}
 
     def create() -> str:
-        return engine.run("create", *labels, BASE_IMAGE, "true").stdout.decode().strip()
+        return str(engine.api.create_container(BASE_IMAGE, "true", labels=labels)["Id"])
 
-    only = create()  # every listed container gone: docker inspect prints an empty line
-    assert reap(_RacingEngine(engine.host, engine.cli, victim=only)) == []
+    only = create()  # the only listed container is gone when the reaper removes it
+    assert reap(Engine(engine.host, _RacingAPI(engine, only))) == []  # type: ignore[arg-type]
     vanished, litter = create(), create()  # one gone, one left to reap
-    assert reap(_RacingEngine(engine.host, engine.cli, victim=vanished)) == [litter]
-    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=vanish-run").stdout.strip() == b""
+    assert reap(Engine(engine.host, _RacingAPI(engine, vanished))) == [litter]  # type: ignore[arg-type]
+    assert engine.api.containers(all=True, filters={"label": "oneshot.run_id=vanish-run"}) == []
 
 
 def test_owner_detection() -> None:

@@ -3,7 +3,6 @@ that kills or impersonates it (the sandbox must then run commands for real, thro
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -108,7 +107,7 @@ def test_a_client_that_hangs_up_ends_its_command(make_sandbox: MakeSandbox, engi
 
 
 def _binds(engine: Engine, sandbox: DockerSandbox) -> dict[str, dict[str, Any]]:
-    mounts = json.loads(engine.run("inspect", "--format", "{{json .Mounts}}", sandbox.name).stdout)
+    mounts = engine.api.inspect_container(sandbox.name)["Mounts"]
     return {mount["Destination"]: mount for mount in mounts if mount["Type"] == "bind"}
 
 
@@ -117,8 +116,8 @@ def _socket_dir(engine: Engine, sandbox: DockerSandbox) -> Path:
 
 
 def _server_pid(engine: Engine, sandbox: DockerSandbox) -> int:
-    top = engine.run("top", sandbox.name, "-eo", "pid,args").stdout.decode().splitlines()
-    (pid,) = [int(line.split()[0]) for line in top[1:] if line.split(None, 1)[1].startswith("python3 -I -S")]
+    top = engine.api.top(sandbox.name, ps_args="-eo pid,args")["Processes"]
+    (pid,) = [int(row[0]) for row in top if row[1].startswith("python3 -I -S")]
     return pid
 
 
