@@ -182,7 +182,7 @@ class DockerSandbox(Sandbox):
                 message = f"the exec server in {self.name} was lost mid-command: {exc}\n".encode()
                 return ExecResult(255, b"", message, False, time.monotonic() - started)
         result = engine_exec(self.engine, self.name, cmd, timeout=timeout, env=env, cwd=cwd, stdin=stdin, output=output)
-        if result.returncode != 0 and not result.timed_out:  # docker's own errors exit 1 too
+        if result.returncode != 0 and not result.timed_out:  # the container may have died under it
             self._raise_if_gone()
         return result
 
