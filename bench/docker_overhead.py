@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.sandbox.docker import builds_log, environment_image
+from pytest_oneshot.sandbox.docker_image import builds_log, environment_image
 from pytest_oneshot.sandbox.dockerd import Engine, ensure_engine
 from pytest_oneshot.scoring.tests import graded_tests
 from pytest_oneshot.task import Task, load_task
@@ -54,29 +54,29 @@ def harness_times(task_dirs: list[Path], work: Path) -> dict[str, float]:
     return {str(item["task_name"]): sum(item["phases"].values()) for item in items}  # type: ignore[attr-defined]
 
 
-def _timed(argv: list[str], stdin: bytes | None = None) -> float:
+def _docker(engine: Engine, *args: str, input: bytes | None = None, check: bool = True) -> float:
+    """One docker CLI command, timed: the floor is what a plain ``docker run`` and ``docker exec`` cost."""
     started = time.monotonic()
-    subprocess.run(argv, input=stdin, check=True, capture_output=True)
+    subprocess.run(["docker", "--host", engine.host, *args], input=input, check=check, capture_output=True)
     return time.monotonic() - started
 
 
 def floor_time(engine: Engine, task: Task, work: Path) -> float:
     """Seconds of ``docker run --rm IMAGE true`` plus the test command in a ready container."""
     image = environment_image(engine, task, snapshot(task, work / "cache"), cache_dir=work / "cache")
-    bare_run = _timed(engine.argv("run", "--rm", "--network", "none", "--entrypoint", "true", image))
+    bare_run = _docker(engine, "run", "--rm", "--network", "none", "--entrypoint", "true", image)
     name = f"oneshot-bench-{secrets.token_hex(4)}"
-    engine.run("run", "-d", "--name", name, "--network", "none", "--entrypoint", "sleep", image, "infinity")
+    _docker(engine, "run", "-d", "--name", name, "--network", "none", "--entrypoint", "sleep", image, "infinity")
     try:
-        engine.run("exec", "-i", name, "git", "apply", "--binary", "-", input=task.reference_patch())
+        _docker(engine, "exec", "-i", name, "git", "apply", "--binary", "-", input=task.reference_patch())
         for path, data in task.hidden_files().items():
-            engine.run(
-                "exec", "-i", name, "sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1"', "sh", path, input=data
-            )
+            write = 'mkdir -p "$(dirname "$1")" && cat > "$1"'
+            _docker(engine, "exec", "-i", name, "sh", "-c", write, "sh", path, input=data)
         files = sorted({test.id.split("::", 1)[0] for test in graded_tests(task.spec)})
         command = f"{task.spec.tests.command} -p no:cacheprovider -q {shlex.join(files)}"
-        return bare_run + _timed(engine.argv("exec", name, "bash", "-c", command))
+        return bare_run + _docker(engine, "exec", name, "bash", "-c", command)
     finally:
-        engine.run("rm", "-f", name, check=False)
+        _docker(engine, "rm", "-f", name, check=False)
 
 
 def builds_for_two_environments(source: Path, work: Path) -> int:
@@ -95,7 +95,7 @@ def builds_for_two_environments(source: Path, work: Path) -> int:
     assert len(items) == 8 and all(item["outcome"] == "passed" for item in items)
     built = builds_log(work / "cache").read_text().splitlines()[before:]
     for line in built:
-        ensure_engine().run("rmi", line.split("\t")[1], check=False)
+        _docker(ensure_engine(), "rmi", line.split("\t")[1], check=False)
     return len(built)
 
 

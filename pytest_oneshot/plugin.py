@@ -126,10 +126,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         factory = session.config.stash[registries_key].sandbox.get(settings.sandbox)
     except OneshotError as exc:
         raise pytest.UsageError(f"--oneshot-sandbox: {exc}") from None
-    cleanup = getattr(factory, "cleanup_stale", None)
-    if cleanup is not None:
-        with contextlib.suppress(OneshotError):  # e.g. no engine: every trial reports it as its own error
-            cleanup(settings.sandbox_options())
+    if not callable(getattr(factory, "cleanup_stale", None)):
+        raise pytest.UsageError(
+            f"--oneshot-sandbox: sandbox {settings.sandbox!r} has no cleanup_stale(options) (see SandboxFactory)"
+        )
+    with contextlib.suppress(OneshotError):  # e.g. no engine: every trial reports it as its own error
+        factory.cleanup_stale(settings.sandbox_options())
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:

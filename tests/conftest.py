@@ -17,7 +17,8 @@ import pytest
 
 from proxy.manage import ProxyError, find_mitmdump, install_mitmproxy
 from pytest_oneshot.agent.codex import find_codex
-from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.errors import OneshotError, SandboxUnavailableError
+from pytest_oneshot.sandbox.dockerd import Engine, ensure_base_image, ensure_engine
 
 pytest_plugins = ["pytester"]
 collect_ignore = ["fixtures"]  # task dirs used as data, not as this suite's tests
@@ -43,6 +44,19 @@ def codex_bin() -> Path:
         if os.environ.get("ONESHOT_REQUIRE_CODEX"):
             pytest.fail(f"ONESHOT_REQUIRE_CODEX is set but {exc}", pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The engine, started if needed; skipped only when none can run here (unless CI requires it)."""
+    try:
+        engine = ensure_engine()
+        ensure_base_image(engine)
+    except SandboxUnavailableError as exc:
+        if os.environ.get("ONESHOT_REQUIRE_DOCKER"):
+            pytest.fail(f"ONESHOT_REQUIRE_DOCKER is set but {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    return engine
 
 
 @pytest.fixture(scope="session")

@@ -141,8 +141,9 @@ def test_unknown_agent_or_sandbox_fails_fast_with_known_names(pytester: pytest.P
     [
         ("import no_such_dependency_xyz\n", "is not installed: No module named 'no_such_dependency_xyz'"),
         ("raise RuntimeError('boom at import')\n", "failed to load from broken_sandbox:Sandbox: RuntimeError: boom"),
+        ("class Sandbox:\n    pass\n", "has no cleanup_stale(options) (see SandboxFactory)"),
     ],
-    ids=["missing-dependency", "raises-at-import"],
+    ids=["missing-dependency", "raises-at-import", "not-a-factory"],
 )
 def test_a_sandbox_plugin_that_fails_to_import_is_a_usage_error(
     pytester: pytest.Pytester, module_text: str, problem: str

@@ -81,12 +81,19 @@ class SandboxSpec:
 
 
 class Sandbox(Protocol):
-    """One isolated workspace. ``workdir`` is the repo (or its ``subdir``) inside the sandbox."""
+    """One isolated workspace. ``workdir`` is the repo (or its ``subdir``) inside the sandbox.
+
+    Every promise below is a test of ``tests/contract/test_sandbox_contract.py``, run on each
+    backend; a backend that cannot keep one declares it there, with the reason, as a known gap.
+    Methods may be called from several threads at once (an agent's command runs while the
+    harness reads or writes files).
+    """
 
     workdir: str
 
     def start(self) -> None:
-        """Create the workspace: repo at the start commit, environment setup run.
+        """Create the workspace: the repo at its start commit (no later commit, no remote), environment
+        setup run.
 
         Raises:
             SandboxUnavailableError: the backend cannot run here (no engine, no image...).
@@ -105,35 +112,52 @@ class Sandbox(Protocol):
     ) -> ExecResult:
         """Run ``cmd`` inside the sandbox with a clean environment plus ``env``.
 
+        A command that fails, or cannot be run at all (no such program, no such ``cwd``), is a
+        result with a non-zero ``returncode`` whose output says why, never an exception. Output
+        is bytes, kept as produced (any size, any bytes, stdout and stderr apart).
+
         Args:
             cmd: argv; use ``["bash", "-lc", script]`` for shell syntax.
-            timeout: wall-clock seconds; at the limit the whole process tree is killed and
-                ``timed_out`` is set (output produced so far is kept).
+            timeout: wall-clock seconds; at the limit the whole process tree is killed (children,
+                processes in new sessions, orphans) and ``timed_out`` is set, output produced so far kept.
             env: extra variables; the host environment is never inherited.
             cwd: sandbox path, default ``workdir``.
             stdin: bytes fed to the command (stdin is closed otherwise).
-            output: host file that receives stdout+stderr as they are produced; the
+            output: host file (or pipe) that receives stdout+stderr as they are produced; the
                 result's ``stdout``/``stderr`` are then empty.
+
+        Raises:
+            InfraError: the sandbox itself is gone (a container removed or killed).
         """
 
     def write_file(self, path: str, data: bytes) -> None:
-        """Write ``data`` at ``path`` (relative to ``workdir``), replacing whatever is there,
-        symlinks included, so a write never lands outside the workspace."""
+        """Write ``data`` at ``path`` (relative to ``workdir``), creating its directories and replacing
+        whatever is in the way (a file, a directory, a symlink), so a write never lands outside the
+        workspace.
+
+        Raises:
+            PermissionError: ``path`` is empty, absolute or has ``..``.
+        """
 
     def read_file(self, path: str) -> bytes:
         """Read ``path`` (relative to ``workdir``).
 
         Raises:
-            FileNotFoundError: no such file.
+            FileNotFoundError: no such file (also when a parent is missing or is a file).
+            IsADirectoryError: ``path`` is a directory.
+            PermissionError: ``path`` is empty, absolute, has ``..``, is a symlink, or resolves
+                outside the workspace.
+            InfraError: the sandbox itself is gone.
         """
 
     def archive_workspace(self, *, stop_processes: bool = False) -> AbstractContextManager[IO[bytes]]:
-        """Stream the whole repo (its top directory, not just ``workdir``) as an uncompressed tar.
+        """Stream the whole repo (its top directory, :func:`repo_root`, not just ``workdir``) as an
+        uncompressed tar.
 
         The archive's first member is the repo directory itself, every other member lies under
-        it; symlinks are stored as symlinks, never followed. With ``stop_processes`` every
-        process in the sandbox is killed first, so nothing changes the files while (or after)
-        they are read; the sandbox then only needs :meth:`stop`.
+        it; symlinks are stored as symlinks, never followed (``.git`` may be left out). With
+        ``stop_processes`` every process in the sandbox is killed first, so nothing changes the files
+        while (or after) they are read; the sandbox then only needs :meth:`stop`.
         """
 
     def stop(self) -> None:
@@ -148,10 +172,15 @@ def repo_root(sandbox: Sandbox, spec: SandboxSpec) -> str:
 
 
 class SandboxFactory(Protocol):
-    """Builds a sandbox per trial. A factory may also offer ``cleanup_stale(options)``, called once
-    per session on the controller before any trial to remove what dead runs left behind."""
+    """Builds a sandbox per trial: a ``Sandbox`` class is one, with ``cleanup_stale`` a staticmethod."""
 
     def __call__(self, spec: SandboxSpec) -> Sandbox: ...
+
+    def cleanup_stale(self, options: Mapping[str, str]) -> list[str]:
+        """Remove what sandboxes of dead runs left behind (a SIGKILLed run cleans nothing up), and
+        nothing of a live one; return what was removed (``[]`` when a backend leaves nothing).
+        Called once per session on the controller before any trial, with the session's options."""
+        ...
 
 
 def default_sandbox_registry() -> Registry[SandboxFactory]:

@@ -17,9 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+import requests
+from docker.types import CancellableStream
+
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.repo import git
-from pytest_oneshot.sandbox.dockerd import Engine, Progress, cli_env
+from pytest_oneshot.sandbox.dockerd import Engine, Progress
 from pytest_oneshot.sandbox.environment import (
     BUILD_TIMEOUT_SEC,
     STEP_MARK,
@@ -28,14 +31,15 @@ from pytest_oneshot.sandbox.environment import (
     VENV_SCRIPT,
     build_failure,
     describe,
+    drive_build,
     environment_key,
     host_ca_bundle,
     pip_arguments,
     pip_env,
     reads_repo,
     record_build,
-    run_build,
 )
+from pytest_oneshot.sandbox.process import OnOutput, Running
 from pytest_oneshot.task import EnvironmentSpec, Task
 
 DEPS_REPOSITORY = "oneshot-deps"
@@ -159,12 +163,46 @@ def build_image(
                 raise InfraError("sandbox", f"could not copy the repo snapshot {snapshot}: {exc}") from None
         write_context(context, {"Dockerfile": dockerfile.encode(), **files}, clone)
         context.seek(0)
-        argv = engine.argv("build", "--network", network, "--force-rm", "-t", tag)
-        for key, value in labels.items():
-            argv += ["--label", f"{key}={value}"]
-        argv.append("-")
-        stdin = context.fileno()
-        return run_build(argv, label=label, log=log, progress=progress, env=cli_env(), stdin=stdin, timeout=timeout)
+        running = _engine_build(engine, context, tag=tag, network=network, labels=labels)
+        return drive_build(running, label=label, log=log, progress=progress, timeout=timeout)
+
+
+def _engine_build(engine: Engine, context: IO[bytes], *, tag: str, network: str, labels: Mapping[str, str]) -> Running:
+    """Start ``docker build`` of a tar context on the engine (the classic builder, as the CLI's
+    ``DOCKER_BUILDKIT=0``). The request is made on the SDK's own session rather than with
+    ``APIClient.build``, whose stream cannot be cancelled: at the timeout the connection is closed,
+    which makes the engine cancel the build."""
+    params = {"t": tag, "networkmode": network, "rm": "1", "forcerm": "1", "labels": json.dumps(dict(labels))}
+    url = f"{engine.api.base_url}/v{engine.api.api_version}/build"
+    headers = {"Content-Type": "application/x-tar"}
+    try:
+        response = engine.api.post(url, params=params, data=context, headers=headers, stream=True, timeout=None)
+    except requests.RequestException as exc:
+        raise InfraError("sandbox", f"docker build of {tag}: no answer from {engine.host}: {exc}") from None
+    if not response.ok:
+        raise InfraError("sandbox", f"docker build of {tag} failed: {response.text.strip()[-500:]}")
+    stream = CancellableStream(response.iter_lines(), response)
+    errors: list[str] = []
+
+    def read(on_output: OnOutput) -> None:
+        for line in stream:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if item.get("error"):
+                errors.append(str(item["error"]))
+            text = item.get("stream") or (f"{item['error']}\n" if item.get("error") else "")
+            on_output(False, text.encode())
+        stream.close()
+
+    return Running(
+        readers=[read],
+        wait=lambda within: True,  # the stream ends with the build
+        returncode=lambda: 1 if errors else 0,
+        kill_tree=stream.close,
+        abandon=stream.close,
+    )
 
 
 def write_context(file: IO[bytes], files: Mapping[str, bytes], repo: Path | None) -> None:

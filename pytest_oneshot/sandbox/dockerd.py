@@ -4,7 +4,8 @@ No registry is reachable where this runs, so nothing is pulled: the engine is wh
 one answers (``DOCKER_HOST``, the default socket) or, as root, a private ``dockerd`` we
 start ourselves, and the base image is built from Debian packages with debootstrap. Both
 are shared by every pytest process on the host, so starting and building are file-locked.
-Every docker call names its engine with ``--host``; ``os.environ`` is never touched.
+Every engine call goes through the docker SDK's API client of the engine that answered (no
+docker CLI is needed); ``os.environ`` is never touched.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.utils import kwargs_from_env
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 
@@ -36,6 +41,8 @@ BASE_PACKAGES = ("python3", "python-is-python3", "python3-pytest", "git", "ca-ce
 _PACKAGES_LABEL = "oneshot.base.packages"  # a base built from another package list is rebuilt
 ENGINE_START_TIMEOUT_SEC = 60.0
 _PROBE_TIMEOUT_SEC = 10.0
+CALL_TIMEOUT_SEC = 120.0
+"""Longest wait for one engine call's answer (a stream's reads have none: its own timeout applies)."""
 _DEBOOTSTRAP_PHASE = re.compile(
     rb"I: (Retrieving (InRelease|Packages)|Resolving|Installing"
     rb"|Unpacking (required|the base)|Configuring (required|the base)|Base system)"
@@ -69,75 +76,44 @@ def file_lock(path: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-@dataclass(frozen=True)
 class Engine:
-    """A Docker engine that answered; ``run`` talks to it and to no other."""
+    """A Docker engine that answered; :attr:`api` (the docker SDK's low-level client) talks to it and to no other."""
 
-    host: str
-    cli: str
+    def __init__(self, host: str, api: docker.APIClient) -> None:
+        self.host = host
+        self.api = api
 
-    def argv(self, *args: str) -> list[str]:
-        return [self.cli, "--host", self.host, *args]
-
-    def run(
-        self,
-        *args: str,
-        input: bytes | None = None,
-        timeout: float | None = 120.0,
-        env: Mapping[str, str] | None = None,
-        check: bool = True,
-    ) -> subprocess.CompletedProcess[bytes]:
-        """Run one docker CLI command; with ``check``, a failure raises InfraError with docker's message."""
+    @classmethod
+    def connect(cls, host: str, **client_kwargs: object) -> Engine | None:
+        """The engine at ``host`` if it answers (the API version is agreed on then), else None."""
         try:
-            proc = subprocess.run(
-                self.argv(*args),
-                input=input,
-                stdin=None if input is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
-                env=cli_env(env),
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise InfraError(
-                "sandbox", f"`docker {args[0]}` did not answer within {timeout:.0f}s ({self.host})"
-            ) from None
-        if check and proc.returncode != 0:
-            message = proc.stderr.decode("utf-8", "replace").strip() or f"exit {proc.returncode}"
-            raise InfraError("sandbox", f"`docker {' '.join(args[:2])}` failed: {message[-500:]}")
-        return proc
-
-    def answers(self) -> bool:
-        try:
-            return (
-                self.run(
-                    "version", "--format", "{{.Server.Version}}", timeout=_PROBE_TIMEOUT_SEC, check=False
-                ).returncode
-                == 0
-            )
-        except InfraError:
-            return False
+            api = docker.APIClient(base_url=host, version="auto", timeout=_PROBE_TIMEOUT_SEC, **client_kwargs)
+        except docker.errors.DockerException:
+            return None
+        api.timeout = CALL_TIMEOUT_SEC
+        return cls(host, api)
 
     def lock(self, name: str) -> AbstractContextManager[None]:
         """A host-wide lock per engine and ``name``: images live in the engine, not in a cache dir."""
         engine_key = hashlib.sha256(self.host.encode()).hexdigest()[:12]
         return file_lock(Path(tempfile.gettempdir(), "oneshot-docker-locks", engine_key, f"{name}.lock"))
 
-    def image_id(self, image: str) -> str | None:
-        proc = self.run("image", "inspect", "--format", "{{.Id}}", image, check=False)
-        return proc.stdout.decode().strip() if proc.returncode == 0 else None
+    def image(self, name: str) -> dict[str, Any] | None:
+        """The image's inspect record, or None when the engine has no such image."""
+        try:
+            found: dict[str, Any] = self.api.inspect_image(name)
+        except docker.errors.NotFound:
+            return None
+        return found
+
+    def image_id(self, name: str) -> str | None:
+        found = self.image(name)
+        return None if found is None else str(found["Id"])
 
 
-def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The docker client's own environment: enough to find its config, plus ``extra``.
-
-    ``DOCKER_HOST`` is dropped because the engine is always given with ``--host``;
-    ``extra`` carries values for ``docker exec -e NAME`` so secrets never sit in an argv.
-    """
-    keep = ("PATH", "HOME", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "LANG")
-    env = {key: os.environ[key] for key in keep if key in os.environ}
-    env["DOCKER_BUILDKIT"] = "0"  # the classic builder ships with the engine; buildx may be absent
-    return {**env, **(extra or {})}
+def api_error(what: str, exc: docker.errors.APIError) -> InfraError:
+    """The one-line error for an engine call that failed: what we asked, and the engine's own words."""
+    return InfraError("sandbox", f"{what} failed: {exc.explanation or exc}"[-500:])
 
 
 def own_socket() -> str:
@@ -153,30 +129,28 @@ def ensure_engine(start: bool = True) -> Engine:
     """Return an engine that answers, starting our own ``dockerd`` if needed and allowed.
 
     Raises:
-        SandboxUnavailableError: no docker CLI, ``DOCKER_HOST`` does not answer, or no engine
-            answers and one cannot be started here (not root, no dockerd, it failed to start).
+        SandboxUnavailableError: ``DOCKER_HOST`` does not answer, or no engine answers and one
+            cannot be started here (not root, no dockerd, it failed to start).
     """
-    cli = shutil.which("docker")
-    if cli is None:
-        raise SandboxUnavailableError("the docker CLI is not installed; install it with `apt-get install docker.io`")
     if os.environ.get("DOCKER_HOST"):
-        engine = Engine(os.environ["DOCKER_HOST"], cli)
-        if engine.answers():
+        kwargs = kwargs_from_env()  # DOCKER_TLS_VERIFY and DOCKER_CERT_PATH too
+        host = kwargs.pop("base_url")
+        engine = Engine.connect(host, **kwargs)
+        if engine is not None:
             return engine
-        raise SandboxUnavailableError(
-            f"DOCKER_HOST={engine.host} does not answer; start that engine or unset DOCKER_HOST"
-        )
+        raise SandboxUnavailableError(f"DOCKER_HOST={host} does not answer; start that engine or unset DOCKER_HOST")
     for host in (DEFAULT_SOCKET, own_socket()):
-        if Engine(host, cli).answers():
-            return Engine(host, cli)
+        engine = Engine.connect(host)
+        if engine is not None:
+            return engine
     if not start:
         raise SandboxUnavailableError(
             f"no Docker engine answers at {DEFAULT_SOCKET} or {own_socket()}; run `oneshot docker engine start`"
         )
-    return _start_engine(cli)
+    return _start_engine()
 
 
-def _start_engine(cli: str) -> Engine:
+def _start_engine() -> Engine:
     dockerd = shutil.which("dockerd")
     if os.geteuid() != 0 or dockerd is None:
         why = "not running as root" if dockerd else "dockerd is not installed"
@@ -184,14 +158,15 @@ def _start_engine(cli: str) -> Engine:
             f"no Docker engine answers at {DEFAULT_SOCKET} and one cannot be started here ({why}); "
             "start one (`dockerd` as root, `apt-get install docker.io`) or set DOCKER_HOST"
         )
-    engine = Engine(own_socket(), cli)
+    host = own_socket()
     with file_lock(OWN_ROOT / "engine.lock"):
-        if engine.answers():  # another process started it while we waited for the lock
+        engine = Engine.connect(host)
+        if engine is not None:  # another process started it while we waited for the lock
             return engine
         log = engine_log()
         argv = [
             dockerd,
-            f"--host={engine.host}",
+            f"--host={host}",
             f"--data-root={OWN_ROOT / 'data'}",
             f"--exec-root={OWN_ROOT / 'exec'}",
             f"--pidfile={OWN_ROOT / 'dockerd.pid'}",
@@ -203,7 +178,8 @@ def _start_engine(cli: str) -> Engine:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, start_new_session=True)
         deadline = time.monotonic() + ENGINE_START_TIMEOUT_SEC
         while time.monotonic() < deadline:
-            if engine.answers():
+            engine = Engine.connect(host)
+            if engine is not None:
                 return engine
             if proc.poll() is not None:
                 raise SandboxUnavailableError(f"dockerd exited with status {proc.returncode} while starting; see {log}")
@@ -253,10 +229,9 @@ def ensure_base_image(engine: Engine, name: str = BASE_IMAGE, progress: Progress
 
 def _current_base(engine: Engine, name: str) -> str | None:
     """The id of ``name`` if it exists and was built from today's package list."""
-    template = f'{{{{.Id}}}} {{{{index .Config.Labels "{_PACKAGES_LABEL}"}}}}'
-    proc = engine.run("image", "inspect", "--format", template, name, check=False)
-    image, _, packages = proc.stdout.decode().strip().partition(" ")
-    return image if proc.returncode == 0 and packages == ",".join(BASE_PACKAGES) else None
+    found = engine.image(name)
+    labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+    return str(found["Id"]) if found and labels.get(_PACKAGES_LABEL) == ",".join(BASE_PACKAGES) else None
 
 
 def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Progress) -> str:
@@ -284,26 +259,7 @@ def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Pro
             if proc.wait() != 0:
                 raise SandboxUnavailableError(f"debootstrap failed (exit {proc.returncode}); see {log}")
         progress(f"importing the root filesystem as {name}")
-        tar = subprocess.Popen(["tar", "-C", str(scratch / "rootfs"), "-c", "."], stdout=subprocess.PIPE)
-        imported = subprocess.run(
-            engine.argv(
-                "import",
-                "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--change", "ENV LANG=C.UTF-8",
-                "--change", 'CMD ["bash"]',
-                "--change", f"LABEL {_PACKAGES_LABEL}={','.join(BASE_PACKAGES)}",
-                "-", name,
-            ),
-            stdin=tar.stdout,
-            capture_output=True,
-            env=cli_env(),
-            check=False,
-        )  # fmt: skip
-        tar.wait()
-        if imported.returncode != 0 or tar.returncode != 0:
-            raise SandboxUnavailableError(
-                f"docker import of {name} failed: {imported.stderr.decode(errors='replace').strip()}"
-            )
+        _import(engine, scratch / "rootfs", name)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     progress(f"built {name} in {time.monotonic() - started:.0f}s")
@@ -311,6 +267,30 @@ def _build_base_image(engine: Engine, name: str, debootstrap: str, progress: Pro
     image = _current_base(engine, name)
     assert image is not None
     return image
+
+
+def _import(engine: Engine, rootfs: Path, name: str) -> None:
+    """``docker import`` of ``rootfs``, streamed as a tar to the engine."""
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tar.stdout is not None
+    repository, _, tag = name.rpartition(":") if ":" in name.rpartition("/")[2] else (name, "", "latest")
+    changes = [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "ENV LANG=C.UTF-8",
+        'CMD ["bash"]',
+        f"LABEL {_PACKAGES_LABEL}={','.join(BASE_PACKAGES)}",
+    ]
+    try:
+        chunks = iter(lambda: tar.stdout.read(1 << 20), b"")  # type: ignore[union-attr]
+        answer = engine.api.import_image(src=chunks, repository=repository, tag=tag, changes=changes, stream_src=True)
+    except docker.errors.APIError as exc:
+        raise SandboxUnavailableError(f"docker import of {name} failed: {exc.explanation or exc}") from None
+    finally:
+        tar.stdout.close()
+        error = tar.stderr.read().decode("utf-8", "replace").strip() if tar.stderr else ""
+        tar.wait()
+    if tar.returncode != 0 or '"error"' in str(answer):
+        raise SandboxUnavailableError(f"docker import of {name} failed: {error or answer}"[-500:])
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -327,7 +307,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _cmd_engine(args: argparse.Namespace) -> int:
     engine = ensure_engine(start=args.action == "start")
-    version = engine.run("version", "--format", "{{.Server.Version}}").stdout.decode().strip()
+    version = engine.api.version()["Version"]
     print(f"docker engine {version} at {engine.host}")
     return 0
 

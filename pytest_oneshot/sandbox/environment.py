@@ -18,15 +18,13 @@ import json
 import os
 import re
 import shlex
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.sandbox.dockerd import Progress
+from pytest_oneshot.sandbox.process import Running, Sink, drive, run_process
 from pytest_oneshot.task import EnvironmentSpec, Task
 
 VENV = "/opt/oneshot/venv"
@@ -128,46 +126,48 @@ def run_build(
     log: Path,
     progress: Progress,
     env: Mapping[str, str] | None = None,
-    stdin: int | None = None,
     timeout: float = BUILD_TIMEOUT_SEC,
 ) -> tuple[int, str]:
-    """Run a build command with its output going to ``log``; return (exit code, output).
+    """Run a host build command, its output going to ``log``; return (exit code, output).
 
-    Every :data:`HEARTBEAT_SEC` a progress line shows the elapsed time and the latest output line,
-    so a build that takes minutes is visibly alive. A build past ``timeout`` is killed (InfraError).
+    Raises:
+        InfraError: the build ran past ``timeout`` (its whole tree is killed).
     """
-    started = time.monotonic()
-    last = [""]
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            argv,
-            env=dict(env) if env is not None else None,
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    log.unlink(missing_ok=True)
+    env = dict(os.environ if env is None else env)
+    result = run_process(argv, env=env, output=log, timeout=timeout, heartbeat=_heartbeat(label, log, progress))
+    return _built(result.returncode, result.timed_out, label=label, log=log, timeout=timeout)
+
+
+def drive_build(running: Running, *, label: str, log: Path, progress: Progress, timeout: float) -> tuple[int, str]:
+    """:func:`run_build` for a build that runs elsewhere (an engine's), its output read through ``running``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    sink = Sink(log)
+    try:
+        timed_out = drive(
+            running, stdin=None, timeout=timeout, on_output=sink.write, heartbeat=_heartbeat(label, log, progress)
         )
+    finally:
+        sink.close()
+    return _built(running.returncode(), timed_out, label=label, log=log, timeout=timeout)
 
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                sink.write(line)
-                if line.strip():
-                    last[0] = line.decode("utf-8", "replace").strip()[:100]
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        while True:
-            try:
-                proc.wait(timeout=HEARTBEAT_SEC)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - started
-                if elapsed > timeout:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    raise InfraError("setup", f"{label} took over {timeout:.0f}s (build log: {log})") from None
-                progress(f"{label}: {elapsed:.0f}s, {last[0]}")
-        reader.join()
-    return proc.returncode, log.read_text("utf-8", "replace")
+def _heartbeat(label: str, log: Path, progress: Progress) -> tuple[float, Callable[[float], None]]:
+    """Every :data:`HEARTBEAT_SEC` a progress line with the elapsed time and the latest output line,
+    so a build that takes minutes is visibly alive."""
+
+    def beat(elapsed: float) -> None:
+        with open(log, "rb") as file:
+            file.seek(max(file.seek(0, os.SEEK_END) - 4096, 0))
+            lines = [line.strip() for line in file.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        progress(f"{label}: {elapsed:.0f}s, {lines[-1][:100] if lines else ''}")
+
+    return HEARTBEAT_SEC, beat
+
+
+def _built(returncode: int, timed_out: bool, *, label: str, log: Path, timeout: float) -> tuple[int, str]:
+    if timed_out:
+        raise InfraError("setup", f"{label} took over {timeout:.0f}s (build log: {log})")
+    return returncode, log.read_text("utf-8", "replace")

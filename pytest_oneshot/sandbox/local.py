@@ -8,15 +8,12 @@ degrades to a plain subprocess in a temp dir, with a one-time warning.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -30,6 +27,7 @@ from pytest_oneshot.repo import default_cache_dir, git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
 from pytest_oneshot.sandbox.archive import archive_from_command
 from pytest_oneshot.sandbox.environment import VENV, VENV_BIN
+from pytest_oneshot.sandbox.process import MARKER, kill_host_tree, run_process
 
 SANDBOX_WORKSPACE = "/workspace"
 _ROOT_PREFIX = "oneshot-"
@@ -134,9 +132,8 @@ class LocalSandbox:
         else:
             self.workdir = str(Path(self._workspace, subdir))
             self._env = base_env(str(self._home), str(self._tmp))
+        self._env[MARKER] = self._root.name  # each command's processes carry it (see process.run_process)
         self._host_workdir = self._workspace / subdir
-        self._running: set[int] = set()
-        """Process groups of the commands running now (each command leads its own group)."""
         self._ro_binds: list[tuple[Path, str]] = []  # the task's venv, once built
 
     @staticmethod
@@ -207,53 +204,21 @@ class LocalSandbox:
         output: Path | None = None,
     ) -> ExecResult:
         cwd = cwd or self.workdir
-        started = time.monotonic()
-        sink = open(output, "ab") if output else subprocess.PIPE  # noqa: SIM115 - closed below
-        proc: subprocess.Popen[bytes] | None = None
-        try:
-            proc = subprocess.Popen(
-                self._argv(cmd, cwd),
-                cwd=None if self._bwrap else cwd,
-                env={**self._env, **(env or {})},
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT if output else subprocess.PIPE,
-                start_new_session=True,  # one process group to kill at the timeout
-            )
-            self._running.add(proc.pid)
-            timed_out = False
-            try:
-                stdout, stderr = proc.communicate(stdin, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc.pid)
-                try:
-                    stdout, stderr = proc.communicate(timeout=5)
-                except subprocess.TimeoutExpired:  # an escaped grandchild holds the pipe open
-                    proc.kill()
-                    stdout, stderr = proc.communicate()
-        finally:
-            if output:
-                sink.close()  # type: ignore[union-attr]
-            if proc is not None:
-                self._running.discard(proc.pid)
-        return ExecResult(
-            returncode=proc.returncode,
-            stdout=stdout or b"",
-            stderr=stderr or b"",
-            timed_out=timed_out,
-            duration_sec=time.monotonic() - started,
-        )
+        env = {**self._env, **(env or {})}
+        argv, host_cwd = self._argv(cmd, cwd), None if self._bwrap else cwd
+        return run_process(argv, env=env, cwd=host_cwd, stdin=stdin, timeout=timeout, output=output)
 
     def _host_path(self, path: str) -> Path:
-        """Host path for a workdir-relative path, with any symlink on the way removed."""
+        """Host path for a workdir-relative path; whatever is in the way (a symlink, a file where a
+        directory must be) is removed, so nothing leads out of the workspace."""
         relative = Path(path)
-        if relative.is_absolute() or ".." in relative.parts:
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
             raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
         current = self._host_workdir
-        for part in relative.parts:
+        for index, part in enumerate(relative.parts):
             current = current / part
-            if current.is_symlink():
+            last = index == len(relative.parts) - 1
+            if current.is_symlink() or (not last and current.exists() and not current.is_dir()):
                 current.unlink()  # the agent planted it; never follow it out of the workspace
         return current
 
@@ -262,27 +227,29 @@ class LocalSandbox:
         if target.is_dir():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # a new file: the agent's file modes and hard links stay behind
         target.write_bytes(data)
 
     def read_file(self, path: str) -> bytes:
-        target = self._host_workdir / path
+        relative = Path(path)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
+        target = self._host_workdir / relative
         if target.is_symlink() or not target.resolve().is_relative_to(self._workspace.resolve()):
-            raise PermissionError(f"{path}: resolves outside the workspace")
-        return target.read_bytes()
+            raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
+        try:
+            return target.read_bytes()
+        except NotADirectoryError:  # a file where a parent directory should be: no such file either
+            raise FileNotFoundError(f"{path}: no such file in the sandbox") from None
 
     def archive_workspace(self, *, stop_processes: bool = False) -> AbstractContextManager[IO[bytes]]:
-        # Under bubblewrap a command's processes die with its pid namespace when it returns, so there
-        # is nothing left to stop; without bubblewrap there is no isolation to rely on (see bubblewrap()).
-        del stop_processes
+        # Under bubblewrap a command's processes die with its pid namespace when it returns; without,
+        # they are found by the marker in their environment (which a process can drop: no isolation).
+        if stop_processes:
+            kill_host_tree(None, self._env[MARKER])
         argv = ["tar", "-C", str(self._workspace), "--exclude=.git", "--sparse", "-cf", "-", "."]
         return archive_from_command(argv, "the sandbox", check=False)  # what tar cannot read is not in the change
 
     def stop(self) -> None:
-        for pgid in list(self._running):  # commands still running (the session stops): their groups go first
-            _kill_group(pgid)
+        kill_host_tree(None, self._env[MARKER])
         shutil.rmtree(self._root, ignore_errors=True)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.errors import SandboxUnavailableError
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox
-from pytest_oneshot.sandbox.dockerd import Engine, ensure_base_image, ensure_engine
+from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.task import Task, load_task
 
 CANARY = "sk-oneshot-canary-7f3a9c2e"
@@ -36,19 +35,6 @@ _GIT_ENV = {
 def _git(repo: Path, *args: str) -> str:
     env = {"PATH": os.environ["PATH"], "HOME": str(repo), **_GIT_ENV}
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout.strip()
-
-
-@pytest.fixture(scope="session")
-def engine() -> Engine:
-    """The engine, started if needed; skipped only when none can run here (unless CI requires it)."""
-    try:
-        engine = ensure_engine()
-        ensure_base_image(engine)
-    except SandboxUnavailableError as exc:
-        if os.environ.get("ONESHOT_REQUIRE_DOCKER"):
-            pytest.fail(f"ONESHOT_REQUIRE_DOCKER is set but {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    return engine
 
 
 DockerTask = Callable[..., tuple[Task, Path]]

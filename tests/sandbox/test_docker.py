@@ -1,8 +1,10 @@
-"""DockerSandbox on a real engine: the Sandbox contract, isolation, image hygiene, build-once, reaping."""
+"""DockerSandbox on a real engine: image hygiene, build-once, reaping, its read-only scoring system
+(the Sandbox contract itself, on both exec paths, is tests/contract/test_sandbox_contract.py)."""
 
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -10,19 +12,19 @@ import sys
 import tarfile
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
-from pytest_oneshot.change import read_archive
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
-from pytest_oneshot.logcap import capped_output
+from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import SandboxSpec
-from pytest_oneshot.sandbox.docker import DockerSandbox, builds_log, environment_image, reap
+from pytest_oneshot.sandbox.docker import DockerSandbox
+from pytest_oneshot.sandbox.docker_image import builds_log, environment_image
+from pytest_oneshot.sandbox.docker_reap import reap
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine
 from pytest_oneshot.task import Task
 
@@ -43,57 +45,11 @@ def sh(sandbox: DockerSandbox, script: str, **kwargs: object) -> str:
 # --- exec ---------------------------------------------------------------------------------
 
 
-def test_exec_result_cwd_and_stdin(any_sandbox: MakeSandbox) -> None:
+def test_exec_has_the_local_sandboxs_base_environment(any_sandbox: MakeSandbox) -> None:
     sandbox = any_sandbox()
-    result = sandbox.exec(["sh", "-c", "pwd; cat; echo err >&2; exit 3"], stdin=b"fed", timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (3, b"/workspace\nfed", b"err\n")
-    assert not result.ok
-    assert sh(sandbox, "pwd", cwd="/tmp") == "/tmp\n"
-    assert sh(sandbox, "git log --format=%s") == "start\n"
-
-
-def test_exec_env_is_clean(any_sandbox: MakeSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ONESHOT_HOST_ONLY", CANARY)
-    sandbox = any_sandbox()
-    env = sh(sandbox, "env", env={"GIVEN": "yes", "SECRET": CANARY})
-    assert "ONESHOT_HOST_ONLY" not in env
-    assert "GIVEN=yes\n" in env and f"SECRET={CANARY}\n" in env
+    env = sh(sandbox, "env")
     assert "ONESHOT_IN_SANDBOX=1\n" in env and "LANG=C.UTF-8\n" in env
     assert b"\nPWD=/tmp\n" in sandbox.exec(["env"], cwd="/tmp", timeout=60).stdout
-
-
-def test_exec_output_streams_to_host_file(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    sandbox = any_sandbox()
-    log = tmp_path / "out.log"
-    result = sandbox.exec(["sh", "-c", "echo one; echo two >&2"], output=log, timeout=60)
-    assert result.ok and result.stdout == b"" and result.stderr == b""
-    assert sorted(log.read_text().splitlines()) == ["one", "two"]
-
-
-def test_capped_output_keeps_head_and_tail_on_both_exec_paths(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    sandbox = any_sandbox()
-    log = tmp_path / "agent.log"
-    with capped_output(log, head=1000, tail=500) as sink:
-        result = sandbox.exec(["sh", "-c", "echo first; yes | head -c 100000; echo last"], output=sink, timeout=60)
-    assert result.ok
-    text = log.read_text()
-    assert text.startswith("first\ny\n") and text.endswith("y\nlast\n") and len(text) < 1000 + 500 + 200
-    dropped = len("first\n") + 100000 + len("last\n") - 1000 - 500
-    assert f"[oneshot: {dropped} bytes of output dropped here; the log keeps the first 1000 and the last 500" in text
-
-
-def test_exec_timeout_kills_the_whole_tree_and_keeps_output(any_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    sandbox = any_sandbox()
-    # a child, a grandchild in its own session, and an orphan: all must die at the timeout
-    script = "echo before; sleep 301 & setsid sleep 302 & (sleep 303 &); exec sleep 300"
-    log = tmp_path / "out.log"
-    result = sandbox.exec(["bash", "-c", script], timeout=2, output=log)
-    assert result.timed_out and not result.ok
-    assert log.read_text() == "before\n"
-    result = sandbox.exec(["bash", "-c", "echo before; exec sleep 300"], timeout=1)
-    assert result.timed_out and result.stdout == b"before\n"
-    running = sh(sandbox, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-    assert "sleep 30" not in running, running
 
 
 def test_exec_in_missing_container_is_infra_error(any_sandbox: MakeSandbox) -> None:
@@ -104,42 +60,6 @@ def test_exec_in_missing_container_is_infra_error(any_sandbox: MakeSandbox) -> N
 
 
 # --- files --------------------------------------------------------------------------------
-
-
-def test_write_and_read_files(any_sandbox: MakeSandbox) -> None:
-    sandbox = any_sandbox()
-    sandbox.write_file("tests/deep/test_x.py", b"x = 1\n")
-    assert sandbox.read_file("tests/deep/test_x.py") == b"x = 1\n"
-    assert sh(sandbox, "cat tests/deep/test_x.py") == "x = 1\n"
-    sandbox.write_file("calc.py", b"new\n")
-    assert sandbox.read_file("calc.py") == b"new\n"
-    with pytest.raises(FileNotFoundError):
-        sandbox.read_file("missing.txt")
-    with pytest.raises(IsADirectoryError):
-        sandbox.read_file("tests")
-    for bad in ("/etc/passwd", "../escape", "a/../../b"):
-        with pytest.raises(PermissionError):
-            sandbox.write_file(bad, b"no")
-
-
-def test_write_replaces_symlinks_and_never_leaves_the_workspace(any_sandbox: MakeSandbox) -> None:
-    sandbox = any_sandbox()
-    # the agent plants a file symlink and a directory symlink pointing out of the workspace
-    sh(sandbox, "mkdir /tmp/out && ln -s /tmp/out/f target.txt && ln -s /tmp/out tests && ln -s /etc/hostname peek")
-    sandbox.write_file("target.txt", b"mine")
-    sandbox.write_file("tests/test_calc.py", b"hidden")
-    assert sh(sandbox, "ls -A /tmp/out") == ""
-    assert sh(sandbox, "test ! -L target.txt && test ! -L tests && cat target.txt tests/test_calc.py") == "minehidden"
-    with pytest.raises(PermissionError):
-        sandbox.read_file("peek")
-
-
-def test_subdir_is_the_workdir(any_sandbox: MakeSandbox) -> None:
-    sandbox = any_sandbox(task_kwargs={"subdir": "pkg"})
-    assert sandbox.workdir == "/workspace/pkg"
-    assert sh(sandbox, "pwd; cat README") == "/workspace/pkg\nsub\n"
-    sandbox.write_file("new.txt", b"n")
-    assert sh(sandbox, "cat /workspace/pkg/new.txt") == "n"
 
 
 # --- isolation and limits -----------------------------------------------------------------
@@ -159,37 +79,6 @@ _FETCH = (
 )
 
 
-def test_network_none_has_no_network(make_sandbox: MakeSandbox, loopback_server: int) -> None:
-    sandbox = make_sandbox()
-    assert sh(sandbox, "ls /sys/class/net") == "lo\n"
-    result = sandbox.exec(["python3", "-c", _FETCH, str(loopback_server)], timeout=60)
-    assert result.returncode != 0 and b"Connection refused" in result.stderr
-
-
-def test_network_loopback_reaches_a_host_server(make_sandbox: MakeSandbox, loopback_server: int) -> None:
-    sandbox = make_sandbox(network="loopback")
-    result = sandbox.exec(["python3", "-c", _FETCH, str(loopback_server)], timeout=60)
-    assert result.stdout == b"200\n", result.text()
-
-
-def test_limits_and_readonly_mounts(make_sandbox: MakeSandbox, tmp_path: Path) -> None:
-    tool = tmp_path / "tools, with comma"
-    tool.mkdir()
-    (tool / "agent").write_text("binary")
-    sandbox = make_sandbox(cpus=0.5, memory_mb=256, mounts={tool: "/opt/agent"})
-    memory = sh(sandbox, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max")
-    assert int(memory) == 256 * 1024 * 1024
-    cpu = sh(
-        sandbox,
-        "cd /sys/fs/cgroup && (cat cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us 2>/dev/null || cat cpu.max)",
-    )
-    quota, period = (int(value) for value in cpu.split())
-    assert quota / period == 0.5
-    assert sh(sandbox, "cat /opt/agent/agent") == "binary"
-    result = sandbox.exec(["sh", "-c", "echo x > /opt/agent/agent"], timeout=60)
-    assert result.returncode != 0 and b"Read-only file system" in result.stderr
-
-
 def test_a_scoring_container_with_tests_setup_has_a_read_only_system(make_sandbox: MakeSandbox) -> None:
     sandbox = make_sandbox(task_kwargs={"tests_setup": ["true"]}, scoring=True)
     result = sandbox.exec(["sh", "-c", "echo evil > /usr/bin/git"], timeout=60)
@@ -204,11 +93,12 @@ def test_the_agents_container_may_change_its_own_system(make_sandbox: MakeSandbo
 
 def test_labels_and_stop_is_idempotent(make_sandbox: MakeSandbox, engine: Engine) -> None:
     sandbox = make_sandbox()
-    labels = engine.run("inspect", "--format", "{{json .Config.Labels}}", sandbox.name).stdout.decode()
-    assert '"oneshot.run_id":"test-run"' in labels and f'"oneshot.owner.pid":"{os.getpid()}"' in labels
+    labels = engine.api.inspect_container(sandbox.name)["Config"]["Labels"]
+    assert labels["oneshot.run_id"] == "test-run" and labels["oneshot.owner.pid"] == str(os.getpid())
     sandbox.stop()
     sandbox.stop()
-    assert engine.run("inspect", sandbox.name, check=False).returncode != 0
+    with pytest.raises(docker.errors.NotFound):
+        engine.api.inspect_container(sandbox.name)
 
 
 # --- images -------------------------------------------------------------------------------
@@ -220,10 +110,12 @@ def test_image_holds_nothing_of_the_answer(
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)  # a key in the host env must not reach any layer
     task, snap = docker_task("leak", setup=["echo setup-ran > .setup-marker"])
     tag = environment_image(engine, task, snap, cache_dir=tmp_path / "cache")
-    history = engine.run("history", "--no-trunc", tag).stdout.decode()
+    history = json.dumps(engine.api.history(tag))
     assert CANARY not in history and "setup-ran" in history
     saved = tmp_path / "image.tar"
-    engine.run("save", "-o", str(saved), tag, timeout=300)
+    with open(saved, "wb") as file:
+        for chunk in engine.api.get_image(tag):
+            file.write(chunk)
     names: list[str] = []
     with tarfile.open(saved) as outer:
         for member in outer:
@@ -267,7 +159,7 @@ _BUILD = """
 import sys
 from pathlib import Path
 from pytest_oneshot.task import load_task
-from pytest_oneshot.sandbox.docker import environment_image
+from pytest_oneshot.sandbox.docker_image import environment_image
 from pytest_oneshot.sandbox.dockerd import ensure_engine
 print(environment_image(ensure_engine(), load_task(Path(sys.argv[1])), Path(sys.argv[2]), cache_dir=Path(sys.argv[3])))
 """
@@ -288,7 +180,7 @@ def test_concurrent_processes_build_an_image_once(docker_task: DockerTask, engin
         builds = [line for line in builds_log(cache).read_text().splitlines() if f"\t{tag}\t" in line]
         assert len(builds) == 1
     finally:
-        engine.run("rmi", tag, check=False)
+        engine.api.remove_image(tag)
 
 
 def test_failing_setup_is_infra_error_with_output(docker_task: DockerTask, engine: Engine, tmp_path: Path) -> None:
@@ -342,53 +234,49 @@ def test_reap_removes_containers_of_a_killed_owner(docker_task: DockerTask, engi
     name = owner.stdout.readline().strip()
     assert name, "the owner process did not start its sandbox"
     assert name not in reap(engine)  # alive: left alone
-    assert engine.run("inspect", name, check=False).returncode == 0
+    assert engine.api.inspect_container(name)["State"]["Running"]
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    inspected = engine.run("inspect", "--format", '{{.Id}} {{index .Config.Labels "oneshot.execd.home"}}', name)
-    container_id, server_home = inspected.stdout.decode().split()
+    inspected = engine.api.inspect_container(name)
+    container_id, server_home = inspected["Id"], inspected["Config"]["Labels"]["oneshot.execd.home"]
     assert (Path(server_home) / "run" / "sock").is_socket()
     assert container_id in reap(engine)
-    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=reap-run").stdout.strip() == b""
+    assert engine.api.containers(all=True, filters={"label": "oneshot.run_id=reap-run"}) == []
     assert not Path(server_home).exists()  # the exec server's socket dir goes with its container
 
 
-@dataclass(frozen=True)
-class _RacingEngine(Engine):
-    """The real engine, seeing only this test's containers, where ``victim`` is removed right before the
-    reaper's inspect, as another session's reaper (or the victim's own run) may do after the reaper's list."""
+class _RacingAPI:
+    """The real engine's client, listing only this test's containers, where ``victim`` is removed right
+    after the reaper's list, as another session's reaper (or the victim's own run) may do."""
 
-    victim: str = ""
+    def __init__(self, engine: Engine, victim: str) -> None:
+        self._api, self._victim = engine.api, victim
 
-    def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        if args[0] == "ps":
-            args = (*args, "--filter", "label=oneshot.run_id=vanish-run")
-        if args[0] == "inspect":
-            super().run("rm", "-f", self.victim)
-        return super().run(*args, **kwargs)
+    def containers(self, **kwargs: Any) -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = self._api.containers(all=True, filters={"label": "oneshot.run_id=vanish-run"})
+        self._api.remove_container(self._victim, force=True)
+        return listed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
 
 
-def test_reap_survives_containers_that_vanish_between_list_and_inspect(engine: Engine) -> None:
-    from pytest_oneshot.sandbox.docker import Owner
-
+def test_reap_survives_containers_that_vanish_between_list_and_remove(engine: Engine) -> None:
     me = Owner.current()
     dead = Owner(me.host, me.boot, me.pid, "1")  # our pid, another start time: a dead run
-    labels = [arg for key, value in dead.labels().items() for arg in ("--label", f"{key}={value}")]
-    labels += ["--label", "oneshot.run_id=vanish-run"]
+    labels = {**dead.labels(), "oneshot.run_id": "vanish-run"}
 
     def create() -> str:
-        return engine.run("create", *labels, BASE_IMAGE, "true").stdout.decode().strip()
+        return str(engine.api.create_container(BASE_IMAGE, "true", labels=labels)["Id"])
 
-    only = create()  # every listed container gone: docker inspect prints an empty line
-    assert reap(_RacingEngine(engine.host, engine.cli, victim=only)) == []
+    only = create()  # the only listed container is gone when the reaper removes it
+    assert reap(Engine(engine.host, _RacingAPI(engine, only))) == []  # type: ignore[arg-type]
     vanished, litter = create(), create()  # one gone, one left to reap
-    assert reap(_RacingEngine(engine.host, engine.cli, victim=vanished)) == [litter]
-    assert engine.run("ps", "-aq", "--filter", "label=oneshot.run_id=vanish-run").stdout.strip() == b""
+    assert reap(Engine(engine.host, _RacingAPI(engine, vanished))) == [litter]  # type: ignore[arg-type]
+    assert engine.api.containers(all=True, filters={"label": "oneshot.run_id=vanish-run"}) == []
 
 
 def test_owner_detection() -> None:
-    from pytest_oneshot.sandbox.docker import Owner
-
     me = Owner.current()
     assert not me.is_dead()
     assert Owner(me.host, me.boot, me.pid, "1").is_dead()  # same pid, other process (pid reuse)
@@ -427,22 +315,3 @@ def test_missing_subdir_is_infra_error(docker_task: DockerTask, engine: Engine, 
 
 def _ticks(sandbox: DockerSandbox) -> str:
     return sandbox.read_file("tick").decode()
-
-
-@pytest.mark.parametrize("protect", [False, True], ids=["agent", "scoring-with-setup"])
-def test_the_archive_stops_every_process_first_and_reads_the_files(any_sandbox: MakeSandbox, protect: bool) -> None:
-    kwargs: dict[str, Any] = {"task_kwargs": {"tests_setup": ["true"]}, "scoring": True} if protect else {}
-    sandbox = any_sandbox(**kwargs)
-    loop = "while :; do date +%s%N > tick; sleep 0.05; done"
-    sandbox.exec(["sh", "-c", f"setsid sh -c '{loop}' >/dev/null 2>&1 < /dev/null &"], timeout=30)
-    time.sleep(0.3)
-    before = _ticks(sandbox)
-    time.sleep(0.3)
-    assert _ticks(sandbox) != before, "the background writer runs"
-    with sandbox.archive_workspace(stop_processes=True) as archive:
-        tree = read_archive(archive)
-    assert {"calc.py", "pkg/README", "tick"} <= set(tree.files) and not any(".git" in p for p in tree.files)
-    if sandbox.uses_server:  # with docker exec's fallback the container itself is stopped
-        first = _ticks(sandbox)
-        time.sleep(0.3)
-        assert _ticks(sandbox) == first, "no process of the agent's survives the archive"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from pytest_oneshot.sandbox.dockerd import Engine
@@ -35,7 +36,15 @@ def test_oracle_passes_and_nop_fails(
 
 
 def _containers_of(engine: Engine, pid: int) -> list[str]:
-    return engine.run("ps", "-aq", "--filter", f"label=oneshot.owner.pid={pid}").stdout.decode().split()
+    return [found["Id"] for found in engine.api.containers(all=True, filters={"label": f"oneshot.owner.pid={pid}"})]
+
+
+def _top(engine: Engine, container: str) -> object:
+    """The container's processes (nothing when it is not running, or gone)."""
+    try:
+        return engine.api.top(container)
+    except docker.errors.APIError:
+        return None
 
 
 def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine) -> subprocess.Popen[bytes]:
@@ -47,7 +56,7 @@ def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine
     deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
     while time.monotonic() < deadline and run.poll() is None:
         containers = _containers_of(engine, run.pid)
-        if any(b"sleep 300" in engine.run("top", container, check=False).stdout for container in containers):
+        if any("sleep 300" in str(_top(engine, container)) for container in containers):
             return run
         time.sleep(0.5)
     run.kill()

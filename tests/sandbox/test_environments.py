@@ -8,6 +8,7 @@ pip reaches PyPI (the one network exception), trusting the host's CA bundle.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from pytest_oneshot.errors import InfraError, TaskFormatError
@@ -107,7 +109,9 @@ def cleanup_images(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     yield tags
     if tags:
         engine: Engine = request.getfixturevalue("engine")
-        engine.run("rmi", "-f", *tags, check=False)
+        for tag in tags:
+            with contextlib.suppress(docker.errors.NotFound):
+                engine.api.remove_image(tag, force=True)
 
 
 def test_the_package_is_not_on_the_host() -> None:
