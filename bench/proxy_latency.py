@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from proxy import tracestore
 from proxy.manage import start_proxy
-from proxy.responses_server import ScriptedResponsesServer, Turn, message
+from pytest_oneshot.model.cassette import Turn, message
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 
 def _request(base: str, key: str, body: Mapping[str, object], headers: dict[str, str]) -> tuple[float, float]:
