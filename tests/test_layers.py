@@ -28,6 +28,25 @@ KNOWN_CIRCLES = {
         "reshaped on its own branch (one process runner), which removes this"
     ),
 }
+MAP_ROWS: dict[str, int] = {
+    # The README's module map ("Development"), bottom (1) to top; a package name covers its modules,
+    # the most specific entry wins. Importing from a higher row is an upward import.
+    "oneshot_shared": 1,
+    "pytest_oneshot": 2,  # the package's own __init__ (empty)
+    **dict.fromkeys(("usage", "files", "errors"), 2),
+    **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
+    **dict.fromkeys(("agent", "workspace", "scoring", "sandbox"), 4),
+    "model": 5,  # cassette, catalog, serving, the package
+    **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
+    **dict.fromkeys(("report", "result"), 7),
+    "trial": 8,
+    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli"), 9),
+    "proxy": 2,  # its __init__; proxy's rows are its own column
+    **{f"proxy.{name}": 2 for name in ("tracestore", "redact", "addon")},
+    **{f"proxy.{name}": 3 for name in ("manage", "cleaner")},
+    **{f"proxy.{name}": 4 for name in ("proxy_cli", "traces_cli", "recorder")},
+    "mcp_server": 9,  # a placeholder (task capture): it will drive the harness
+}
 _MODULE_STRING = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.\w+)+)(?::\w+)?$")
 
 
@@ -38,6 +57,18 @@ class Import:
     where: str
     """``path:line`` of the import."""
     in_string: bool = False
+
+
+def _row(module: str) -> int | None:
+    """``module``'s row: its own entry, else its package's (a new module of proxy/ or the top level has none)."""
+    key = module.removeprefix("pytest_oneshot.")
+    if key.startswith("oneshot_shared"):
+        return MAP_ROWS["oneshot_shared"]
+    while key and key not in MAP_ROWS:
+        key = key.rpartition(".")[0]
+        if key in ("proxy", "mcp_server"):  # each of their modules has its own entry
+            return None
+    return MAP_ROWS.get(key)
 
 
 def _modules(root: Path = ROOT, packages: tuple[str, ...] = PACKAGES) -> dict[str, Path]:
@@ -149,6 +180,17 @@ def test_no_import_circles(imports: list[Import]) -> None:
     assert not new, "import circle(s), lazy and TYPE_CHECKING imports included:\n" + "\n".join(new)
     gone = [sorted(members) for members in KNOWN_CIRCLES if members not in found]
     assert not gone, f"these circles are gone: remove them from KNOWN_CIRCLES: {gone}"
+
+
+def test_every_module_is_on_the_map_and_imports_downwards(imports: list[Import]) -> None:
+    missing = sorted(module for module in _modules() if _row(module) is None)
+    assert not missing, f"not on the module map: add them to MAP_ROWS and the README's map: {missing}"
+    upward = [
+        f"{e.where}: {e.source} (row {_row(e.source)}) imports {e.target} (row {_row(e.target)})"
+        for e in imports
+        if not e.in_string and (_row(e.target) or 0) > (_row(e.source) or 0)
+    ]
+    assert not upward, "upward imports (README's module map, Development):\n" + "\n".join(upward)
 
 
 def test_harness_and_proxy_never_import_each_other(imports: list[Import]) -> None:
