@@ -13,14 +13,13 @@ import asyncio
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Final, TypeVar, final
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final, final
 
 from aiohttp import web
 
 __all__ = ["SHUTDOWN_GRACE_SEC", "BackgroundServer", "api_error", "json_response"]
 
-T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SHUTDOWN_GRACE_SEC: Final = 0.1
 MAX_REQUEST_BYTES: Final = 256 * 1024 * 1024
@@ -58,17 +57,12 @@ class BackgroundServer:
         self._thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
         self._loop = loop
         self._thread.start()
-        self.run(self._serve())
+        asyncio.run_coroutine_threadsafe(self._serve(), loop).result()
 
     async def _serve(self) -> None:
         self._runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SEC)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock).start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the server's loop and wait for its result (call from another thread)."""
-        assert self._loop is not None, "server not started"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
 
     def stop(self) -> None:
         loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
