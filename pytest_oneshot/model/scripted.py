@@ -209,9 +209,9 @@ class ScriptedResponsesServer:
         response.enable_chunked_encoding()
         await response.prepare(request)
         with contextlib.suppress(ConnectionResetError):  # codex hangs up right after response.completed
-            for event in _stream_events(outcome, str(body.get("model", ""))):
-                await response.write(event)
-            await response.write_eof()
+            # A scripted response is ready at once: one write, its end included, so it leaves in one segment
+            # (a real model's events come spaced out, and the limiter and the recorder pass each on as it comes).
+            await response.write_eof(b"".join(_stream_events(outcome, str(body.get("model", "")))))
         return response
 
 
