@@ -17,10 +17,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from proxy.responses_server import ScriptedResponsesServer, Turn, apply_patch, exec_command, message
 from pytest_oneshot.agent import Agent, AgentRequest
 from pytest_oneshot.agent.builtin import CommandAgent
 from pytest_oneshot.agent.codex import CodexAgent
+from pytest_oneshot.model.cassette import Turn, apply_patch, exec_command, message
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.local import LocalSandbox

@@ -1,8 +1,9 @@
-"""What the tracing proxy costs: added latency, time to first SSE byte, and rows lost under load.
+"""What the model path costs: added latency and time to first SSE byte through the token limiter (every
+model request) and the tracing proxy (``--oneshot-trace``), and rows lost under load.
 
-Run: ``PYTHONPATH=. ONESHOT_MITMDUMP=/path/to/mitmdump python bench/proxy_latency.py [--requests 10000]``.
-Everything talks to the scripted Responses-API server on 127.0.0.1. Direct and proxied requests
-are interleaved so drift on a busy machine hits both alike. Targets: <= 5 ms p50 added,
+Run: ``ONESHOT_MITMDUMP=/path/to/mitmdump python bench/proxy_latency.py [--requests 10000]``.
+Everything talks to the scripted Responses-API server on 127.0.0.1. Direct, limited and proxied
+requests are interleaved so drift on a busy machine hits them alike. Targets: <= 5 ms p50 added,
 TTFB <= 1.2x direct (with a model-like think time), 0 lost or misattributed rows.
 """
 
@@ -23,7 +24,9 @@ from urllib.parse import urlsplit
 
 from proxy import tracestore
 from proxy.manage import start_proxy
-from proxy.responses_server import ScriptedResponsesServer, Turn, message
+from pytest_oneshot.model.cassette import Turn, message
+from pytest_oneshot.model.limiter import TokenLimiter
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 
 def _request(base: str, key: str, body: Mapping[str, object], headers: dict[str, str]) -> tuple[float, float]:
@@ -31,7 +34,8 @@ def _request(base: str, key: str, body: Mapping[str, object], headers: dict[str,
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
     started = time.perf_counter()
-    conn.request("POST", f"/s/{key}/v1/responses", json.dumps(body), {"content-type": "application/json", **headers})
+    path = f"{parts.path}/s/{key}/v1/responses"
+    conn.request("POST", path, json.dumps(body), {"content-type": "application/json", **headers})
     response = conn.getresponse()
     first = None
     while line := response.readline():
@@ -49,12 +53,14 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), cuts[18]
 
 
-def latency(server: ScriptedResponsesServer, proxy_url: str, key: str, rounds: int) -> dict[str, tuple[float, float]]:
-    samples: dict[str, list[tuple[float, float]]] = {"direct": [], "proxy": []}
+def latency(bases: Mapping[str, str], key: str, rounds: int) -> dict[str, tuple[float, float]]:
+    """p50/p95 of TTFB and total per path, the paths taken in a rotating order each round."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in bases}
     body = {"model": "bench", "stream": True, "input": []}
+    order = list(bases.items())
     for index in range(rounds):
-        order = [("direct", server.root_url), ("proxy", proxy_url)]
-        for name, base in order if index % 2 else order[::-1]:
+        shift = index % len(order)
+        for name, base in order[shift:] + order[:shift]:
             samples[name].append(_request(base, key, body, {"session-id": "latency"}))
     return {
         f"{name} {label}": _quantiles([pair[i] * 1000 for pair in pairs])
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-ms", type=float, default=50.0, help="Model-like delay before the stream starts")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory() as tmp, ScriptedResponsesServer() as server:
+    with tempfile.TemporaryDirectory() as tmp, ScriptedResponsesServer() as server, TokenLimiter() as limiter:
         item = [message("ok " * 40)]
         server.add_script("fast", [Turn(output=item)])
         server.add_script("think", [Turn(output=item, latency_sec=args.think_ms / 1000)])
@@ -121,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             server.root_url, Path(tmp) / "latency.sqlite3", session_id="bench", confdir=Path(tmp) / "conf"
         )
         startup_ms = (time.perf_counter() - started) * 1000
+        bases = {"direct": server.root_url, "limiter": limiter.add_route(server.root_url).base_url, "proxy": proxy.url}
         try:
-            fast = latency(server, proxy.url, "fast", args.rounds)
-            think = latency(server, proxy.url, "think", max(args.rounds // 5, 20))
+            fast = latency(bases, "fast", args.rounds)
+            think = latency(bases, "think", max(args.rounds // 5, 20))
         finally:
             proxy.stop()
         proxy = start_proxy(server.root_url, Path(tmp) / "load.sqlite3", confdir=Path(tmp) / "conf")
@@ -142,12 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{title}:               p50 ms    p95 ms")
         for name, (p50, p95) in figures.items():
             print(f"  {name:<14}          {p50:8.2f}  {p95:8.2f}")
-        added = [figures["proxy total"][i] - figures["direct total"][i] for i in (0, 1)]
-        ratio = figures["proxy ttfb"][0] / figures["direct ttfb"][0]
-        print(
-            f"  added latency p50 {added[0]:.2f} ms, p95 {added[1]:.2f} ms (target p50 <= 5 ms); "
-            f"TTFB proxy/direct {ratio:.2f}x (target <= 1.2x)"
-        )
+        for hop in ("limiter", "proxy"):
+            added = [figures[f"{hop} total"][i] - figures["direct total"][i] for i in (0, 1)]
+            ratio = figures[f"{hop} ttfb"][0] / figures["direct ttfb"][0]
+            print(
+                f"  {hop:<7} added latency p50 {added[0]:.2f} ms, p95 {added[1]:.2f} ms (target p50 <= 5 ms); "
+                f"TTFB {hop}/direct {ratio:.2f}x (target <= 1.2x)"
+            )
     print(
         f"\nload: {sent} requests from {args.sessions} concurrent sessions at {rate:.0f} req/s:"
         f" {lost} lost, {misattributed} misattributed rows (target 0)"

@@ -2,7 +2,7 @@
 
 Run as ``mitmdump -s proxy/addon.py --set oneshot_db=PATH [--set oneshot_session=RUN]``. mitmproxy
 lives in its own venv (it pins h11 against the mcp SDK), so this file imports only the stdlib,
-mitmproxy and its stdlib-only siblings, loaded by path.
+mitmproxy, and stdlib-only modules of ours loaded by path (its siblings and ``oneshot_shared``'s).
 
 Why the shape: responses are never buffered (a recording stream callable passes each chunk on at
 once, so SSE reaches the agent in real time); a row is written exactly once per flow, on
@@ -34,17 +34,16 @@ from mitmproxy.net import encoding
 from mitmproxy.proxy import server_hooks
 
 HEALTH_PATH = "/__oneshot/health"
-SESSION_HEADER = "x-oneshot-session"
 CLIENT_SESSION_HEADERS = ("session-id", "thread-id")
 
 logger = logging.getLogger("oneshot.tracer")
 
 
-def _sibling(name: str) -> ModuleType:
-    """Import ``proxy/<name>.py`` by path: the project is not installed in mitmdump's venv."""
-    module_name = f"_oneshot_proxy_{name}"
+def _load(path: Path) -> ModuleType:
+    """Import a stdlib-only module of ours by path: the project is not installed in mitmdump's venv."""
+    module_name = f"_oneshot_{path.parent.name}_{path.stem}"
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name(f"{name}.py"))
+        spec = importlib.util.spec_from_file_location(module_name, path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
@@ -52,9 +51,12 @@ def _sibling(name: str) -> ModuleType:
     return sys.modules[module_name]
 
 
-redact = _sibling("redact")
-sse = _sibling("sse")
-tracestore = _sibling("tracestore")
+_HERE = Path(__file__).resolve().parent
+_SHARED = _HERE.parent / "oneshot_shared"  # installed next to proxy/, in a wheel as in a checkout
+redact = _load(_HERE / "redact.py")
+tracestore = _load(_HERE / "tracestore.py")
+sse = _load(_SHARED / "sse.py")
+SESSION_HEADER: str = _load(_SHARED / "wire.py").SESSION_HEADER
 
 
 class _StreamRecorder:

@@ -5,7 +5,7 @@ new rows, so it is cheap to run on every ``oneshot traces`` call or in a ``--wat
 proxies keep writing. The watermark and the sessions it produced commit in one transaction, so
 a rerun or a crash never duplicates nor drops an event. Each Responses-API answer (SSE or JSON)
 is parsed into its output items, messages, tool calls and usage; :func:`to_cassette` turns an
-exported session into a replay script for :mod:`proxy.responses_server`.
+exported session into a replay cassette for the harness's scripted model server.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from proxy import redact, sse, tracestore
+from oneshot_shared import sse
+from oneshot_shared.wire import CASSETTE_FORMAT, USAGE_KEYS, usage_from_api
+from proxy import redact, tracestore
 from proxy.tracestore import RawTrace
 
 FORMAT = "oneshot-trace/1"
@@ -28,21 +30,6 @@ _CLEAN_SCHEMA = """
 CREATE TABLE IF NOT EXISTS cleaned_sessions(session_id TEXT PRIMARY KEY, created_at TEXT, formatted_json TEXT);
 CREATE TABLE IF NOT EXISTS cleaner_watermark(raw_db TEXT PRIMARY KEY, last_rowid INTEGER NOT NULL);
 """
-_USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
-
-
-def _flat_usage(usage: Any) -> dict[str, int] | None:
-    """API usage -> the flat counts codex reports (and cassettes take)."""
-    if not isinstance(usage, Mapping):
-        return None
-    input_details = usage.get("input_tokens_details") or {}
-    output_details = usage.get("output_tokens_details") or {}
-    return {
-        "input_tokens": int(usage.get("input_tokens") or 0),
-        "cached_input_tokens": int(input_details.get("cached_tokens") or 0),
-        "output_tokens": int(usage.get("output_tokens") or 0),
-        "reasoning_output_tokens": int(output_details.get("reasoning_tokens") or 0),
-    }
 
 
 def _summarise_items(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -111,6 +98,7 @@ def model_output(response: Any) -> dict[str, Any] | None:
         return None
     output_items = [items[index] for index in sorted(items)] or list(final.get("output") or [])
     messages, calls = _summarise_items(output_items)
+    usage = final.get("usage")
     result: dict[str, Any] = {
         "response_id": final.get("id"),
         "model": final.get("model"),
@@ -119,7 +107,7 @@ def model_output(response: Any) -> dict[str, Any] | None:
         "items": output_items,
         "messages": messages,
         "tool_calls": calls,
-        "usage": _flat_usage(final.get("usage")),
+        "usage": usage_from_api(usage) if isinstance(usage, Mapping) else None,
     }
     if deltas and not messages:
         result["partial_text"] = "".join(deltas)  # a stream cut before its message item was done
@@ -155,7 +143,7 @@ def _iso(ts_ms: int) -> str:
 def build_session(session_id: str, events: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The cleaned record of a session: events in request order, plus totals."""
     ordered = sorted({event["id"]: event for event in events}.values(), key=lambda e: (e["ts_ms"], e["rowid"]))
-    usage = dict.fromkeys(_USAGE_KEYS, 0)
+    usage = dict.fromkeys(USAGE_KEYS, 0)
     models: list[str] = []
     for event in ordered:
         output = event.get("output") or {}
@@ -268,14 +256,12 @@ def list_sessions(clean_db: str | Path) -> list[dict[str, Any]]:
 
 
 def to_cassette(session: Mapping[str, Any]) -> dict[str, Any]:
-    """A replay script for :class:`proxy.responses_server.ScriptedResponsesServer` from an exported session.
+    """A replay cassette (``oneshot-cassette/1``, the harness's replay script) from an exported session.
 
     One turn per model answer, in order: completed answers keep their items and usage, HTTP
     errors and ``response.failed`` keep their failure; answers cut off mid-stream are left out
     (the client retried them).
     """
-    from proxy.responses_server import CASSETTE_FORMAT
-
     turns: list[dict[str, Any]] = []
     for event in session.get("traces", []):
         output = event.get("output")

@@ -5,7 +5,7 @@ else ``mitmdump`` on PATH, else the managed venv that ``oneshot proxy install`` 
 gets its own ``confdir`` (never ``~/.mitmproxy``), log file and, for the CLI, a pid file under the
 state dir; processes are stopped by the pid they were started with, never by name.
 
-The harness calls :func:`start_proxy` per trial or per session::
+The harness starts one per process through :mod:`proxy.recorder`; by hand::
 
     handle = start_proxy("http://127.0.0.1:8000", run_dir / "raw_traces.sqlite3", session_id=trial_id)
     ...  # point codex at f"{handle.url}/v1"
@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from pytest_oneshot.errors import OneshotError
+from oneshot_shared.errors import OneshotError
+from oneshot_shared.paths import cache_dir, state_dir
 
 MITMPROXY_VERSION = "11.0.2"
 ADDON_PATH = Path(__file__).with_name("addon.py")
@@ -48,21 +49,9 @@ class ProxyError(OneshotError):
     """The tracing proxy could not be found, started or stopped."""
 
 
-def state_dir() -> Path:
-    """Where pid files, logs, confdirs and the default trace databases live (``$ONESHOT_STATE_DIR``)."""
-    if env := os.environ.get("ONESHOT_STATE_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "pytest-oneshot"
-
-
 def managed_venv() -> Path:
-    """The venv ``oneshot proxy install`` creates (``$ONESHOT_CACHE_DIR``/mitmproxy-venv)."""
-    base = (
-        os.environ.get("ONESHOT_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pytest-oneshot"
-    )
-    return Path(base) / f"mitmproxy-{MITMPROXY_VERSION}-venv"
+    """The venv ``oneshot proxy install`` creates (in the cache dir)."""
+    return cache_dir() / f"mitmproxy-{MITMPROXY_VERSION}-venv"
 
 
 def default_raw_db() -> Path:

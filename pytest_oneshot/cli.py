@@ -1,37 +1,42 @@
 """The ``oneshot`` console script: housekeeping commands around the pytest plugin.
 
 Each command group lives next to the code it drives and contributes an
-``add_commands(subparsers)`` function; this module only lists them.
+``add_commands(subparsers)`` function; this module only lists them. The tracing proxy's groups
+(``proxy``, ``traces``) come from the ``pytest_oneshot.commands`` entry point, like a plugin's.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.registry import Registry
 
-# group name -> module whose add_commands(subparsers) adds it; imported only when used
-COMMAND_GROUPS: dict[str, str] = {
-    "docker": "pytest_oneshot.sandbox.dockerd",
-    "proxy": "proxy.proxy_cli",
-    "traces": "proxy.traces_cli",
-}
+AddCommands = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def command_groups() -> Registry[AddCommands]:
+    """Group name -> the ``add_commands(subparsers)`` that adds it; imported only when used."""
+    registry: Registry[AddCommands] = Registry("command", "pytest_oneshot.commands")
+    registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
+    registry.load_entry_points()
+    return registry
 
 
 def build_parser(groups: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oneshot", description="pytest-oneshot: agent evaluation tasks as tests")
     subparsers = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in dict.fromkeys(COMMAND_GROUPS[name] for name in groups or COMMAND_GROUPS):
-        importlib.import_module(module).add_commands(subparsers)  # a module may add several groups
+    registry = command_groups()
+    for add_commands in dict.fromkeys(registry.get(name) for name in groups or registry.names()):
+        add_commands(subparsers)  # one function may add several groups
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    wanted = [argv[0]] if argv and argv[0] in COMMAND_GROUPS else None
+    wanted = [argv[0]] if argv and argv[0] in command_groups().names() else None
     args = build_parser(wanted).parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -15,7 +15,7 @@ import pytest
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
-from pytest_oneshot.replay import REPLAY_MODEL
+from pytest_oneshot.model.replay import REPLAY_MODEL
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
 from pytest_oneshot.stash import agent_key, gateway_key, registries_key, replay_key, settings_key, trial_key

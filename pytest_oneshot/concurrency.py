@@ -26,8 +26,9 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_oneshot.errors import InfraError
+from pytest_oneshot.result import TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxSpec
-from pytest_oneshot.trial import TrialConfig, TrialResult, run_trial
+from pytest_oneshot.trial import TrialConfig, run_trial
 
 _REFILL_SEC = 0.2
 

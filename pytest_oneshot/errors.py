@@ -6,9 +6,9 @@ environment problem and is reported as its message alone.
 
 from __future__ import annotations
 
+from oneshot_shared.errors import OneshotError
 
-class OneshotError(Exception):
-    """Base class: ``str(err)`` is the complete message shown to the user."""
+__all__ = ["InfraError", "OneshotError", "RepoUnavailableError", "SandboxUnavailableError", "TaskFormatError"]
 
 
 class TaskFormatError(OneshotError):

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_oneshot.result import TrialResult
     from pytest_oneshot.stash import Registries
-    from pytest_oneshot.trial import TrialResult
 
 
 def pytest_oneshot_register(registries: Registries) -> None:

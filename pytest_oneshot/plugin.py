@@ -18,8 +18,8 @@ import pytest
 from pytest_oneshot import hookspecs
 from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
-from pytest_oneshot.gateway import ModelGateway
-from pytest_oneshot.replay import ReplayService
+from pytest_oneshot.model.gateway import ModelGateway
+from pytest_oneshot.model.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.sandbox.dockerd import show_progress_through
 from pytest_oneshot.settings import OPTIONS, resolve

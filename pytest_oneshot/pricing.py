@@ -18,8 +18,8 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pytest_oneshot.agent import TokenUsage
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.usage import TokenUsage
 
 __all__ = ["DEFAULT_PRICES", "PRICES_AS_OF", "Price", "PricesError", "cost_usd", "load_prices"]
 

@@ -15,6 +15,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
+from oneshot_shared.paths import cache_dir as default_cache_dir  # sandbox/ imports it from here
 from pytest_oneshot.errors import InfraError, RepoUnavailableError
 from pytest_oneshot.task import Task
 
@@ -27,10 +28,6 @@ _GIT_ENV = {
     "GIT_COMMITTER_NAME": "oneshot",
     "GIT_COMMITTER_EMAIL": "oneshot@localhost",
 }
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ONESHOT_CACHE_DIR") or Path.home() / ".cache" / "pytest-oneshot")
 
 
 def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC) -> str:

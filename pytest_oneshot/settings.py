@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from oneshot_shared.paths import cache_dir
 from pytest_oneshot.errors import OneshotError
-from pytest_oneshot.repo import default_cache_dir
 
 
 class SettingsError(OneshotError):
@@ -249,6 +249,6 @@ def resolve(
         json_path=None if not json_path else base_dir / json_path,
         trace=values["trace"],
         prices=None if not prices else base_dir / prices,
-        cache_dir=Path(environ.get("ONESHOT_CACHE_DIR") or default_cache_dir()),
+        cache_dir=cache_dir(environ),
         run_id=run_id,
     )

@@ -11,11 +11,11 @@ from pytest_oneshot.registry import Registry
 
 if TYPE_CHECKING:
     from pytest_oneshot.agent import Agent, AgentFactory
-    from pytest_oneshot.gateway import ModelGateway
-    from pytest_oneshot.replay import ReplayService
+    from pytest_oneshot.model.gateway import ModelGateway
+    from pytest_oneshot.model.replay import ReplayService
+    from pytest_oneshot.result import TrialResult
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
-    from pytest_oneshot.trial import TrialResult
 
 
 @dataclass(frozen=True)

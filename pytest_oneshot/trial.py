@@ -23,26 +23,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel
-
-from pytest_oneshot.agent import Agent, AgentRequest, AgentResult, TokenUsage
+from pytest_oneshot.agent import Agent, AgentRequest, AgentResult
 from pytest_oneshot.change import Change, Manifest, UnreadableWorkspace, render_patch
 from pytest_oneshot.errors import InfraError, OneshotError
-from pytest_oneshot.gateway import ModelGateway, ModelRoute
-from pytest_oneshot.replay import ReplayService
+from pytest_oneshot.model.gateway import ModelGateway, ModelRoute
+from pytest_oneshot.model.replay import ReplayService
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_phase_start, write_trial_files
+from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
 from pytest_oneshot.scoring.pytest_config import find_start_config
-from pytest_oneshot.scoring.rubric import RubricScore, score_rubrics, total_score
+from pytest_oneshot.scoring.rubric import score_rubrics, total_score
 from pytest_oneshot.scoring.tests import TestRun, graded_files, graded_tests, run_hidden_tests
 from pytest_oneshot.task import Task
+from pytest_oneshot.usage import TokenUsage
 from pytest_oneshot.workspace import collect_change, commit_baseline, fresh_manifest, fresh_side, write_scored_tree
-
-Outcome = Literal["passed", "failed", "timeout", "agent_error", "token_limit", "error"]
 
 
 class Phase(StrEnum):
@@ -95,54 +93,6 @@ class TrialConfig:
     def trial_id(self) -> str:
         """Unique, URL- and name-safe id of this trial: run id + item."""
         return f"{self.run_id}-{item_dir_name(self.item_id)}"
-
-
-class AgentSummary(BaseModel):
-    name: str
-    status: str | None = None
-    message: str = ""
-    exit_code: int | None = None
-    usage: dict[str, int] | None = None
-
-
-class TrialResult(BaseModel):
-    """Everything a trial found; the JSON report and JUnit properties are views of it."""
-
-    task_id: str
-    task_name: str
-    item_id: str
-    run_id: str
-    model: str | None
-    rollout: int
-    outcome: Outcome = "error"
-    reason: str = ""
-    resolved: bool | None = None
-    score: float | None = None
-    min_score: float | None = None
-    rubrics: list[RubricScore] = []
-    tests: TestRun | None = None
-    agent: AgentSummary
-    diff_bytes: int = 0
-    diff_lines: int = 0
-    changed_files: list[str] = []
-    left_out: dict[str, str] = {}
-    """Files the agent touched that are not part of its change (too big, not a regular file), and why."""
-    reset_to_start: dict[str, str] = {}
-    """Paths the agent changed that were scored as at the start (test infrastructure), and why."""
-    phases: dict[str, float] = {}
-    run_dir: str = ""
-    model_requests: int | None = None
-    """Requests the agent sent through the model gateway (None: the agent uses no model)."""
-    tokens: dict[str, int] | None = None
-    """Tokens as the model gateway counted them from the upstream's answers (authoritative)."""
-    tokens_agree: bool | None = None
-    """Whether the agent's own count (``agent.usage``) equals ``tokens``; None if it reported none."""
-    cost_usd: float | None = None
-    """``tokens`` at the model's list price; None when the price (or the token count) is unknown."""
-    trace: str | None = None
-    """The trial's recorded model traffic in the run dir (``--oneshot-trace``)."""
-    trace_complete: bool | None = None
-    """Whether every request was recorded before the trace was written."""
 
 
 @dataclass

@@ -52,19 +52,19 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run as a script: use the project from this checkout
 
-from proxy.responses_server import (  # noqa: E402
+from pytest_oneshot.agent import AgentRequest, AgentResult  # noqa: E402
+from pytest_oneshot.agent.codex import CodexAgent, find_codex  # noqa: E402
+from pytest_oneshot.change import render_patch  # noqa: E402
+from pytest_oneshot.errors import OneshotError, TaskFormatError  # noqa: E402
+from pytest_oneshot.model.cassette import (  # noqa: E402
     CASSETTE_FORMAT,
     Cassette,
-    ScriptedResponsesServer,
     apply_patch,
     exec_command,
     load_cassette,
     message,
 )
-from pytest_oneshot.agent import AgentRequest, AgentResult  # noqa: E402
-from pytest_oneshot.agent.codex import CodexAgent, find_codex  # noqa: E402
-from pytest_oneshot.change import render_patch  # noqa: E402
-from pytest_oneshot.errors import OneshotError, TaskFormatError  # noqa: E402
+from pytest_oneshot.model.scripted import ScriptedResponsesServer  # noqa: E402
 from pytest_oneshot.repo import snapshot  # noqa: E402
 from pytest_oneshot.sandbox import SandboxSpec  # noqa: E402
 from pytest_oneshot.sandbox.local import LocalSandbox  # noqa: E402

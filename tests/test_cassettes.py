@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from proxy.responses_server import load_cassette
+from pytest_oneshot.model.cassette import load_cassette
 from pytest_oneshot.task import load_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.agent import TokenUsage
 from pytest_oneshot.pricing import DEFAULT_PRICES, Price, cost_usd, load_prices
+from pytest_oneshot.usage import TokenUsage
 
 USAGE = TokenUsage(
     input_tokens=1_000_000, cached_input_tokens=400_000, output_tokens=100_000, reasoning_output_tokens=50_000

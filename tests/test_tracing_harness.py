@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 
 from proxy.cleaner import to_cassette
-from proxy.responses_server import Cassette, ScriptedResponsesServer, load_cassette
-from pytest_oneshot.agent import TokenUsage
+from pytest_oneshot.model.cassette import Cassette, load_cassette
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 from pytest_oneshot.pricing import DEFAULT_PRICES
 from pytest_oneshot.report.rundir import item_dir_name
+from pytest_oneshot.usage import TokenUsage
 
 pytestmark = pytest.mark.codex
 

@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from pytest_oneshot.registry import Registry
 from pytest_oneshot.sandbox import Network, Sandbox
 from pytest_oneshot.task import Task
+from pytest_oneshot.usage import TokenUsage
 
 __all__ = [
     "Agent",
@@ -29,22 +30,10 @@ AgentStatus = Literal["completed", "timeout", "agent_error", "token_limit"]
 
 
 @dataclass(frozen=True)
-class TokenUsage:
-    input_tokens: int = 0
-    cached_input_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_output_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-@dataclass(frozen=True)
 class ModelEndpoint:
     """Where an agent sends its model requests during one trial.
 
-    A loopback route of the harness's model gateway (:mod:`pytest_oneshot.gateway`): it adds
+    A loopback route of the harness's model gateway (:mod:`pytest_oneshot.model.gateway`): it adds
     the API key, counts tokens and enforces the token limit, so the agent needs no key.
     """
 

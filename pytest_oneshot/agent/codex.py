@@ -4,7 +4,7 @@ The pinned static binary is mounted read-only into the sandbox and run as
 ``codex exec --json`` with a per-trial ``CODEX_HOME`` (a temp dir under the sandbox's HOME)
 whose generated ``config.toml`` points at a custom provider and turns off everything that
 would phone home. Codex talks only to a loopback route of the model gateway
-(:mod:`pytest_oneshot.gateway`; the trial's ``request.endpoint``, or a private gateway when the
+(:mod:`pytest_oneshot.model.gateway`; the trial's ``request.endpoint``, or a private gateway when the
 agent runs on its own), which counts tokens, enforces ``token_limit`` and adds the API key on
 the way out: the key never enters the sandbox, its environment or any file.
 """
@@ -23,11 +23,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-from proxy.model_catalog import catalog_for
+from oneshot_shared.wire import USAGE_KEYS
 from pytest_oneshot.agent import AgentRequest, AgentResult, ModelEndpoint, TokenUsage
 from pytest_oneshot.errors import InfraError, OneshotError
-from pytest_oneshot.gateway import DEFAULT_BASE_URL, ModelGateway
 from pytest_oneshot.logcap import capped_output
+from pytest_oneshot.model.catalog import catalog_for
+from pytest_oneshot.model.gateway import DEFAULT_BASE_URL, ModelGateway
 from pytest_oneshot.sandbox import ExecResult, Network, Sandbox
 
 __all__ = ["CODEX_VERSION", "CodexAgent", "find_codex"]
@@ -189,12 +190,7 @@ def _usage(events: list[dict[str, Any]]) -> TokenUsage | None:
     reported = [event.get("usage") or {} for event in events if event["type"] == "turn.completed"]
     if not reported:
         return None
-    return TokenUsage(
-        **{
-            name: sum(int(usage.get(name) or 0) for usage in reported)
-            for name in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
-        }
-    )
+    return TokenUsage(**{name: sum(int(usage.get(name) or 0) for usage in reported) for name in USAGE_KEYS})
 
 
 def _failure(events: list[dict[str, Any]]) -> str:

@@ -6,10 +6,7 @@ validators reject them, so users who validate should set ``junit_family=xunit1``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pytest_oneshot.trial import TrialResult
+from pytest_oneshot.result import TrialResult
 
 
 def junit_properties(result: TrialResult) -> list[tuple[str, object]]:

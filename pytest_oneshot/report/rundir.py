@@ -14,26 +14,11 @@ Every file is written atomically (temp file + rename), so a reader never sees ha
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pytest_oneshot.trial import TrialResult
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+from pytest_oneshot.files import write_atomic
+from pytest_oneshot.result import TrialResult
 
 
 def item_dir_name(item_id: str) -> str:

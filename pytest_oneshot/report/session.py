@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.report.rundir import write_atomic
+from pytest_oneshot.files import write_atomic
 from pytest_oneshot.settings import OneshotSettings
 
 

@@ -72,7 +72,7 @@ def base_env(home: str, tmp: str) -> dict[str, str]:
 
 # Our distribution's packages: pytest inside the sandbox autoloads the plugin, which must
 # import even when the project is installed editable from a tree the sandbox doesn't mount.
-_OUR_PACKAGES = ("pytest_oneshot", "proxy", "mcp_server")
+_OUR_PACKAGES = ("pytest_oneshot", "oneshot_shared", "proxy", "mcp_server")
 
 
 def _python_dirs() -> Iterator[Path]:

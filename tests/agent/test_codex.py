@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from proxy.responses_server import (
+from pytest_oneshot.agent import AgentRequest, AgentResult
+from pytest_oneshot.agent.codex import CodexAgent
+from pytest_oneshot.errors import InfraError, OneshotError
+from pytest_oneshot.model.cassette import (
     HttpError,
-    ReceivedRequest,
-    ScriptedResponsesServer,
     StreamError,
     Turn,
     Usage,
@@ -27,9 +28,7 @@ from proxy.responses_server import (
     insufficient_quota,
     message,
 )
-from pytest_oneshot.agent import AgentRequest, AgentResult
-from pytest_oneshot.agent.codex import CodexAgent
-from pytest_oneshot.errors import InfraError, OneshotError
+from pytest_oneshot.model.scripted import ReceivedRequest, ScriptedResponsesServer
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.local import LocalSandbox

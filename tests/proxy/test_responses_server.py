@@ -20,10 +20,11 @@ from typing import Any
 
 import pytest
 
-from proxy.responses_server import (
+from oneshot_shared.sse import parse_events
+from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.model.cassette import (
     Cassette,
     HttpError,
-    ScriptedResponsesServer,
     StreamError,
     Turn,
     Usage,
@@ -34,9 +35,8 @@ from proxy.responses_server import (
     mcp_call,
     message,
 )
-from proxy.sse import parse_events
-from proxy.token_limiter import TokenLimiter
-from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.model.limiter import TokenLimiter
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 
 @pytest.fixture
@@ -238,12 +238,12 @@ def test_bad_cassette_names_file_and_field(tmp_path: Path, content: dict[str, An
 
 
 def test_cli_serves_a_cassette(tmp_path: Path) -> None:
-    """``python -m proxy.responses_server CASSETTE`` prints each key's URL and serves it."""
+    """``python -m pytest_oneshot.model.scripted CASSETTE`` prints each key's URL and serves it."""
     path = tmp_path / "demo.json"
     path.write_text(Cassette(turns=[Turn(output=[message("from the CLI")])]).model_dump_json())
     repo_root = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
-        [sys.executable, "-m", "proxy.responses_server", str(path)],
+        [sys.executable, "-m", "pytest_oneshot.model.scripted", str(path)],
         cwd=repo_root,
         stdout=subprocess.PIPE,
         text=True,

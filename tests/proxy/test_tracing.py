@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 
-from proxy import cleaner, sse, tracestore
+from oneshot_shared import sse
+from proxy import cleaner, tracestore
 from proxy.manage import ProxyError, ProxyHandle, start_proxy
-from proxy.responses_server import Cassette, ScriptedResponsesServer, Turn, apply_patch, exec_command, mcp_call, message
+from pytest_oneshot.model.cassette import Cassette, Turn, apply_patch, exec_command, mcp_call, message
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 CANARY = "sk-proj-CANARY0123456789abcdefXYZ"
 CANARIES = (CANARY, "hf_CANARYabcdefghijklmnopqrstuvwxyz01", "ghp_CANARYabcdefghijklmnopqrstuvwxyz0123")
@@ -472,8 +474,6 @@ def oneshot(
 
     monkeypatch.setenv("ONESHOT_MITMDUMP", str(mitmdump))
     monkeypatch.setenv("ONESHOT_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setitem(cli.COMMAND_GROUPS, "proxy", "proxy.proxy_cli")
-    monkeypatch.setitem(cli.COMMAND_GROUPS, "traces", "proxy.traces_cli")
 
     def run(*argv: str) -> tuple[int, str]:
         code = cli.main(list(argv))

@@ -50,7 +50,9 @@ def test_host_tree_is_invisible_but_python_from_a_tmp_venv_runs(
 
 @needs_bwrap
 def test_our_packages_import_inside_so_pytest_can_autoload_the_plugin(sandbox: LocalSandbox) -> None:
-    result = sandbox.exec(["python", "-c", "import pytest_oneshot.plugin, proxy.responses_server, mcp_server"])
+    result = sandbox.exec(
+        ["python", "-c", "import pytest_oneshot.plugin, oneshot_shared.wire, proxy.cleaner, mcp_server"]
+    )
     assert result.ok, result.text()
     tasks = sandbox.exec(["test", "-e", str(Path(__file__).resolve().parent.parent.parent / "tasks")])
     assert (tasks.returncode, tasks.stderr) == (1, b""), tasks.text()  # `test` ran, and found nothing

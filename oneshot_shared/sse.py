@@ -1,6 +1,7 @@
 """Server-sent-events framing: where each event ends in a byte stream, and its parsed fields.
 
-Stdlib only: the addon uses it to time events as they stream through, the cleaner to parse them.
+Stdlib only: the mitmproxy addon loads it by path to time events as they stream through; the cleaner
+parses recorded streams with it and the token limiter finds ``response.completed`` usage in live ones.
 """
 
 from __future__ import annotations

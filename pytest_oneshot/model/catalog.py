@@ -5,7 +5,7 @@ Its bundled catalog is embedded in the binary; we keep one entry of it
 (``codex_model_template.json``, package data) and stamp out a catalog entry per model name
 at run time. Regenerate the template when the pinned Codex version changes::
 
-    python -m proxy.model_catalog /path/to/codex
+    python -m pytest_oneshot.model.catalog /path/to/codex
 """
 
 from __future__ import annotations

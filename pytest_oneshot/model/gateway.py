@@ -2,16 +2,18 @@
 
 ::
 
-    agent ──▶ mitmdump reverse proxy ──▶ TokenLimiter ──────────────────▶ model API / replay server
+    agent ──▶ trace recorder ────────────▶ TokenLimiter ──────────────────▶ model API / replay server
               (--oneshot-trace only:      adds the key, counts tokens,
-               records, never sees a key) enforces limits.token_limit (HTTP 429)
+               mitmdump in reverse mode,  enforces limits.token_limit (HTTP 429)
+               records, never sees a key)
 
 Why this order: the key is added behind the recorder, so no trace can hold it, and the token
 limit is enforced in one place whether tracing is on or off. One recorder serves every route,
 because its only upstream is the limiter (routes are paths, ``/r/<token>``). Servers start on
 the first route, so runs without model agents pay nothing. Each xdist worker has its own
 gateway; their recorders append to the run's one SQLite database (WAL mode: writers queue on a
-lock, readers never block).
+lock, readers never block). The recorder is ``proxy/``'s, found through the ``pytest_oneshot.recorders``
+entry point (:class:`TraceRecorder`), so the harness and the proxy never import each other.
 """
 
 from __future__ import annotations
@@ -19,30 +21,66 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 from urllib.parse import urlsplit
 
-from pytest_oneshot.agent import AgentResult, ModelEndpoint, TokenUsage
+from oneshot_shared.wire import SESSION_HEADER
+from pytest_oneshot.agent import AgentResult, ModelEndpoint
 from pytest_oneshot.errors import OneshotError
+from pytest_oneshot.files import write_atomic
 from pytest_oneshot.pricing import DEFAULT_PRICES, Price, cost_usd, load_prices
-from pytest_oneshot.report.rundir import write_atomic
+from pytest_oneshot.registry import Registry
+from pytest_oneshot.usage import TokenUsage
 
-if TYPE_CHECKING:  # proxy/ is imported only when used: the plugin also loads where it is absent (sandboxes)
-    from proxy.manage import ProxyHandle
-    from proxy.token_limiter import Route, TokenLimiter
+if TYPE_CHECKING:  # the limiter (aiohttp) is imported only when a route opens: sandboxes load the plugin too
+    from pytest_oneshot.model.limiter import Route, TokenLimiter
     from pytest_oneshot.settings import OneshotSettings
 
-__all__ = ["DEFAULT_BASE_URL", "SESSION_HEADER", "ModelGateway", "ModelRoute", "RouteReport"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "SESSION_HEADER",
+    "ModelGateway",
+    "ModelRoute",
+    "RecorderFactory",
+    "RouteReport",
+    "TraceRecorder",
+]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
-SESSION_HEADER: Final = "x-oneshot-session"
-"""The recorder files a request under this header's session before any other clue."""
 RECORD_WAIT_SEC: Final = 10.0
 """How long a finished route waits for the recorder to commit its last requests."""
+RECORDERS_GROUP: Final = "pytest_oneshot.recorders"
+TRACE_RECORDER: Final = "mitmproxy"
+
+
+class TraceRecorder(Protocol):
+    """Records every request a gateway forwards, filed by :data:`SESSION_HEADER` (``--oneshot-trace``)."""
+
+    def start(self, upstream: str) -> str:
+        """Start recording traffic to ``upstream`` (the limiter's root URL); return the URL to send it to.
+
+        Raises:
+            OneshotError: the recorder could not start (its log's last line).
+        """
+
+    def export(self, session_id: str, requests: int, wait_sec: float) -> tuple[dict[str, Any], bool]:
+        """The session's record (``oneshot-trace/1``) once ``requests`` of its requests are recorded, or
+        after ``wait_sec``; and whether they all were."""
+
+    def stop(self) -> None:
+        """Stop recording; what the recorder holds is committed first. Idempotent."""
+
+
+class RecorderFactory(Protocol):
+    def __call__(self, trace_db: Path, log_dir: Path) -> TraceRecorder:
+        """A recorder writing to the SQLite store ``trace_db``, its logs in ``log_dir``.
+
+        Raises:
+            OneshotError: it cannot run here (with how to install what is missing).
+        """
 
 
 @dataclass(frozen=True)
@@ -111,9 +149,7 @@ class ModelGateway:
         upstream: the model API base URL routes go to by default.
         api_key: sent only to ``upstream``, never to a route's own upstream (a replay server).
         prices: the price table for :attr:`RouteReport.cost_usd`.
-        trace_db: record every request through mitmdump into this SQLite store; None: no tracing.
-        log_dir: where mitmdump's log goes (with ``trace_db``).
-        mitmdump: the executable (default: :func:`proxy.manage.find_mitmdump`).
+        recorder: records every request (``--oneshot-trace``); None: no tracing.
     """
 
     def __init__(
@@ -122,20 +158,16 @@ class ModelGateway:
         *,
         api_key: str | None = None,
         prices: Mapping[str, Price] = DEFAULT_PRICES,
-        trace_db: Path | None = None,
-        log_dir: Path | None = None,
-        mitmdump: Path | None = None,
+        recorder: TraceRecorder | None = None,
     ) -> None:
         if urlsplit(upstream).scheme not in ("http", "https"):
             raise OneshotError(f"model base URL must be http(s)://HOST[:PORT]/PATH (got {upstream!r})")
         self.upstream = upstream
         self.prices = prices
-        self.trace_db = trace_db
         self._api_key = api_key
-        self._log_dir = log_dir
-        self._mitmdump = mitmdump
+        self._recorder = recorder
+        self._recorder_url: str | None = None
         self._limiter: TokenLimiter | None = None
-        self._proxy: ProxyHandle | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -143,24 +175,23 @@ class ModelGateway:
         """The session's gateway (no server started yet).
 
         Raises:
-            OneshotError: a bad prices file, or ``--oneshot-trace`` without mitmdump (with how to install it).
+            OneshotError: a bad prices file, or ``--oneshot-trace`` without a recorder that can run
+                (mitmdump missing: with how to install it).
         """
-        mitmdump = None
-        run_root = settings.runs_dir / settings.run_id
+        recorder = None
         if settings.trace:
-            from proxy.manage import ProxyError, find_mitmdump
-
+            run_root = settings.runs_dir / settings.run_id
+            registry: Registry[RecorderFactory] = Registry("trace recorder", RECORDERS_GROUP)
+            registry.load_entry_points()
             try:
-                mitmdump = find_mitmdump()
-            except ProxyError as exc:
+                recorder = registry.get(TRACE_RECORDER)(run_root / "traces.sqlite3", run_root / "logs")
+            except OneshotError as exc:
                 raise OneshotError(f"--oneshot-trace: {exc}") from None
         return cls(
             settings.base_url or DEFAULT_BASE_URL,
             api_key=os.environ.get(settings.api_key_env) or None,
             prices=load_prices(settings.prices),
-            trace_db=run_root / "traces.sqlite3" if settings.trace else None,
-            log_dir=run_root / "logs",
-            mitmdump=mitmdump,
+            recorder=recorder,
         )
 
     def open(
@@ -178,7 +209,7 @@ class ModelGateway:
             OneshotError: no API key for the OpenAI API, or the tracing proxy could not start
                 (its log's last line).
         """
-        from proxy.token_limiter import TokenLimiter
+        from pytest_oneshot.model.limiter import TokenLimiter
 
         if upstream is None and self._api_key is None and self.upstream == DEFAULT_BASE_URL:
             raise OneshotError(
@@ -190,46 +221,23 @@ class ModelGateway:
                 self._limiter = TokenLimiter().start()
             api_key = None if upstream else self._api_key
             route = self._limiter.add_route(upstream or self.upstream, limit=limit, api_key=api_key)
-            if self.trace_db is None:
+            if self._recorder is None:
                 return ModelRoute(self, route, ModelEndpoint(route.base_url), session_id, model)
-            proxy = self._proxy or self._start_proxy(route)
-        endpoint = ModelEndpoint(proxy.url + urlsplit(route.base_url).path, {SESSION_HEADER: session_id})
+            if self._recorder_url is None:
+                limiter = urlsplit(route.base_url)
+                self._recorder_url = self._recorder.start(f"{limiter.scheme}://{limiter.netloc}")
+            url = self._recorder_url
+        endpoint = ModelEndpoint(url + urlsplit(route.base_url).path, {SESSION_HEADER: session_id})
         return ModelRoute(self, route, endpoint, session_id, model)
-
-    def _start_proxy(self, route: Route) -> ProxyHandle:
-        from proxy.manage import start_proxy
-
-        assert self.trace_db is not None
-        limiter = urlsplit(route.base_url)
-        log_dir = self._log_dir or self.trace_db.parent
-        self._proxy = start_proxy(
-            f"{limiter.scheme}://{limiter.netloc}",
-            self.trace_db,
-            mitmdump=self._mitmdump,
-            log_path=log_dir / f"mitmdump-{os.getpid()}.log",
-        )
-        return self._proxy
 
     def _export(self, route: ModelRoute, dest: Path) -> bool | None:
         """Write ``route``'s session once the recorder has committed all its requests (or at the
         deadline); returns whether it had, None when not tracing."""
-        if self.trace_db is None or self._proxy is None:
+        if self._recorder is None or self._recorder_url is None:
             return None
-        from proxy import tracestore
-        from proxy.cleaner import export_session
-
-        deadline = time.monotonic() + RECORD_WAIT_SEC
-        conn = tracestore.connect(self.trace_db, create=False)
-        try:
-            while (
-                recorded := tracestore.count(conn, route.session_id)
-            ) < route.requests and time.monotonic() < deadline:
-                time.sleep(0.02)
-        finally:
-            conn.close()
-        session = export_session(self.trace_db, route.session_id)
+        session, complete = self._recorder.export(route.session_id, route.requests, RECORD_WAIT_SEC)
         write_atomic(dest, json.dumps(session, indent=2, ensure_ascii=False).encode())
-        return recorded >= route.requests
+        return complete
 
     def _remove(self, route: Route) -> None:
         with self._lock:
@@ -239,9 +247,9 @@ class ModelGateway:
     def close(self) -> None:
         """Stop the recorder (it commits what it holds), then the limiter. Idempotent."""
         with self._lock:
-            if self._proxy is not None:
-                self._proxy.stop()
-                self._proxy = None
+            if self._recorder is not None and self._recorder_url is not None:
+                self._recorder.stop()
+                self._recorder_url = None
             if self._limiter is not None:
                 self._limiter.stop()
                 self._limiter = None

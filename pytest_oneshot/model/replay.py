@@ -1,6 +1,6 @@
 """Replay mode: ``--oneshot-model=replay`` feeds each task's recorded cassette to the real agent.
 
-A cassette (``<task>/cassettes/<name>.json``, see :mod:`proxy.responses_server`) holds the
+A cassette (``<task>/cassettes/<name>.json``, see :mod:`pytest_oneshot.model.cassette`) holds the
 model's side of a recorded session. One scripted Responses-API server per process serves
 every trial; each trial registers its cassette under its own key and gets its own base
 URL, so concurrent trials never share a script. ``replay`` plays ``cassettes/replay.json``,
@@ -16,7 +16,7 @@ from pytest_oneshot.errors import InfraError, TaskFormatError
 from pytest_oneshot.task import Task
 
 if TYPE_CHECKING:
-    from proxy.responses_server import ScriptedResponsesServer
+    from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 REPLAY_MODEL = "replay"
 
@@ -46,7 +46,8 @@ class ReplayService:
         name = cassette_name(model)
         if name is None:
             return None
-        from proxy.responses_server import ScriptedResponsesServer, load_cassette  # only replay runs pay for it
+        from pytest_oneshot.model.cassette import load_cassette  # only replay runs pay for them (pydantic, aiohttp)
+        from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
         path = task.paths.cassettes_dir / f"{name}.json"
         if not path.is_file():
