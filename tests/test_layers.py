@@ -22,12 +22,7 @@ SEPARATE = ("pytest_oneshot", "proxy")
 """Neither imports the other, nor names the other's modules in a string (a lazy ``"module:attr"``)."""
 LOADED_BY_PATH = ("proxy.addon", "proxy.redact", "proxy.tracestore", "oneshot_shared.sse", "oneshot_shared.wire")
 """Run inside mitmdump's own venv, where our packages are not installed: stdlib (and mitmproxy) only."""
-KNOWN_CIRCLES = {
-    frozenset({"pytest_oneshot.sandbox.local", "pytest_oneshot.sandbox.local_env"}): (
-        "local_env builds with local's bwrap_argv while local imports local_env lazily; sandbox/ is being "
-        "reshaped on its own branch (one process runner), which removes this"
-    ),
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}
 MAP_ROWS: dict[str, int] = {
     # The README's module map ("Development"), bottom (1) to top; a package name covers its modules,
     # the most specific entry wins. Importing from a higher row is an upward import.

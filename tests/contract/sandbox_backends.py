@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, default_sandbox_registry, local
+from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, bwrap, default_sandbox_registry, local
 from pytest_oneshot.sandbox.docker import DockerSandbox
 from pytest_oneshot.task import load_task
 
@@ -93,7 +93,7 @@ BACKENDS = ["local", "local-nobwrap", "docker-execd", "docker-exec", "third-part
 )
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     name = str(request.param)
-    if name in ("local", "third-party") and local.bubblewrap() is None:
+    if name in ("local", "third-party") and bwrap.bubblewrap() is None:
         pytest.skip("needs bubblewrap (apt-get install bubblewrap)")
     if name == "local":
         return Backend(name, local.LocalSandbox)

@@ -61,21 +61,21 @@ def test_our_packages_import_inside_so_pytest_can_autoload_the_plugin(sandbox: L
 def test_without_bubblewrap_it_warns_once_and_still_runs(
     make_task: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_oneshot.sandbox import local
+    from pytest_oneshot.sandbox import bwrap
 
-    local.bubblewrap.cache_clear()
-    monkeypatch.setattr(local.shutil, "which", lambda name: None)
+    bwrap.bubblewrap.cache_clear()
+    monkeypatch.setattr(bwrap.shutil, "which", lambda name: None)
     task = load_task(make_task(tmp_path / "task"))
     spec = SandboxSpec(task=task, repo_snapshot=snapshot(task), trial_id="t", run_id="r")
     try:
-        with pytest.warns(local.IsolationWarning, match="apt-get install bubblewrap"):
+        with pytest.warns(bwrap.IsolationWarning, match="apt-get install bubblewrap"):
             box = LocalSandbox(spec)
         box.start()
         assert box.exec(["git", "rev-parse", "--show-toplevel"]).stdout.decode().strip() == box.workdir
         assert box.read_file("calc/__init__.py").startswith(b"def add")
         box.stop()
     finally:
-        local.bubblewrap.cache_clear()
+        bwrap.bubblewrap.cache_clear()
 
 
 def test_cleanup_stale_removes_only_dirs_of_dead_owners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
