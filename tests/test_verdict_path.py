@@ -41,7 +41,7 @@ def test_tree():
 """
 TREE_CHANGE = (
     f"{FIX} && rm notes.txt && mkdir -p docs/deep && echo new > docs/deep/new.txt && "
-    "printf '#!/bin/sh\\n' > run.sh && chmod +x run.sh && ln -s docs/deep/new.txt latest"
+    "printf '#!/bin/sh\\n' > run.sh && chmod +x run.sh && ln -s docs/deep/new.txt latest && echo debug > debug.log"
 )
 
 
@@ -50,10 +50,11 @@ def trial(make_task: Callable[..., Path], tmp_path: Path) -> Callable[..., Trial
     """Run one trial of a "fix add" task (``overrides``: tb_meta.json keys) with ``command`` as the agent."""
 
     def run(
-        command: str, *, min_score: float | None = None, hidden: str | None = None, **overrides: Any
-    ) -> TrialResult:
+        command: str, *, min_score: float | None = None, hidden: str | None = None, phases: list[str] | None = None,
+        **overrides: Any,
+    ) -> TrialResult:  # fmt: skip
         name = f"task{len(list(tmp_path.glob('task*')))}"
-        task_dir = make_task(tmp_path / name, files={"notes.txt": "old\n"}, **overrides)
+        task_dir = make_task(tmp_path / name, files={"notes.txt": "old\n", ".gitignore": "*.log\n"}, **overrides)
         if hidden is not None:
             (task_dir / "tests" / "test_calc.py").write_text(hidden)
         config = TrialConfig(
@@ -66,17 +67,20 @@ def trial(make_task: Callable[..., Path], tmp_path: Path) -> Callable[..., Trial
             cache_dir=tmp_path / "cache",
             min_score=min_score,
         )
-        return run_trial(config)
+        return run_trial(config, on_phase=lambda phase, _: phases.append(phase) if phases is not None else None)
 
     return run
 
 
 def test_an_honest_fix_passes_and_its_change_is_scored_as_left(trial: Callable[..., TrialResult]) -> None:
     f2p = ["tests/test_calc.py::test_add", "tests/test_calc.py::test_tree"]
-    result = trial(TREE_CHANGE, hidden=TREE_TEST, tests={"fail_to_pass": f2p})
+    phases: list[str] = []
+    result = trial(TREE_CHANGE, hidden=TREE_TEST, tests={"fail_to_pass": f2p}, phases=phases)
+    assert phases == list(result.phases) == ["prepare", "sandbox", "agent", "diff", "tests", "score"]
     assert (result.outcome, result.resolved, result.score) == ("passed", True, 1.0), result.reason
     assert result.reason == "fail_to_pass 2/2 passed, pass_to_pass 1/1 passed"
     assert {rubric.id: rubric.score for rubric in result.rubrics} == {"correctness": 1.0, "quality": None}
+    # debug.log is new and ignored by the start commit's .gitignore: not part of the change
     assert result.changed_files == ["calc/__init__.py", "docs/deep/new.txt", "latest", "notes.txt", "run.sh"]
     diff = (Path(result.run_dir) / "diff.patch").read_text()
     assert "-    return a - b\n+    return a + b\n" in diff and "deleted file mode 100644" in diff
@@ -137,5 +141,20 @@ def test_a_failing_setup_command_fails_the_item(trial: Callable[..., TrialResult
 def test_a_score_below_the_min_score_fails(trial: Callable[..., TrialResult]) -> None:
     """Resolved, but no rubric is scored (``tests.rubric_id`` unset): a min score cannot be met."""
     result = trial(FIX, min_score=0.5, tests={"rubric_id": None})
-    assert (result.outcome, result.resolved, result.score) == ("failed", True, None)
+    assert (result.outcome, result.resolved, result.score, result.min_score) == ("failed", True, None, 0.5)
     assert result.reason == "resolved, but no rubric is scored to compare with min score 0.5"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"lm": {"instructions": " "}}, "the task has no instructions (lm.instructions or LM_INSTRUCTIONS.md)"),
+        ({"tests": {"fail_to_pass": [], "pass_to_pass": []}}, "the task has no hidden tests"),
+    ],
+)
+def test_a_task_nothing_can_score_is_an_error_not_a_failure(
+    trial: Callable[..., TrialResult], overrides: dict[str, Any], reason: str
+) -> None:
+    result = trial(FIX, **overrides)
+    assert (result.outcome, result.resolved, result.tests) == ("error", None, None)
+    assert reason in result.reason, result.reason
