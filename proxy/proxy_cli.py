@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from oneshot_shared.paths import state_dir
 from proxy.manage import (
     ProxyError,
     ProxyHandle,
@@ -19,7 +20,6 @@ from proxy.manage import (
     install_mitmproxy,
     managed_venv,
     start_proxy,
-    state_dir,
 )
 
 

@@ -11,7 +11,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -43,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("oneshot", "Run agent-evaluation tasks as tests")
     for option in OPTIONS:
         group.addoption(option.flag, **option.addoption_kwargs())
-        parser.addini(option.key, option.help, type="args" if option.multiple else "string", default=None)
+        ini_type: Literal["args", "string"] = "args" if option.multiple else "string"
+        parser.addini(option.key, option.help, type=ini_type, default=None)
 
 
 def _new_run_id() -> str:

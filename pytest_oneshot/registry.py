@@ -55,7 +55,7 @@ class Registry(Generic[T]):
         if isinstance(entry, str):
             module_name, _, attr = entry.partition(":")
             try:
-                entry = getattr(importlib.import_module(module_name), attr)
+                loaded: T = getattr(importlib.import_module(module_name), attr)
             except ImportError as exc:
                 hint = self._hints.get(name, "")
                 raise UnknownNameError(
@@ -65,5 +65,5 @@ class Registry(Generic[T]):
                 raise UnknownNameError(
                     f"{self.kind} {name!r} failed to load from {module_name}:{attr}: {type(exc).__name__}: {exc}"
                 ) from None
-            self._entries[name] = entry
-        return entry  # type: ignore[return-value]
+            self._entries[name] = entry = loaded
+        return entry

@@ -15,7 +15,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from oneshot_shared.paths import cache_dir as default_cache_dir  # sandbox/ imports it from here
+from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError, RepoUnavailableError
 from pytest_oneshot.task import Task
 

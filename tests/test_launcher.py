@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pytest_oneshot.scoring.tests import LAUNCHER
 
 TESTS = "def test_fails():\n    assert 1 == 2\n\n\ndef test_passes():\n    pass\n"
@@ -49,4 +51,45 @@ def test_a_teardown_error_outranks_a_passing_call(tmp_path: Path) -> None:
         "def test_passes(broken):\n    pass\n"
     )
     _, recorded = run_launcher(tmp_path, "test_a.py")
+    assert recorded["statuses"] == {"test_a.py::test_passes": "error"}
+
+
+# A conftest that runs each test's protocol twice, as rerun plugins do: the same node id is reported twice.
+RUN_TWICE = """\
+import pytest
+from _pytest.runner import runtestprotocol
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for run in ("first", "second"):
+        item.config.stash_run = run
+        runtestprotocol(item, nextitem=nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+BREAKS_ON = """\
+import pytest
+
+
+@pytest.fixture
+def breaks(request):
+    yield
+    if request.config.stash_run == {run!r}:
+        raise RuntimeError("teardown of the {run} run")
+
+
+def test_passes(breaks):
+    pass
+"""
+
+
+@pytest.mark.parametrize("run", ["first", "second"])
+def test_a_test_reported_twice_keeps_its_worst_outcome(tmp_path: Path, run: str) -> None:
+    """Passing once and erroring in teardown once is an error, whichever came first."""
+    (tmp_path / "conftest.py").write_text(RUN_TWICE)
+    (tmp_path / "test_a.py").write_text(BREAKS_ON.format(run=run))
+    exit_code, recorded = run_launcher(tmp_path, "test_a.py")
+    assert exit_code == recorded["exitstatus"] == 1
     assert recorded["statuses"] == {"test_a.py::test_passes": "error"}

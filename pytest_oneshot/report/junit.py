@@ -6,7 +6,14 @@ validators reject them, so users who validate should set ``junit_family=xunit1``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pytest_oneshot.result import TrialResult
+
+if TYPE_CHECKING:
+    from pytest_oneshot.scoring.tests import TestKind
+
+_KINDS: tuple[TestKind, ...] = ("fail_to_pass", "pass_to_pass")
 
 
 def junit_properties(result: TrialResult) -> list[tuple[str, object]]:
@@ -22,9 +29,9 @@ def junit_properties(result: TrialResult) -> list[tuple[str, object]]:
     for rubric in result.rubrics:
         props.append((f"oneshot.rubric.{rubric.id}", "unscored" if rubric.score is None else round(rubric.score, 4)))
     if result.tests is not None:
-        for kind in ("fail_to_pass", "pass_to_pass"):
-            props.append((f"oneshot.{kind}.passed", result.tests.count(kind)))  # type: ignore[arg-type]
-            props.append((f"oneshot.{kind}.total", result.tests.total(kind)))  # type: ignore[arg-type]
+        for kind in _KINDS:
+            props.append((f"oneshot.{kind}.passed", result.tests.count(kind)))
+            props.append((f"oneshot.{kind}.total", result.tests.total(kind)))
     if result.tokens is not None:
         props += [(f"oneshot.tokens.{name}", value) for name, value in result.tokens.items()]
         props.append(("oneshot.model_requests", result.model_requests))

@@ -14,8 +14,9 @@ import json
 import time
 from pathlib import Path, PurePosixPath
 
+from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
-from pytest_oneshot.repo import default_cache_dir, git
+from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox.docker_env import build_image, deps_image, needs_image
 from pytest_oneshot.sandbox.docker_reap import LABEL
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, Progress, ensure_base_image, stderr_progress

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, final
+from typing import Any, NamedTuple, final
 
 SOCKET_NAME = "sock"
 _FRAME = struct.Struct(">cI")
@@ -113,7 +113,9 @@ def _serve(conn: socket.socket, base_env: Mapping[str, str]) -> None:
         conn.close()
 
 
-def _run(conn: socket.socket, request: dict, stdin: bytes | None, base_env: Mapping[str, str]) -> dict[str, object]:
+def _run(
+    conn: socket.socket, request: dict[str, Any], stdin: bytes | None, base_env: Mapping[str, str]
+) -> dict[str, object]:
     merge = bool(request["merge"])
     try:
         proc = subprocess.Popen(

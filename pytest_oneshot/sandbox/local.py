@@ -16,9 +16,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
 
+from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner
-from pytest_oneshot.repo import default_cache_dir, git
+from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
 from pytest_oneshot.sandbox.archive import archive_from_command
 from pytest_oneshot.sandbox.bwrap import SANDBOX_HOME, SANDBOX_WORKSPACE, base_env, bubblewrap, bwrap_argv
