@@ -90,14 +90,14 @@ class TaskItem(pytest.Item):
         self.rollout = rollout
 
     def setup(self) -> None:
-        result = _pool(self.session).result(self, self._on_phase)
+        result = _pool(self.session).result(self)
         self.stash[trial_key] = result
         self.user_properties.extend(junit_properties(result))
         self.ihook.pytest_oneshot_trial_result(item=self, result=result)
         if result.outcome == "error":
             pytest.fail(f"{result.reason} [run dir: {result.run_dir}]", pytrace=False)
 
-    def _on_phase(self, phase: str, duration: float) -> None:
+    def trial_phase(self, phase: str, duration: float) -> None:
         self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration)
 
     def trial_config(self) -> TrialConfig:

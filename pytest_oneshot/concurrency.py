@@ -6,7 +6,8 @@ run -- from ``session.items`` in order, or under xdist from the worker's queue -
 in threads: up to N of them run their agents and tests at once, and N more start their sandboxes
 ahead of their turn (a :class:`OrderedGate` lets them on in item order). Each item still receives
 its own result in its own turn, so pytest's reports, JUnit and the JSON report come out as
-without concurrency; phase hooks are called then, in the main thread. Sandboxes are stopped in the
+without concurrency. ``pytest_oneshot_phase`` is called as each phase ends, from the thread
+running the trial (the phases of different items may interleave). Sandboxes are stopped in the
 background once a trial's files are written, and the session waits for that at its end. Trials
 still running when the session stops (``-x``, Ctrl-C) have their sandboxes stopped and their
 results dropped.
@@ -40,6 +41,9 @@ class ConcurrentItem(Protocol):
     def nodeid(self) -> str: ...
 
     def trial_config(self) -> TrialConfig: ...
+
+    def trial_phase(self, phase: str, duration: float) -> None:
+        """A phase of this item's trial ended (called from the thread running it)."""
 
 
 class OrderedGate:
@@ -110,10 +114,9 @@ class Ticket:
 
 @dataclass
 class _Trial:
-    """A started trial: its result to come, and what it keeps for its item's turn."""
+    """A started trial: its result to come, and the sandboxes it made."""
 
     future: Future[TrialResult] | None = None
-    phases: list[tuple[str, float]] = field(default_factory=list)
     sandboxes: list[Sandbox] = field(default_factory=list)
 
 
@@ -137,7 +140,7 @@ class TrialPool:
         if self._worker is not None:
             _guard_steals(self._worker, self._is_started)
 
-    def result(self, item: ConcurrentItem, on_phase: Callable[[str, float], None]) -> TrialResult:
+    def result(self, item: ConcurrentItem) -> TrialResult:
         """``item``'s trial result (started now if it was not), after starting the next ones."""
         self._fill(item)
         with self._lock:
@@ -152,10 +155,7 @@ class TrialPool:
                     del self._started[item.nodeid]
                     self._done.add(item.nodeid)
                 self._fill(None)
-        result = trial.future.result()
-        for phase, duration in trial.phases:
-            on_phase(phase, duration)
-        return result
+        return trial.future.result()
 
     def pytest_sessionfinish(self) -> None:
         self.close()
@@ -202,14 +202,14 @@ class TrialPool:
                     gate=self._gate.ticket(),
                     stop_later=self._stop_later,
                 )
-                trial.future = self._executor.submit(self._run, config, trial)
+                trial.future = self._executor.submit(self._run, config, item.trial_phase)
                 trial.future.add_done_callback(lambda _: self._fill(None))
                 self._started[item.nodeid] = trial
                 unfinished += 1
 
-    def _run(self, config: TrialConfig, trial: _Trial) -> TrialResult:
+    def _run(self, config: TrialConfig, on_phase: Callable[[str, float], None]) -> TrialResult:
         try:
-            return run_trial(config, lambda phase, duration: trial.phases.append((phase, duration)))
+            return run_trial(config, on_phase)
         finally:
             assert config.gate is not None
             config.gate.leave()  # also when the trial could not start: the next ones must not wait for it

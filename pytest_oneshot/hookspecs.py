@@ -26,6 +26,11 @@ def pytest_oneshot_register(registries: Registries) -> None:
 def pytest_oneshot_phase(item: pytest.Item, phase: str, duration: float) -> None:
     """A trial phase (prepare, sandbox, agent, diff, tests, score) of ``item`` ended.
 
+    Called as it happens, from the thread running the trial: trials run in threads, the next
+    items' sandboxes start ahead of their turn, and with ``--oneshot-concurrency`` several trials
+    run at once, so the phases of different items may interleave. The phases of one item come in
+    order, all before its ``pytest_oneshot_trial_result``.
+
     :param item: the task item running the trial.
     :param phase: the phase name.
     :param duration: seconds the phase took.

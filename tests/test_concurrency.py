@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,13 @@ def test_trials_run_together_and_report_in_order(
     assert [case.get("name") for case in run.junit.iter("testcase")] == names
     assert [item["item_id"] for item in run.report["items"]] == names
     if not xdist:  # the hooks ran in the worker process otherwise
-        hooks = [tuple(call) for call in __import__("json").loads((pytester.path / "hooks.json").read_text())]
-        assert hooks == [(name, phase, True) for name in names for phase in PHASES]
+        hooks = [tuple(call) for call in json.loads((pytester.path / "hooks.json").read_text())]
+        for name in names:  # each item's phases in order, from its trial's thread, then its result in pytest's
+            assert [(phase, main) for item, phase, main in hooks if item == name] == [
+                *((phase, False) for phase in PHASES[:-1]),
+                ("result", True),
+            ]
+        assert [item for item, phase, _ in hooks if phase == "result"] == names
 
 
 def test_without_concurrency_trials_run_one_at_a_time(
