@@ -15,7 +15,7 @@ The harness's own CPU per trial is what a trial costs besides the codex CLI (the
 the ``command`` agent making the same fix) and besides the task's own test command (run alone
 in a checkout).
 
-    python bench/rollouts.py [--trials 16] [--concurrency 8] [--latency 1.0]
+    python bench/rollouts.py [--trials 16] [--concurrency 8] [--latency 1.0] [--without-concurrency]
 """
 
 from __future__ import annotations
@@ -144,6 +144,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--without-concurrency", action="store_true",
+                        help="skip the --oneshot-concurrency runs (to measure a version without it)")  # fmt: skip
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     n, c = args.trials, args.concurrency
@@ -158,23 +160,12 @@ def main() -> int:
             command = run_pytest(meter, "command agent, -n 1", task, work, n, "-n", "1", "--oneshot-agent=command",
                                  same_fix)  # fmt: skip
             serial = run_pytest(meter, "-n 1", task, work, n, "-n", "1")
-            measured = [
-                serial,
-                run_pytest(meter, f"-n {c}", task, work, n, "-n", str(c)),
-                run_pytest(
-                    meter, f"-n 1 --oneshot-concurrency {c}", task, work, n, "-n", "1", f"--oneshot-concurrency={c}"
-                ),
-                run_pytest(
-                    meter,
-                    f"no xdist, --oneshot-concurrency {c}",
-                    task,
-                    work,
-                    n,
-                    "-p",
-                    "no:xdist",
-                    f"--oneshot-concurrency={c}",
-                ),
-            ]
+            measured = [serial, run_pytest(meter, f"-n {c}", task, work, n, "-n", str(c))]
+            if not args.without_concurrency:
+                measured.append(run_pytest(meter, f"-n 1 --oneshot-concurrency {c}", task, work, n, "-n", "1",
+                                           f"--oneshot-concurrency={c}"))  # fmt: skip
+                measured.append(run_pytest(meter, f"no xdist, --oneshot-concurrency {c}", task, work, n,
+                                           "-p", "no:xdist", f"--oneshot-concurrency={c}"))  # fmt: skip
     finally:
         meter.close()
     rounds = math.ceil(n / c)
