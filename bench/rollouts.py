@@ -123,18 +123,8 @@ def test_command_cpu(meter: CpuMeter, task_dir: Path, work: Path, runs: int = 3)
         (checkout / path).parent.mkdir(parents=True, exist_ok=True)
         (checkout / path).write_bytes(data)
     # As the harness runs it: without this plugin (inert in a sandbox, and kept out of the test run).
-    argv = [
-        "python3",
-        "-B",
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:oneshot",
-        *graded_files(task.spec),
-    ]
+    argv = [sys.executable, "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:oneshot"]
+    argv += graded_files(task.spec)
     spent = sorted(meter.run(argv, checkout)[1] for _ in range(runs))
     return spent[len(spent) // 2]
 
