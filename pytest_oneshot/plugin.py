@@ -21,7 +21,7 @@ from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.model.gateway import ModelGateway
 from pytest_oneshot.model.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
-from pytest_oneshot.sandbox.dockerd import show_progress_through
+from pytest_oneshot.sandbox.progress import show_progress_through
 from pytest_oneshot.settings import OPTIONS, resolve
 from pytest_oneshot.stash import Registries, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import META_FILE

@@ -22,7 +22,7 @@ from docker.types import CancellableStream
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.repo import git
-from pytest_oneshot.sandbox.dockerd import Engine, Progress
+from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.sandbox.environment import (
     BUILD_TIMEOUT_SEC,
     STEP_MARK,
@@ -40,6 +40,7 @@ from pytest_oneshot.sandbox.environment import (
     record_build,
 )
 from pytest_oneshot.sandbox.process import OnOutput, Running
+from pytest_oneshot.sandbox.progress import Progress
 from pytest_oneshot.task import EnvironmentSpec, Task
 
 DEPS_REPOSITORY = "oneshot-deps"

@@ -19,8 +19,9 @@ from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox.docker_env import build_image, deps_image, needs_image
 from pytest_oneshot.sandbox.docker_reap import LABEL
-from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, Progress, ensure_base_image, stderr_progress
+from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_base_image
 from pytest_oneshot.sandbox.environment import record_build
+from pytest_oneshot.sandbox.progress import Progress, stderr_progress
 from pytest_oneshot.task import Task
 
 WORKSPACE = "/workspace"

@@ -11,18 +11,14 @@ docker CLI is needed); ``os.environ`` is never touched.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ import docker.errors
 from docker.utils import kwargs_from_env
 
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
+from pytest_oneshot.sandbox.progress import Progress, file_lock, stderr_progress
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 OWN_ROOT = Path(os.environ.get("ONESHOT_DOCKERD_ROOT", "/var/lib/oneshot-docker"))
@@ -47,33 +44,6 @@ _DEBOOTSTRAP_PHASE = re.compile(
     rb"I: (Retrieving (InRelease|Packages)|Resolving|Installing"
     rb"|Unpacking (required|the base)|Configuring (required|the base)|Base system)"
 )  # the phase lines of debootstrap's output; per-package lines go to the log only
-
-Progress = Callable[[str], None]
-
-
-_progress_guard: list[Callable[[], AbstractContextManager[object]]] = [contextlib.nullcontext]
-
-
-def show_progress_through(guard: Callable[[], AbstractContextManager[object]]) -> None:
-    """Wrap each progress line in ``guard``: pytest's capture suspension, so builds show progress without -s."""
-    _progress_guard[0] = guard
-
-
-def stderr_progress(line: str) -> None:
-    with _progress_guard[0]():
-        print(f"oneshot: {line}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive lock shared by threads and processes (xdist workers) on this host."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 class Engine:

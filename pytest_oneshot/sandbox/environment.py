@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.sandbox.dockerd import Progress
 from pytest_oneshot.sandbox.process import Running, Sink, drive, run_process
+from pytest_oneshot.sandbox.progress import Progress
 from pytest_oneshot.task import EnvironmentSpec, Task
 
 VENV = "/opt/oneshot/venv"

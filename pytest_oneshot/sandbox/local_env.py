@@ -20,7 +20,6 @@ from pathlib import Path
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox.bwrap import SANDBOX_HOME, SANDBOX_WORKSPACE, base_env, bwrap_argv
-from pytest_oneshot.sandbox.dockerd import Progress, file_lock, stderr_progress
 from pytest_oneshot.sandbox.environment import (
     VENV,
     VENV_SCRIPT,
@@ -34,6 +33,7 @@ from pytest_oneshot.sandbox.environment import (
     record_build,
     run_build,
 )
+from pytest_oneshot.sandbox.progress import Progress, file_lock, stderr_progress
 from pytest_oneshot.task import Task
 
 _FORMAT = "1"  # bump when the build changes shape: every local environment rebuilds
