@@ -44,11 +44,13 @@ TARGET_RATIO = 1.3
 def run_pytest(work: Path, *args: str) -> list[dict[str, object]]:
     """One oracle run on the docker sandbox; the JSON report's items."""
     report = work / "report.json"
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--oneshot-sandbox=docker",
          "--oneshot-agent=oracle", f"--oneshot-runs-dir={work / 'runs'}", f"--oneshot-json={report}", *args],
-        check=True, capture_output=True, cwd=work, env={**os.environ, "ONESHOT_CACHE_DIR": str(work / "cache")},
+        capture_output=True, text=True, cwd=work, env={**os.environ, "ONESHOT_CACHE_DIR": str(work / "cache")},
     )  # fmt: skip
+    if run.returncode != 0:  # keep what pytest said: an item error's traceback is not in the JSON report
+        sys.exit(f"pytest {' '.join(args)} exited {run.returncode}:\n{run.stdout[-4000:]}\n{run.stderr[-2000:]}")
     items: list[dict[str, object]] = json.loads(report.read_text())["items"]
     return items
 
