@@ -32,6 +32,8 @@ from pytest_oneshot.sandbox import Sandbox, SandboxSpec
 from pytest_oneshot.trial import TrialConfig, run_trial
 
 _REFILL_SEC = 0.2
+"""How often a waiting xdist worker looks for items xdist sent it meanwhile (without xdist, every
+upcoming item is known from the start, and a finished trial's callback starts the next)."""
 
 
 class ConcurrentItem(Protocol):
@@ -147,8 +149,9 @@ class TrialPool:
             trial = self._started[item.nodeid]
         assert trial.future is not None
         try:
-            while not wait([trial.future], timeout=_REFILL_SEC).done:
-                self._fill(None)  # xdist may have sent this worker more items meanwhile
+            refill = _REFILL_SEC if self._worker is not None else None
+            while not wait([trial.future], timeout=refill).done:
+                self._fill(None)
         finally:  # interrupted (Ctrl-C): the trial stays unfinished, for close() to stop
             if trial.future.done():
                 with self._lock:
@@ -176,8 +179,8 @@ class TrialPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._cleanup.shutdown(wait=True)
         for stopped in self._cleanups:
-            if stopped.exception() is not None:
-                warnings.warn(f"oneshot: stopping a sandbox failed: {stopped.exception()}", stacklevel=1)
+            if (failure := stopped.exception()) is not None:
+                warnings.warn(f"oneshot: stopping a sandbox failed: {failure}", stacklevel=1)
 
     def _is_started(self, item: pytest.Item) -> bool:
         with self._lock:
