@@ -9,11 +9,11 @@ import secrets
 import socket
 import tarfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 from sandbox_backends import Backend, OpenSandbox
 
 from pytest_oneshot.change import read_archive
@@ -23,15 +23,6 @@ from pytest_oneshot.sandbox import ExecResult, Sandbox, repo_root
 
 def sh(sandbox: Sandbox, script: str, **kwargs: object) -> ExecResult:
     return sandbox.exec(["sh", "-c", script], timeout=120, **kwargs)  # type: ignore[arg-type]
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Wait (not a timing assertion: the bound only keeps a broken run from hanging)."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def _host_processes_with(token: str) -> list[str]:
@@ -103,7 +94,7 @@ def test_a_timeout_kills_the_whole_tree_and_keeps_the_output(sandbox: Sandbox, t
     assert result.timed_out and not result.ok
     assert (log.read_bytes() if to_file else result.stdout) == b"before\n"
     sleeps = [f"sleep {token + index}" for index in range(4)]
-    _wait_for(lambda: not any(_host_processes_with(sleep) for sleep in sleeps), "every process of the command to die")
+    wait_for(lambda: not any(_host_processes_with(sleep) for sleep in sleeps), "every process of the command to die")
 
 
 def test_large_output_and_input_in_both_directions_at_once(sandbox: Sandbox) -> None:
@@ -120,7 +111,7 @@ def test_output_goes_to_a_host_file_as_it_is_produced(sandbox: Sandbox, tmp_path
     thread = threading.Thread(target=lambda: results.append(sh(sandbox, script, output=log)))
     thread.start()
     try:
-        _wait_for(lambda: log.exists() and log.read_bytes() == b"first\xff\n", "the first line in the host file")
+        wait_for(lambda: log.exists() and log.read_bytes() == b"first\xff\n", "the first line in the host file")
     finally:
         sandbox.write_file("go", b"")  # from another thread while the command runs
         thread.join()
@@ -282,7 +273,7 @@ def test_the_archive_can_stop_every_process_first(sandbox: Sandbox) -> None:
     with sandbox.archive_workspace(stop_processes=True) as archive:
         tree = read_archive(archive)
     assert "src/calc/__init__.py" in tree.files
-    _wait_for(lambda: not _host_processes_with(token), "no process of the sandbox to survive the archive")
+    wait_for(lambda: not _host_processes_with(token), "no process of the sandbox to survive the archive")
 
 
 def test_stop_is_idempotent(sandbox: Sandbox) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import wait_for
 
 from pytest_oneshot.sandbox import ExecResult, execd
 from pytest_oneshot.sandbox.docker import DockerSandbox
@@ -20,15 +20,6 @@ from pytest_oneshot.sandbox.dockerd import Engine
 pytestmark = pytest.mark.docker
 
 MakeSandbox = Callable[..., DockerSandbox]
-
-
-def _wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Wait (not a timing assertion: the bound only keeps a broken run from hanging)."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def _running_commands(sandbox: DockerSandbox) -> str:
@@ -69,7 +60,7 @@ def test_a_client_that_hangs_up_ends_its_command(make_sandbox: MakeSandbox, engi
             ["sh", "-c", "sleep 311 & setsid sleep 312 & echo started; exec sleep 310"],
             env={}, cwd="/", timeout=None, stdin=None, merge=False, on_output=hang_up, wait=60,
         )  # fmt: skip
-    _wait_for(lambda: "sleep 31" not in _running_commands(sandbox), "the hung-up command's tree to die")
+    wait_for(lambda: "sleep 31" not in _running_commands(sandbox), "the hung-up command's tree to die")
 
 
 def _binds(engine: Engine, sandbox: DockerSandbox) -> dict[str, dict[str, Any]]:
@@ -129,7 +120,7 @@ def test_an_impostor_socket_is_never_trusted(make_sandbox: MakeSandbox, engine: 
     detach = 'setsid -f python3 -c "$1" >/dev/null 2>&1'
     assert sandbox.exec(["sh", "-c", detach, "sh", _IMPOSTOR], timeout=60).ok
     ready = _socket_dir(engine, sandbox) / "impostor-ready"
-    _wait_for(ready.exists, "the impostor to listen")
+    wait_for(ready.exists, "the impostor to listen")
     assert sandbox.exec(["sh", "-c", "exit 7"], timeout=60).returncode == 7
     assert not sandbox.uses_server
     assert sandbox.exec(["sh", "-c", "echo real"], timeout=60).stdout == b"real\n"
@@ -141,6 +132,6 @@ def test_a_killed_server_falls_back_to_docker_exec(make_sandbox: MakeSandbox, en
     os.kill(pid, signal.SIGTERM)  # as a stray `pkill python3` in the container: ignored
     assert sandbox.exec(["true"], timeout=60).ok and sandbox.uses_server
     os.kill(pid, signal.SIGKILL)
-    _wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the server to die")
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the server to die")
     assert sandbox.exec(["sh", "-c", "echo still here"], timeout=60).stdout == b"still here\n"
     assert not sandbox.uses_server

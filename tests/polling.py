@@ -1,0 +1,17 @@
+"""Waiting for something a test started (a process, a file) without a timing assertion."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Wait (not a timing assertion: the bound only keeps a broken run from hanging)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
