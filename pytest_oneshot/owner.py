@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,6 +72,19 @@ class Owner:
         except (OSError, ValueError):
             return None
         return cls.from_labels(labels) if isinstance(labels, dict) else None
+
+
+def remove_dead_dirs(parent: Path, prefix: str) -> list[str]:
+    """Remove the directories in ``parent`` named ``prefix*`` whose recorded owner is dead; return them."""
+    removed = []
+    for directory in parent.glob(f"{prefix}*"):
+        if directory.is_symlink() or not directory.is_dir() or directory.stat().st_uid != os.getuid():
+            continue
+        owner = Owner.of(directory)
+        if owner is not None and owner.is_dead():
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(str(directory))
+    return removed
 
 
 def _boot_id() -> str:

@@ -186,6 +186,6 @@ class SandboxFactory(Protocol):
 def default_sandbox_registry() -> Registry[SandboxFactory]:
     registry: Registry[SandboxFactory] = Registry("sandbox", "pytest_oneshot.sandboxes")
     registry.register("local", "pytest_oneshot.sandbox.local:LocalSandbox")
-    registry.register("docker", "pytest_oneshot.sandbox.docker:DockerSandbox")
+    registry.register("docker", "pytest_oneshot.sandbox.docker_tree:docker_sandbox")
     registry.load_entry_points()
     return registry

@@ -81,6 +81,8 @@ def bwrap_argv(
 ) -> list[str]:
     """``cmd`` under bubblewrap: read-only system and Python, private /tmp, only the given host paths bound."""
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+    if os.geteuid() == 0:  # bubblewrap keeps root's capabilities: a sandboxed root could mount the host's disk
+        argv += ["--cap-drop", "ALL"]
     if share_net:
         argv.append("--share-net")
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # before binds: a venv may live in /tmp

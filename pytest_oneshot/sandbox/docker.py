@@ -33,7 +33,7 @@ from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
 from pytest_oneshot.sandbox.docker_reap import LABEL, SERVER_HOME_LABEL, SERVER_HOME_PREFIX, reap
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, api_error, ensure_engine
 
-_SANDBOX_ENV = {
+SANDBOX_ENV = {
     "LANG": "C.UTF-8",
     "LC_ALL": "C.UTF-8",
     "TMPDIR": "/tmp",
@@ -292,7 +292,7 @@ def container_config(
         "entrypoint": ["sh"],
         "command": ["-c", _MAIN],
         "working_dir": workdir,
-        "environment": dict(_SANDBOX_ENV),
+        "environment": dict(SANDBOX_ENV),
         "volumes": [WORKSPACE] if spec.protect_system else None,
         "host_config": host_config,
     }

@@ -8,7 +8,6 @@ degrades to a plain subprocess in a temp dir, with a one-time warning.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -18,12 +17,12 @@ from typing import IO
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.owner import Owner
+from pytest_oneshot.owner import Owner, remove_dead_dirs
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
-from pytest_oneshot.sandbox.archive import archive_from_command
 from pytest_oneshot.sandbox.bwrap import SANDBOX_HOME, SANDBOX_WORKSPACE, base_env, bubblewrap, bwrap_argv
 from pytest_oneshot.sandbox.environment import VENV, VENV_BIN
+from pytest_oneshot.sandbox.host_workspace import HostWorkspace
 from pytest_oneshot.sandbox.process import MARKER, kill_host_tree, run_process
 
 _ROOT_PREFIX = "oneshot-"
@@ -49,22 +48,14 @@ class LocalSandbox:
             self.workdir = str(Path(self._workspace, subdir))
             self._env = base_env(str(self._home), str(self._tmp))
         self._env[MARKER] = self._root.name  # each command's processes carry it (see process.run_process)
-        self._host_workdir = self._workspace / subdir
+        self._files = HostWorkspace(self._workspace, self._workspace / subdir)
         self._ro_binds: list[tuple[Path, str]] = []  # the task's venv, once built
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
         """Session start: remove the temp dirs of trials whose process died (SIGKILL skips :meth:`stop`)."""
         del options
-        removed = []
-        for root in Path(tempfile.gettempdir()).glob(f"{_ROOT_PREFIX}*"):
-            if root.is_symlink() or not root.is_dir() or root.stat().st_uid != os.getuid():
-                continue
-            owner = Owner.of(root)
-            if owner is not None and owner.is_dead():
-                shutil.rmtree(root, ignore_errors=True)
-                removed.append(str(root))
-        return removed
+        return remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX)
 
     def start(self) -> None:
         for path in (self._home, self._tmp):
@@ -74,7 +65,7 @@ class LocalSandbox:
             git("remote", "remove", "origin", cwd=self._workspace)
         except RuntimeError as exc:
             raise InfraError("sandbox", f"could not copy the repo snapshot into the workspace: {exc}") from None
-        if not self._host_workdir.is_dir():
+        if not self._files.workdir.is_dir():
             raise InfraError("sandbox", f"repo.subdir {self.spec.task.spec.repo.subdir!r} does not exist in the repo")
         self._use_environment()
         for command in self.spec.task.spec.environment.setup:
@@ -124,47 +115,18 @@ class LocalSandbox:
         argv, host_cwd = self._argv(cmd, cwd), None if self._bwrap else cwd
         return run_process(argv, env=env, cwd=host_cwd, stdin=stdin, timeout=timeout, output=output)
 
-    def _host_path(self, path: str) -> Path:
-        """Host path for a workdir-relative path; whatever is in the way (a symlink, a file where a
-        directory must be) is removed, so nothing leads out of the workspace."""
-        relative = Path(path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
-        current = self._host_workdir
-        for index, part in enumerate(relative.parts):
-            current = current / part
-            last = index == len(relative.parts) - 1
-            if current.is_symlink() or (not last and current.exists() and not current.is_dir()):
-                current.unlink()  # the agent planted it; never follow it out of the workspace
-        return current
-
     def write_file(self, path: str, data: bytes) -> None:
-        target = self._host_path(path)
-        if target.is_dir():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.unlink(missing_ok=True)  # a new file: the agent's file modes and hard links stay behind
-        target.write_bytes(data)
+        self._files.write_file(path, data)
 
     def read_file(self, path: str) -> bytes:
-        relative = Path(path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
-        target = self._host_workdir / relative
-        if target.is_symlink() or not target.resolve().is_relative_to(self._workspace.resolve()):
-            raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
-        try:
-            return target.read_bytes()
-        except NotADirectoryError:  # a file where a parent directory should be: no such file either
-            raise FileNotFoundError(f"{path}: no such file in the sandbox") from None
+        return self._files.read_file(path)
 
     def archive_workspace(self, *, stop_processes: bool = False) -> AbstractContextManager[IO[bytes]]:
         # Under bubblewrap a command's processes die with its pid namespace when it returns; without,
         # they are found by the marker in their environment (which a process can drop: no isolation).
         if stop_processes:
             kill_host_tree(None, self._env[MARKER])
-        argv = ["tar", "-C", str(self._workspace), "--exclude=.git", "--sparse", "-cf", "-", "."]
-        return archive_from_command(argv, "the sandbox", check=False)  # what tar cannot read is not in the change
+        return self._files.archive()
 
     def stop(self) -> None:
         kill_host_tree(None, self._env[MARKER])

@@ -4,12 +4,14 @@
 - ``local-nobwrap``: the local sandbox where bubblewrap is missing (plain subprocesses);
 - ``docker-execd``: the docker sandbox, commands through its in-container exec server;
 - ``docker-exec``: the docker sandbox on an image without python3, commands through the engine's exec;
+- ``docker-tree``: the docker backend's scoring sandbox, the image's layers mounted under bubblewrap;
 - ``third-party``: ``tests/fixtures/third_party_sandbox``, pip-installed in this session and loaded
   from the ``pytest_oneshot.sandboxes`` entry point by the sandbox registry, as a plugin would be.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 import subprocess
@@ -24,6 +26,7 @@ import pytest
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, bwrap, default_sandbox_registry, local
 from pytest_oneshot.sandbox.docker import DockerSandbox
+from pytest_oneshot.sandbox.docker_tree import ImageTreeSandbox, docker_sandbox
 from pytest_oneshot.task import load_task
 
 THIRD_PARTY = Path(__file__).resolve().parents[1] / "fixtures" / "third_party_sandbox"
@@ -38,9 +41,13 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "limits": _NO_LIMITS,
         "network": f"{_NO_ISOLATION}: the host's network",
         "mounts": f"{_NO_ISOLATION}: no mount namespace, a mount is reached only as an argument naming it",
+        "privileges": f"{_NO_ISOLATION}: commands have the harness's own privileges",
     },
     "docker-execd": {},
     "docker-exec": {},
+    "docker-tree": {
+        "mounts": "a scoring sandbox takes no mounts (the agent never runs there): given some, it is a container"
+    },
     "third-party": {"limits": f"it wraps the local sandbox: {_NO_LIMITS}"},
 }
 """Per backend, the promises it does not keep, and why: those tests skip with the reason."""
@@ -85,7 +92,20 @@ def third_party_factory(tmp_path_factory: pytest.TempPathFactory) -> SandboxFact
     return registry.get("wrapped")
 
 
-BACKENDS = ["local", "local-nobwrap", "docker-execd", "docker-exec", "third-party"]
+class _ScoringFactory:
+    """The docker backend's factory, asked for scoring sandboxes."""
+
+    def __call__(self, spec: SandboxSpec) -> Sandbox:
+        return docker_sandbox(dataclasses.replace(spec, scoring=True))
+
+    cleanup_stale = staticmethod(docker_sandbox.cleanup_stale)
+
+
+def _is_tree(sandbox: Sandbox) -> None:
+    assert isinstance(sandbox, ImageTreeSandbox) and sandbox.container is None
+
+
+BACKENDS = ["local", "local-nobwrap", "docker-execd", "docker-exec", "docker-tree", "third-party"]
 
 
 @pytest.fixture(
@@ -103,6 +123,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if name == "third-party":
         return Backend(name, request.getfixturevalue("third_party_factory"))
     request.getfixturevalue("engine")  # started, or skipped/failed with the reason
+    if name == "docker-tree":
+        return Backend(name, _ScoringFactory(), check=_is_tree)
     if name == "docker-execd":
         return Backend(name, DockerSandbox, check=_uses_server(True))
     return Backend(name, DockerSandbox, dockerfile=NO_PYTHON, check=_uses_server(False))

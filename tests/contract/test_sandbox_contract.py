@@ -5,6 +5,7 @@ skips with the reason instead of being left out."""
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import socket
 import tarfile
@@ -197,6 +198,18 @@ def test_mounts_are_read_only(open_sandbox: OpenSandbox, backend: Backend, tmp_p
     result = sh(sandbox, "echo x > /opt/agent/agent")
     assert result.returncode != 0 and b"Read-only file system" in result.stderr
     assert (tool / "agent").read_text() == "binary"
+
+
+def test_the_hosts_disk_and_mounts_are_out_of_reach(sandbox: Sandbox, backend: Backend) -> None:
+    """Root in a sandbox must not open the host's disk (it would rewrite the harness) or mount anything."""
+    backend.gap("privileges")
+    disk = os.stat("/").st_dev
+    node = f"disk-{secrets.token_hex(4)}"  # in the workspace: a sandbox's /tmp may forbid devices anyway
+    device = sh(sandbox, f"mknod {node} b {os.major(disk)} {os.minor(disk)} && head -c 1 {node} >/dev/null")
+    assert device.returncode != 0, device.text()
+    assert b"Operation not permitted" in device.stderr or b"Permission denied" in device.stderr, device.text()
+    mount = sh(sandbox, "mkdir -p /tmp/oneshot-mnt && mount -t tmpfs oneshot /tmp/oneshot-mnt")
+    assert mount.returncode != 0, mount.text()
 
 
 @pytest.fixture

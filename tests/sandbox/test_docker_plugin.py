@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 import docker.errors
 import pytest
 
+from pytest_oneshot.owner import Owner
+from pytest_oneshot.sandbox import cgroup
 from pytest_oneshot.sandbox.dockerd import Engine
 
 pytestmark = pytest.mark.docker
@@ -37,6 +40,19 @@ def test_oracle_passes_and_nop_fails(
 
 def _containers_of(engine: Engine, pid: int) -> list[str]:
     return [found["Id"] for found in engine.api.containers(all=True, filters={"label": f"oneshot.owner.pid={pid}"})]
+
+
+def _trees_of(pid: int) -> list[str]:
+    """The scoring trees (temp dirs and cgroups) a run's process left (see docker_tree)."""
+    dirs = [
+        path
+        for path in Path(tempfile.gettempdir()).glob("oneshot-tree-*")
+        if (owner := Owner.of(path)) and owner.pid == pid
+    ]
+    groups = [
+        path for hierarchy in ("cpu", "memory") for path in (cgroup.V1_ROOT / hierarchy / "oneshot").glob(f"{pid}-*")
+    ]
+    return [str(path) for path in (*dirs, *groups)]
 
 
 def _top(engine: Engine, container: str) -> object:
@@ -70,8 +86,9 @@ def test_the_next_run_reaps_what_a_sigkilled_run_left(
     run.send_signal(signal.SIGKILL)
     run.wait()
     assert _containers_of(engine, run.pid), "SIGKILL leaves the container behind: only the reaper can remove it"
+    assert _trees_of(run.pid), "and the scoring tree started while the agent works"
     pytester.runpytest_subprocess("--collect-only", "tasks", "--oneshot-sandbox=docker")  # session start reaps
-    assert _containers_of(engine, run.pid) == []
+    assert _containers_of(engine, run.pid) == [] and _trees_of(run.pid) == []
 
 
 def test_an_unknown_base_image_is_a_clear_error(docker_tasks: list[str], run_and_parse: Callable[..., Any]) -> None:
@@ -85,4 +102,4 @@ def test_ctrl_c_removes_the_container(pytester: pytest.Pytester, docker_tasks: l
     run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) != 0
-    assert _containers_of(engine, run.pid) == []
+    assert _containers_of(engine, run.pid) == [] and _trees_of(run.pid) == []

@@ -1,0 +1,249 @@
+"""The docker backend's scoring sandbox: the task image's own files, mounted from its layers, no container.
+
+A docker trial scores the agent's change in a sandbox of the task image that the agent never reached.
+A second container costs the engine ~0.3 s of CPU to create, start and remove, as much as the tests.
+When the engine runs on this host and keeps the image as overlay2 layers we can read (we are root),
+each command mounts those layers read-only in a mount namespace of its own and runs under bubblewrap
+on them: the same files, python and packages as a container of the image, the image's environment,
+no network, no process of the agent, the task's CPU and memory limits as a cgroup (:mod:`cgroup`),
+docker's default capabilities less ``MKNOD``. The workspace, HOME (/root), /tmp and /run are host
+dirs of this sandbox (the workspace a copy of the image's), as in a container they outlive a command.
+
+Elsewhere (a remote engine, another storage driver, cgroup v2, not root, a spec with mounts)
+the sandbox is a container as before (:class:`DockerSandbox`); so it is for the agent's sandboxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from oneshot_shared.paths import cache_dir as default_cache_dir
+from pytest_oneshot.owner import Owner, remove_dead_dirs
+from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, cgroup
+from pytest_oneshot.sandbox.docker import SANDBOX_ENV, DockerSandbox
+from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
+from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_engine
+from pytest_oneshot.sandbox.host_workspace import HostWorkspace
+from pytest_oneshot.sandbox.process import MARKER, kill_host_tree, run_process
+
+_ROOT_PREFIX = "oneshot-tree-"
+_COPY_TIMEOUT_SEC = 300.0
+# Docker's default capabilities, less MKNOD: no device cgroup guards this sandbox's host-backed dirs.
+_CAPABILITIES = (
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
+    "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+)  # fmt: skip
+# `sh -c _MOUNT_AND_RUN sh MOUNT OVERLAY_DIR LOWERDIRS ROOTFS PROCS... -- ARGV...`: join the limits'
+# cgroups, mount the image read-only at ROOTFS (this mount namespace only), then run ARGV.
+_MOUNT_AND_RUN = r"""
+set -e
+mount=$1; cd "$2"; lower=$3; rootfs=$4; shift 4
+while [ "$1" != -- ]; do echo $$ >"$1"; shift; done
+shift
+"$mount" -t overlay oneshot-tree -o "ro,lowerdir=$lower" "$rootfs"
+cd /
+exec "$@"
+"""
+# What a container gets from the engine and an image may lack: mount points, a hosts file for localhost.
+_INIT_LAYER = {
+    "etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
+    "etc/hostname": "oneshot\n",
+    "etc/resolv.conf": "",
+}
+_INIT_DIRS = ("workspace", "root", "tmp", "run", "proc", "dev", "sys")
+
+
+@dataclass(frozen=True)
+class ImageTree:
+    """An image's files as this host keeps them: overlay2 layers, top first, named by their short
+    links inside the engine's overlay2 dir (so a long stack still fits in one mount option)."""
+
+    overlay_dir: Path
+    layers: tuple[str, ...]
+    env: dict[str, str]
+
+
+def image_tree(engine: Engine, image: str) -> ImageTree | None:
+    """The image's layers on this host, or None when it cannot be mounted from here."""
+    info = engine.image(image)
+    if info is None:
+        return None
+    driver, config = info.get("GraphDriver") or {}, info.get("Config") or {}
+    if driver.get("Name") != "overlay2":
+        return None
+    data = driver.get("Data") or {}
+    diffs = [Path(diff) for diff in (data.get("UpperDir"), *(data.get("LowerDir") or "").split(":")) if diff]
+    links = []
+    for diff in diffs:
+        try:
+            links.append("l/" + (diff.parent / "link").read_text().strip())
+        except OSError:  # another host's engine, or not ours to read
+            return None
+    overlay_dir = diffs[0].parent.parent
+    if not all((overlay_dir / link).is_dir() for link in links):
+        return None
+    env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
+    return ImageTree(overlay_dir, tuple(links), env)
+
+
+def _init_layer(cache_dir: Path) -> Path:
+    """The read-only top layer every tree gets (made once per cache dir)."""
+    layer = cache_dir / "docker" / "tree-init-1"
+    if not layer.is_dir():
+        building = Path(tempfile.mkdtemp(prefix="tree-init-", dir=layer.parent if layer.parent.is_dir() else None))
+        for directory in _INIT_DIRS:
+            (building / directory).mkdir()
+        for name, text in _INIT_LAYER.items():
+            (building / name).parent.mkdir(parents=True, exist_ok=True)
+            (building / name).write_text(text)
+        layer.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # another worker made it first
+            os.rename(building, layer)
+        shutil.rmtree(building, ignore_errors=True)
+    return layer
+
+
+class ImageTreeSandbox:
+    """A scoring sandbox on the task image's files (see the module docstring); a container when it cannot be."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self.base_image = spec.options.get("docker_image") or BASE_IMAGE
+        self.cache_dir = Path(spec.options["cache_dir"]) if spec.options.get("cache_dir") else None
+        self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
+        self.container: DockerSandbox | None = None
+        """Set when this sandbox is a container after all."""
+        self._root: Path | None = None
+        self._limits: cgroup.Limits | None = None
+        self._prefix: list[str] = []
+        """Mounts the image and joins the limits, then runs what follows."""
+        self._bwrap: list[str] = []
+        self._env: dict[str, str] = {}
+        self._files: HostWorkspace | None = None
+
+    def start(self) -> None:
+        spec, engine = self.spec, ensure_engine()
+        image = environment_image(
+            engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir
+        )
+        tools = [shutil.which(name) for name in ("unshare", "mount", "bwrap")]
+        tree = image_tree(engine, image) if os.geteuid() == 0 and all(tools) and not spec.mounts else None
+        self._limits = cgroup.Limits.create(spec.cpus, spec.memory_mb) if tree else None
+        if tree is None or self._limits is None:
+            self._as_container()
+            return
+        unshare, mount, bwrap = (str(tool) for tool in tools)
+        self._root = root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
+        Owner.claim(root)  # a later session removes it if this process is SIGKILLed
+        for name in ("rootfs", "workspace", "home", "tmp", "run"):
+            (root / name).mkdir()
+        self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
+        lower = ":".join([str(_init_layer(self.cache_dir or default_cache_dir())), *tree.layers])
+        self._prefix = [
+            unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_AND_RUN, "sh",
+            mount, str(tree.overlay_dir), lower, str(root / "rootfs"), *map(str, self._limits.procs), "--",
+        ]  # fmt: skip
+        self._bwrap = self._bwrap_argv(bwrap)
+        self._env = {**tree.env, **SANDBOX_ENV, "HOME": "/root", MARKER: root.name}
+        copy = run_process(
+            [*self._prefix, "cp", "-a", f"{root / 'rootfs'}{WORKSPACE}/.", str(root / "workspace")],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", MARKER: root.name},
+            timeout=_COPY_TIMEOUT_SEC,
+        )
+        if not copy.ok:  # this host cannot mount it after all: a container can still score
+            self._release()
+            self._as_container()
+
+    def _as_container(self) -> None:
+        self._release()
+        self.container = DockerSandbox(self.spec, base_image=self.base_image, cache_dir=self.cache_dir)
+        self.container.start()
+
+    def _bwrap_argv(self, bwrap: str) -> list[str]:
+        assert self._root is not None and self._limits is not None
+        root = self._root
+        argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+        for capability in _CAPABILITIES:
+            argv += ["--cap-add", f"CAP_{capability}"]
+        if self.spec.network == "loopback":
+            argv.append("--share-net")
+        argv += ["--ro-bind", str(root / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev"]
+        for name, target in (("workspace", WORKSPACE), ("home", "/root"), ("tmp", "/tmp"), ("run", "/run")):
+            argv += ["--bind", str(root / name), target]
+        argv += ["--tmpfs", "/sys", "--ro-bind", str(self._limits.cpu), "/sys/fs/cgroup/cpu"]
+        return [*argv, "--ro-bind", str(self._limits.memory), "/sys/fs/cgroup/memory"]
+
+    def exec(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdin: bytes | None = None,
+        output: Path | None = None,
+    ) -> ExecResult:
+        if self.container is not None:
+            return self.container.exec(cmd, timeout=timeout, env=env, cwd=cwd, stdin=stdin, output=output)
+        argv = [*self._prefix, *self._bwrap, "--chdir", cwd or self.workdir, "--", *cmd]
+        return run_process(argv, env={**self._env, **(env or {})}, stdin=stdin, timeout=timeout, output=output)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        if self.container is not None:
+            return self.container.write_file(path, data)
+        assert self._files is not None, "start() first"
+        return self._files.write_file(path, data)
+
+    def read_file(self, path: str) -> bytes:
+        if self.container is not None:
+            return self.container.read_file(path)
+        assert self._files is not None, "start() first"
+        return self._files.read_file(path)
+
+    def archive_workspace(self, *, stop_processes: bool = False) -> contextlib.AbstractContextManager[IO[bytes]]:
+        if self.container is not None:
+            return self.container.archive_workspace(stop_processes=stop_processes)
+        assert self._files is not None, "start() first"
+        if stop_processes:
+            kill_host_tree(None, self._env[MARKER])
+        return self._files.archive()
+
+    def stop(self) -> None:
+        if self.container is not None:
+            self.container.stop()
+        self._release()
+
+    def _release(self) -> None:
+        if self._root is not None:
+            kill_host_tree(None, self._root.name)
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+        if self._limits is not None:
+            self._limits.remove()
+            self._limits = None
+
+
+class DockerFactory:
+    """The ``docker`` backend: a container per agent sandbox; scoring sandboxes on the image's files."""
+
+    def __call__(self, spec: SandboxSpec) -> Sandbox:
+        return ImageTreeSandbox(spec) if spec.scoring else DockerSandbox(spec)
+
+    @staticmethod
+    def cleanup_stale(options: Mapping[str, str]) -> list[str]:
+        """Containers, scoring trees and cgroups of runs that died."""
+        return [
+            *DockerSandbox.cleanup_stale(options),
+            *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX),
+            *cgroup.remove_stale(),
+        ]
+
+
+docker_sandbox = DockerFactory()
