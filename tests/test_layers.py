@@ -30,7 +30,7 @@ MAP_ROWS: dict[str, int] = {
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
     **dict.fromkeys(("usage", "files", "errors"), 2),
     **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
-    **dict.fromkeys(("agent", "workspace", "scoring", "sandbox"), 4),
+    **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
     **dict.fromkeys(("report", "result"), 7),

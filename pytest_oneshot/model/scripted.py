@@ -2,7 +2,8 @@
 
 No model API is reachable offline, so this server answers ``POST .../responses`` the way
 the real API does (SSE, one ``response.output_item.done`` per item, ``response.completed``
-with ``usage``) from a *script*: a list of turns (:mod:`pytest_oneshot.model.cassette`), one
+with ``usage``; or, for a request without ``"stream": true``, the whole response object as JSON,
+as a rubric judge asks) from a *script*: a list of turns (:mod:`pytest_oneshot.model.cassette`), one
 turn per model response. Replaying a recorded session is the same thing with the script read
 from a cassette file.
 
@@ -205,6 +206,8 @@ class ScriptedResponsesServer:
             await asyncio.Event().wait()  # until stop() cancels this handler
         if outcome.http_error is not None:
             return json_response(outcome.http_error.status, outcome.http_error.body)
+        if not body.get("stream"):  # the API's default: the whole response object as JSON
+            return json_response(HTTPStatus.OK, _final_response(_new_response(str(body.get("model", ""))), outcome))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -233,21 +236,31 @@ def _sse(kind: str, sequence: int, **payload: Any) -> bytes:
     return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
-def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
-    """The SSE events of one scripted response, in the order the real API sends them."""
+def _new_response(model: str) -> dict[str, Any]:
     response: dict[str, Any] = {"id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time())}
     response.update(model=model, status="in_progress", output=[])
+    return response
+
+
+def _final_response(response: dict[str, Any], turn: Turn) -> dict[str, Any]:
+    """The response object once done: ``completed`` with its output and usage, or ``failed`` with the
+    turn's ``stream_error`` (in a stream, ``response.failed``; unstreamed, the object's ``error``)."""
+    if turn.stream_error is not None:
+        error = {"code": turn.stream_error.code, "message": turn.stream_error.message}
+        return {**response, "status": "failed", "error": error}
+    return {**response, "status": "completed", "output": turn.output, "usage": turn.usage.to_api()}
+
+
+def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
+    """The SSE events of one scripted response, in the order the real API sends them."""
+    response = _new_response(model)
     sequence = itertools.count()
     yield _sse("response.created", next(sequence), response=response)
     for index, item in enumerate(turn.output):
         yield _sse("response.output_item.added", next(sequence), output_index=index, item=item)
         yield _sse("response.output_item.done", next(sequence), output_index=index, item=item)
-    if turn.stream_error is not None:
-        error = {"code": turn.stream_error.code, "message": turn.stream_error.message}
-        yield _sse("response.failed", next(sequence), response={**response, "status": "failed", "error": error})
-        return
-    done = {**response, "status": "completed", "output": turn.output, "usage": turn.usage.to_api()}
-    yield _sse("response.completed", next(sequence), response=done)
+    final = _final_response(response, turn)
+    yield _sse(f"response.{final['status']}", next(sequence), response=final)
 
 
 def main(argv: list[str] | None = None) -> None:
