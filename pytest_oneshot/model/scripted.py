@@ -119,6 +119,8 @@ class ScriptedResponsesServer:
         self._scripts: dict[str, _Script] = {}
         self._log: dict[str, list[ReceivedRequest]] = defaultdict(list)
         self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._most_in_flight: dict[str, int] = defaultdict(int)
 
     @property
     def root_url(self) -> str:
@@ -151,6 +153,11 @@ class ScriptedResponsesServer:
         for received in self.requests(key):
             sessions[received.session_id].append(received)
         return dict(sessions)
+
+    def most_in_flight(self, key: str = DEFAULT_KEY) -> int:
+        """The most requests for ``key`` the server was answering at once (how well a client bounds itself)."""
+        with self._lock:
+            return self._most_in_flight[key]
 
     def start(self) -> ScriptedResponsesServer:
         self._server.start()
@@ -201,6 +208,16 @@ class ScriptedResponsesServer:
         outcome = self._answer(key, headers, body)
         if isinstance(outcome, str):
             return api_error(HTTPStatus.BAD_REQUEST, "script_error", outcome)
+        with self._lock:
+            self._in_flight[key] += 1
+            self._most_in_flight[key] = max(self._most_in_flight[key], self._in_flight[key])
+        try:
+            return await self._respond(request, body, outcome)
+        finally:
+            with self._lock:
+                self._in_flight[key] -= 1
+
+    async def _respond(self, request: web.Request, body: dict[str, Any], outcome: Turn) -> web.StreamResponse:
         await asyncio.sleep(outcome.latency_sec)
         if outcome.hang:
             await asyncio.Event().wait()  # until stop() cancels this handler
