@@ -16,7 +16,7 @@ from pytest_oneshot.agent import Agent
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.judge import Judge
-from pytest_oneshot.model.replay import REPLAY_MODEL, judge_cassette
+from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
 from pytest_oneshot.stash import (
@@ -102,11 +102,7 @@ def _judge(config: pytest.Config) -> Judge:
 def _judge_model(config: pytest.Config, task: Task, model: str | None) -> str | None:
     """The item's judge model: the one given, else a replay where the task recorded judge answers for
     the agent's replayed cassette, else none (the rubrics no test scores stay unscored)."""
-    settings = config.stash[settings_key]
-    if settings.judge_model:
-        return settings.judge_model
-    recorded = judge_cassette(task, REPLAY_MODEL, model) if model and model.startswith(REPLAY_MODEL) else None
-    return REPLAY_MODEL if recorded is not None and recorded.is_file() else None
+    return config.stash[settings_key].judge_model or recorded_judge_model(task, model)
 
 
 class TaskItem(pytest.Item):

@@ -42,6 +42,15 @@ def judge_cassette(task: Task, judge_model: str | None, agent_model: str | None)
     return task.paths.cassettes_dir / "judge" / f"{name}.json"
 
 
+def recorded_judge_model(task: Task, agent_model: str | None) -> str | None:
+    """The judge model when none is given: ``replay`` for a replayed agent whose task recorded judge
+    answers for its cassette, else None (the rubrics no test scores stay unscored)."""
+    if cassette_name(agent_model) is None:
+        return None
+    recorded = judge_cassette(task, REPLAY_MODEL, agent_model)
+    return REPLAY_MODEL if recorded is not None and recorded.is_file() else None
+
+
 def cassette_name(model: str | None) -> str | None:
     """``replay`` -> ``replay``, ``replay:NAME`` -> ``NAME``, any other model -> None."""
     if model == REPLAY_MODEL:
