@@ -21,6 +21,7 @@ def command_groups() -> Registry[AddCommands]:
     """Group name -> the ``add_commands(subparsers)`` that adds it; imported only when used."""
     registry: Registry[AddCommands] = Registry("command", "pytest_oneshot.commands")
     registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
+    registry.register("regrade", "pytest_oneshot.regrade:add_commands")
     registry.load_entry_points()
     return registry
 

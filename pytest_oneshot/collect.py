@@ -15,10 +15,19 @@ import pytest
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
-from pytest_oneshot.model.replay import REPLAY_MODEL
+from pytest_oneshot.judge import Judge
+from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.rundir import item_dir_name
-from pytest_oneshot.stash import agent_key, gateway_key, registries_key, replay_key, settings_key, trial_key
+from pytest_oneshot.stash import (
+    agent_key,
+    gateway_key,
+    judge_key,
+    registries_key,
+    replay_key,
+    settings_key,
+    trial_key,
+)
 from pytest_oneshot.task import Task, load_task
 from pytest_oneshot.trial import TrialConfig
 
@@ -82,6 +91,20 @@ def _agent(config: pytest.Config) -> Agent:
     return config.stash[agent_key]
 
 
+def _judge(config: pytest.Config) -> Judge:
+    if judge_key not in config.stash:
+        settings = config.stash[settings_key]
+        factory = config.stash[registries_key].judge.get(settings.judge)
+        config.stash[judge_key] = factory(settings.judge_options())
+    return config.stash[judge_key]
+
+
+def _judge_model(config: pytest.Config, task: Task, model: str | None) -> str | None:
+    """The item's judge model: the one given, else a replay where the task recorded judge answers for
+    the agent's replayed cassette, else none (the rubrics no test scores stay unscored)."""
+    return config.stash[settings_key].judge_model or recorded_judge_model(task, model)
+
+
 class TaskItem(pytest.Item):
     def __init__(self, *, task: Task, model: str | None, rollout: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -104,9 +127,11 @@ class TaskItem(pytest.Item):
         """This item's trial (a usage problem fails the item here)."""
         settings = self.config.stash[settings_key]
         registries = self.config.stash[registries_key]
+        judge_model = _judge_model(self.config, self.task, self.model)
         try:
             agent = _agent(self.config)
             sandbox_factory = registries.sandbox.get(settings.sandbox)
+            judge = _judge(self.config) if judge_model else None
         except OneshotError as exc:
             pytest.fail(str(exc), pytrace=False)
         return TrialConfig(
@@ -124,6 +149,8 @@ class TaskItem(pytest.Item):
             sandbox_options=settings.sandbox_options(),
             replay=self.config.stash[replay_key],
             gateway=self.config.stash[gateway_key],
+            judge=judge,
+            judge_model=judge_model,
         )
 
     def runtest(self) -> None:

@@ -12,19 +12,20 @@ if TYPE_CHECKING:
 
 
 def pytest_oneshot_register(registries: Registries) -> None:
-    """Register extra sandboxes or agents, e.g.
+    """Register extra sandboxes, agents or judges, e.g.
     ``registries.agent.register("mine", "my_pkg.agent:MyAgent")``.
 
     Called once per session before any name is looked up.
 
-    :param registries: the session's ``sandbox`` and ``agent`` registries.
+    :param registries: the session's ``sandbox``, ``agent`` and ``judge`` registries.
 
     Use in conftest plugins: yes (the root conftest.py).
     """
 
 
 def pytest_oneshot_phase(item: pytest.Item, phase: str, duration: float) -> None:
-    """A trial phase (prepare, sandbox, agent, diff, tests, score) of ``item`` ended.
+    """A trial phase (prepare, sandbox, agent, diff, tests, score, and judge when a judge scores a
+    rubric no test scores) of ``item`` ended.
 
     Called as it happens, from the thread running the trial: trials run in threads, the next
     items' sandboxes start ahead of their turn, and with ``--oneshot-concurrency`` several trials

@@ -66,7 +66,12 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     registries = Registries(sandbox=default_sandbox_registry(), agent=default_agent_registry())
     config.hook.pytest_oneshot_register(registries=registries)
-    for registry, name in ((registries.sandbox, settings.sandbox), (registries.agent, settings.agent)):
+    chosen = (
+        (registries.sandbox, settings.sandbox),
+        (registries.agent, settings.agent),
+        (registries.judge, settings.judge),
+    )
+    for registry, name in chosen:
         if name not in registry.names():
             raise pytest.UsageError(
                 f"--oneshot-{registry.kind}: unknown {registry.kind} {name!r} (known: {', '.join(registry.names())})"
@@ -149,9 +154,11 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     settings = config.stash[settings_key]
     models = ", ".join(settings.models) or "-"
+    judge = settings.judge_model or "replay where recorded, else none"
     return [
         f"oneshot: agent={settings.agent} model={models} sandbox={settings.sandbox} "
-        f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}"
+        f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}",
+        f"oneshot judge: {settings.judge} model={judge}",
     ]
 
 

@@ -136,6 +136,19 @@ OPTIONS: tuple[Option, ...] = (
         None,
         metavar="PATH",
     ),
+    # -- the rubric judge (rubrics no test scores) --
+    Option("judge", "Judge that scores the rubrics no test scores (openai, or a plugin's)", "openai", metavar="NAME"),
+    Option(
+        "judge_model",
+        "Model judging the rubrics no test scores; 'replay' replays each task's recorded judge answers "
+        "(default: replay for a replayed agent whose task has them, else no judge: those rubrics stay unscored)",
+        "",
+        metavar="MODEL",
+    ),
+    Option("judge_base_url", "Responses API base URL of the judge (default: the OpenAI API)", "", metavar="URL"),
+    Option("judge_api_key_env", "Environment variable holding the judge's API key", "OPENAI_API_KEY", metavar="VAR"),
+    Option("judge_concurrency", "Judge calls in flight per pytest process", "4", _positive_int, metavar="N"),
+    Option("judge_timeout", "Seconds one judge call may take", "120", _positive_float, metavar="SEC"),
 )
 
 
@@ -164,6 +177,13 @@ class OneshotSettings(BaseModel):
     prices: Path | None
     cache_dir: Path
     run_id: str
+    judge: str = "openai"
+    judge_model: str = ""
+    """Empty: judged only by replay, for replayed agents whose task has recorded judge answers."""
+    judge_base_url: str = ""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 4
+    judge_timeout: float = 120.0
 
     def agent_options(self) -> dict[str, str]:
         """What agent factories receive; each agent reads the keys it knows."""
@@ -173,6 +193,16 @@ class OneshotSettings(BaseModel):
             "api_key_env": self.api_key_env,
             "reasoning_effort": self.reasoning_effort,
             "codex_bin": self.codex_bin,
+        }
+
+    def judge_options(self) -> dict[str, str]:
+        """What judge factories receive; each judge reads the keys it knows (never a key's value)."""
+        return {
+            "base_url": self.judge_base_url,
+            "api_key_env": self.judge_api_key_env,
+            "concurrency": str(self.judge_concurrency),
+            "timeout": str(self.judge_timeout),
+            "cache_dir": str(self.cache_dir),
         }
 
     def sandbox_options(self) -> dict[str, str]:
@@ -251,4 +281,8 @@ def resolve(
         prices=None if not prices else base_dir / prices,
         cache_dir=cache_dir(environ),
         run_id=run_id,
+        **{name: values[name] for name in _JUDGE_OPTIONS},
     )
+
+
+_JUDGE_OPTIONS = ("judge", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_oneshot.judge import default_judge_registry
 from pytest_oneshot.registry import Registry
 
 if TYPE_CHECKING:
     from pytest_oneshot.agent import Agent, AgentFactory
+    from pytest_oneshot.judge import Judge, JudgeFactory
     from pytest_oneshot.model.gateway import ModelGateway
     from pytest_oneshot.model.replay import ReplayService
     from pytest_oneshot.result import TrialResult
@@ -24,6 +26,7 @@ class Registries:
 
     sandbox: Registry[SandboxFactory]
     agent: Registry[AgentFactory]
+    judge: Registry[JudgeFactory] = field(default_factory=default_judge_registry)
 
 
 settings_key: pytest.StashKey[OneshotSettings] = pytest.StashKey()
@@ -33,4 +36,6 @@ gateway_key: pytest.StashKey[ModelGateway] = pytest.StashKey()
 """Every trial's route to its model (servers start on the first route)."""
 agent_key: pytest.StashKey[Agent] = pytest.StashKey()
 """The session's agent, built on first use (agents hold configuration, not trial state)."""
+judge_key: pytest.StashKey[Judge] = pytest.StashKey()
+"""The session's judge, built on first use."""
 trial_key: pytest.StashKey[TrialResult] = pytest.StashKey()

@@ -3,7 +3,8 @@
 prepare (repo snapshot, model route) -> sandbox (the agent's, and a fresh one for scoring,
 started while the agent works) -> agent -> diff (every process of the agent's sandbox stopped,
 its files compared with the fresh tree) -> tests (in the fresh sandbox: its tree plus the
-agent's change minus test infrastructure, plus the hidden files) -> score.
+agent's change minus test infrastructure, plus the hidden files) -> score -> judge (only with a
+judge and a rubric no test scored: it adds scores, the tests' verdict stands).
 
 So the only thing of the agent's that reaches scoring is its change to the files, as the harness
 reads them: not its git, processes, HOME or /tmp. Every phase is timed; whatever a phase
@@ -16,6 +17,7 @@ the agent did. A model agent's traffic goes through a route of the model gateway
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,12 +30,14 @@ from typing import Protocol
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult
 from pytest_oneshot.change import Change, Manifest, UnreadableWorkspace, render_patch
 from pytest_oneshot.errors import InfraError, OneshotError
+from pytest_oneshot.judge import Judge, JudgeError
 from pytest_oneshot.model.gateway import ModelGateway, ModelRoute
-from pytest_oneshot.model.replay import ReplayService
+from pytest_oneshot.model.replay import ReplayService, judge_cassette
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.report.rundir import item_dir_name, write_phase_start, write_trial_files
+from pytest_oneshot.report.rundir import item_dir_name, write_judge_file, write_phase_start, write_trial_files
 from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
+from pytest_oneshot.scoring.judging import judge_rubrics, unscored
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
 from pytest_oneshot.scoring.pytest_config import find_start_config
 from pytest_oneshot.scoring.rubric import score_rubrics, total_score
@@ -50,6 +54,7 @@ class Phase(StrEnum):
     DIFF = "diff"
     TESTS = "tests"
     SCORE = "score"
+    JUDGE = "judge"
 
 
 class Gate(Protocol):
@@ -85,6 +90,10 @@ class TrialConfig:
     for this trial, which reaches replay cassettes or the OpenAI API without a key."""
     gate: Gate | None = None
     """Entered between the sandbox and agent phases, so sandboxes can start ahead of their turn."""
+    judge: Judge | None = None
+    """Scores the rubrics no test scored, with ``judge_model``, in the ``judge`` phase (None: they stay
+    unscored)."""
+    judge_model: str | None = None
     stop_later: Callable[[Callable[[], None]], object] | None = None
     """Runs the sandboxes' stop once the result is written (e.g. in the background); None: the stop
     happens before ``run_trial`` returns."""
@@ -263,6 +272,47 @@ def _run_phases(
         result.score = total_score(result.rubrics)
         result.resolved = result.tests.resolved
         result.outcome, result.reason = _verdict(result, state.agent_result, config.min_score)
+    if config.judge is not None and config.judge_model and unscored(task.spec.evaluation.rubrics, result.rubrics):
+        with state.phase(Phase.JUDGE, on_phase):
+            _judge(state, config.judge, config.judge_model)
+
+
+def _judge(state: _TrialState, judge: Judge, model: str) -> None:
+    """Judge the rubrics no test scored; the tests' verdict stands, the total (and a min score) counts them."""
+    config, result = state.config, state.result
+    assert result.tests is not None and state.agent_result is not None
+    _join_patch(state)
+    cassette = judge_cassette(config.task, model, config.model)
+    digest = hashlib.sha256(state.diff).hexdigest()
+    replay = config.replay or ReplayService()  # a private one is closed below
+
+    def endpoint(rubric_id: str) -> str | None:
+        if cassette is None:
+            return None
+        return replay.judge_endpoint(cassette, rubric_id, digest, f"{config.trial_id}-judge-{rubric_id}")
+
+    records: dict[str, object] = {}
+    try:
+        result.rubrics = judge_rubrics(
+            judge,
+            model=model,
+            task_id=config.task.spec.task_id,
+            instructions=config.task.instructions,
+            diff=state.diff,
+            tests=result.tests,
+            rubrics=config.task.spec.evaluation.rubrics,
+            scores=result.rubrics,
+            endpoint=endpoint,
+            record=records.__setitem__,
+        )
+    except JudgeError as exc:
+        raise InfraError("judge", str(exc)) from None
+    finally:
+        write_judge_file(config.run_dir, {"judge": judge.name, "model": model, "rubrics": records})
+        if replay is not config.replay:
+            replay.close()
+    result.score = total_score(result.rubrics)
+    result.outcome, result.reason = _verdict(result, state.agent_result, config.min_score)
 
 
 def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest) -> TestRun:

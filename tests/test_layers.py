@@ -30,12 +30,12 @@ MAP_ROWS: dict[str, int] = {
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
     **dict.fromkeys(("usage", "files", "errors"), 2),
     **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
-    **dict.fromkeys(("agent", "workspace", "scoring", "sandbox"), 4),
+    **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
     **dict.fromkeys(("report", "result"), 7),
     **dict.fromkeys(("concurrency", "trial"), 8),
-    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli"), 9),
+    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade"), 9),
     "proxy": 2,  # its __init__; proxy's rows are its own column
     **{f"proxy.{name}": 2 for name in ("tracestore", "redact", "addon")},
     **{f"proxy.{name}": 3 for name in ("manage", "cleaner")},

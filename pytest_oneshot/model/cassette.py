@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -47,6 +47,8 @@ __all__ = [
     "CASSETTE_FORMAT",
     "Cassette",
     "HttpError",
+    "JudgeCassette",
+    "JudgedDiff",
     "StreamError",
     "Turn",
     "Usage",
@@ -54,6 +56,7 @@ __all__ = [
     "exec_command",
     "insufficient_quota",
     "load_cassette",
+    "load_judge_cassette",
     "mcp_call",
     "message",
 ]
@@ -143,14 +146,54 @@ class Cassette(_Model):
     turns: list[Turn] = Field(..., min_length=1)
 
 
+JUDGE_CASSETTE_FORMAT: Final = "oneshot-judge-cassette/1"
+
+
+class JudgedDiff(_Model):
+    """A judge's recorded answer to one rubric, and the diff it judged."""
+
+    diff_sha256: str = Field(..., pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the diff.patch judged")
+    turns: list[Turn] = Field(..., min_length=1)
+    """The judge model's response(s), as the Responses API sent them: the answer is an ``output_text``
+    message holding the verdict's JSON; earlier turns may be failures the judge retried."""
+
+
+class JudgeCassette(_Model):
+    """Recorded judge answers for one agent cassette (``cassettes/judge/<agent cassette>.json``).
+
+    A replayed judgement fits only the diff it judged: a replay for another diff is refused."""
+
+    format: Literal["oneshot-judge-cassette/1"] = JUDGE_CASSETTE_FORMAT
+    model: str = ""
+    """The judge model it was recorded with (informational)."""
+    task_id: str = ""
+    rubrics: dict[str, JudgedDiff] = Field(..., min_length=1)
+
+
 def load_cassette(path: Path) -> Cassette:
     """Read a cassette file.
 
     Raises:
         TaskFormatError: naming the file and the field at fault.
     """
+    return _load(path, Cassette)
+
+
+def load_judge_cassette(path: Path) -> JudgeCassette:
+    """Read a judge cassette file.
+
+    Raises:
+        TaskFormatError: naming the file and the field at fault.
+    """
+    return _load(path, JudgeCassette)
+
+
+_Loaded = TypeVar("_Loaded", Cassette, JudgeCassette)
+
+
+def _load(path: Path, model: type[_Loaded]) -> _Loaded:
     try:
-        return Cassette.model_validate_json(path.read_bytes())
+        return model.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         raise TaskFormatError(str(path), None, "file not found") from None
     except ValidationError as exc:

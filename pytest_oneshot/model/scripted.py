@@ -2,7 +2,8 @@
 
 No model API is reachable offline, so this server answers ``POST .../responses`` the way
 the real API does (SSE, one ``response.output_item.done`` per item, ``response.completed``
-with ``usage``) from a *script*: a list of turns (:mod:`pytest_oneshot.model.cassette`), one
+with ``usage``; or, for a request without ``"stream": true``, the whole response object as JSON,
+as a rubric judge asks) from a *script*: a list of turns (:mod:`pytest_oneshot.model.cassette`), one
 turn per model response. Replaying a recorded session is the same thing with the script read
 from a cassette file.
 
@@ -118,6 +119,8 @@ class ScriptedResponsesServer:
         self._scripts: dict[str, _Script] = {}
         self._log: dict[str, list[ReceivedRequest]] = defaultdict(list)
         self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = defaultdict(int)
+        self._most_in_flight: dict[str, int] = defaultdict(int)
 
     @property
     def root_url(self) -> str:
@@ -150,6 +153,11 @@ class ScriptedResponsesServer:
         for received in self.requests(key):
             sessions[received.session_id].append(received)
         return dict(sessions)
+
+    def most_in_flight(self, key: str = DEFAULT_KEY) -> int:
+        """The most requests for ``key`` the server was answering at once (how well a client bounds itself)."""
+        with self._lock:
+            return self._most_in_flight[key]
 
     def start(self) -> ScriptedResponsesServer:
         self._server.start()
@@ -200,11 +208,23 @@ class ScriptedResponsesServer:
         outcome = self._answer(key, headers, body)
         if isinstance(outcome, str):
             return api_error(HTTPStatus.BAD_REQUEST, "script_error", outcome)
+        with self._lock:
+            self._in_flight[key] += 1
+            self._most_in_flight[key] = max(self._most_in_flight[key], self._in_flight[key])
+        try:
+            return await self._respond(request, body, outcome)
+        finally:
+            with self._lock:
+                self._in_flight[key] -= 1
+
+    async def _respond(self, request: web.Request, body: dict[str, Any], outcome: Turn) -> web.StreamResponse:
         await asyncio.sleep(outcome.latency_sec)
         if outcome.hang:
             await asyncio.Event().wait()  # until stop() cancels this handler
         if outcome.http_error is not None:
             return json_response(outcome.http_error.status, outcome.http_error.body)
+        if not body.get("stream"):  # the API's default: the whole response object as JSON
+            return json_response(HTTPStatus.OK, _final_response(_new_response(str(body.get("model", ""))), outcome))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -233,21 +253,31 @@ def _sse(kind: str, sequence: int, **payload: Any) -> bytes:
     return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
-def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
-    """The SSE events of one scripted response, in the order the real API sends them."""
+def _new_response(model: str) -> dict[str, Any]:
     response: dict[str, Any] = {"id": f"resp_{uuid.uuid4().hex}", "object": "response", "created_at": int(time.time())}
     response.update(model=model, status="in_progress", output=[])
+    return response
+
+
+def _final_response(response: dict[str, Any], turn: Turn) -> dict[str, Any]:
+    """The response object once done: ``completed`` with its output and usage, or ``failed`` with the
+    turn's ``stream_error`` (in a stream, ``response.failed``; unstreamed, the object's ``error``)."""
+    if turn.stream_error is not None:
+        error = {"code": turn.stream_error.code, "message": turn.stream_error.message}
+        return {**response, "status": "failed", "error": error}
+    return {**response, "status": "completed", "output": turn.output, "usage": turn.usage.to_api()}
+
+
+def _stream_events(turn: Turn, model: str) -> Iterator[bytes]:
+    """The SSE events of one scripted response, in the order the real API sends them."""
+    response = _new_response(model)
     sequence = itertools.count()
     yield _sse("response.created", next(sequence), response=response)
     for index, item in enumerate(turn.output):
         yield _sse("response.output_item.added", next(sequence), output_index=index, item=item)
         yield _sse("response.output_item.done", next(sequence), output_index=index, item=item)
-    if turn.stream_error is not None:
-        error = {"code": turn.stream_error.code, "message": turn.stream_error.message}
-        yield _sse("response.failed", next(sequence), response={**response, "status": "failed", "error": error})
-        return
-    done = {**response, "status": "completed", "output": turn.output, "usage": turn.usage.to_api()}
-    yield _sse("response.completed", next(sequence), response=done)
+    final = _final_response(response, turn)
+    yield _sse(f"response.{final['status']}", next(sequence), response=final)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,8 @@ def junit_properties(result: TrialResult) -> list[tuple[str, object]]:
     ]
     for rubric in result.rubrics:
         props.append((f"oneshot.rubric.{rubric.id}", "unscored" if rubric.score is None else round(rubric.score, 4)))
+        if rubric.scored_by == "judge":
+            props.append((f"oneshot.rubric.{rubric.id}.judge", rubric.judge_model or ""))
     if result.tests is not None:
         for kind in _KINDS:
             props.append((f"oneshot.{kind}.passed", result.tests.count(kind)))

@@ -7,6 +7,7 @@ Layout (OneShot-compatible names)::
     tests.log                  output of the hidden-test run
     evaluation_results.json    the full trial result (see TrialResult)
     scoring_results.md         the same, for humans
+    judge.json                 with a judge: each judged rubric's request, raw answer and verdict (no key)
 
 Every file is written atomically (temp file + rename), so a reader never sees half a file.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_oneshot.files import write_atomic
@@ -30,6 +32,10 @@ def write_trial_files(run_dir: Path, result: TrialResult, diff: bytes) -> None:
     write_atomic(run_dir / "diff.patch", diff)
     write_atomic(run_dir / "evaluation_results.json", json.dumps(evaluation_results(result), indent=2).encode())
     write_atomic(run_dir / "scoring_results.md", render_markdown(result).encode())
+
+
+def write_judge_file(run_dir: Path, record: Mapping[str, object]) -> None:
+    write_atomic(run_dir / "judge.json", json.dumps(record, indent=2).encode())
 
 
 def write_phase_start(run_dir: Path, result: TrialResult, phase: str) -> None:
@@ -55,12 +61,29 @@ def evaluation_results(result: TrialResult) -> dict[str, object]:
                 "weighted_score": None if rubric.score is None else rubric.score * rubric.weight,
                 "test_count": rubric.test_count,
                 "tests_passed": rubric.tests_passed,
+                "scored_by": rubric.scored_by,
             }
             for rubric in result.rubrics
         },
         "total_score": result.score,
         "max_score": 1.0,
     }
+    judged = [rubric for rubric in result.rubrics if rubric.scored_by == "judge" and rubric.score is not None]
+    if judged:  # OneShot's block for its LLM judge (its evidence is one string)
+        weight = sum(rubric.weight for rubric in judged)
+        data["lm_evaluation"] = {
+            "weighted_score": sum((rubric.score or 0.0) * rubric.weight for rubric in judged) / weight,
+            "rubric_scores": [
+                {
+                    "rubric_id": rubric.id,
+                    "score": rubric.score,
+                    "reasoning": rubric.reasoning,
+                    "evidence": "\n".join(rubric.evidence),
+                }
+                for rubric in judged
+            ],
+            "metadata": {"model": judged[0].judge_model, "total_weight": weight},
+        }
     return data
 
 
@@ -83,10 +106,15 @@ def render_markdown(result: TrialResult) -> str:
     for path, reason in result.left_out.items():
         lines.append(f"- left out of the change: `{path}` ({reason})")
     if result.rubrics:
-        lines += ["", "| rubric | weight | score | tests |", "|---|---|---|---|"]
+        lines += ["", "| rubric | weight | score | tests | scored by |", "|---|---|---|---|---|"]
         for rubric in result.rubrics:
             tests = f"{rubric.tests_passed}/{rubric.test_count}"
-            lines.append(f"| {rubric.id} | {rubric.weight:g} | {_fmt(rubric.score)} | {tests} |")
+            by = f"judge ({rubric.judge_model})" if rubric.scored_by == "judge" else rubric.scored_by or "-"
+            lines.append(f"| {rubric.id} | {rubric.weight:g} | {_fmt(rubric.score)} | {tests} | {by} |")
+        for rubric in result.rubrics:
+            if rubric.scored_by == "judge":
+                lines += ["", f"**{rubric.id}** (judge {rubric.judge_model}): {rubric.reasoning}"]
+                lines += [f"> `{quote}`" for quote in rubric.evidence]
     if result.tests:
         lines += ["", "| test | kind | status |", "|---|---|---|"]
         for test_id, status in result.tests.statuses.items():

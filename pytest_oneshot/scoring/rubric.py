@@ -1,4 +1,4 @@
-"""Rubric scoring: each rubric is scored by its tests, or stays *unscored*.
+"""Rubric scoring: each rubric is scored by its tests, by a judge (:mod:`.judging`), or stays *unscored*.
 
 A test-scored rubric's score is the pass rate of its fail-to-pass tests, and 0 if any of
 its pass-to-pass tests regressed: doing nothing scores 0, breaking something scores 0.
@@ -20,10 +20,16 @@ class RubricScore(BaseModel):
     criterion: str
     weight: float
     score: float | None
-    """Pass rate of the rubric's tests in [0, 1]; None when nothing could score it."""
+    """Pass rate of the rubric's tests, or the judge's score, in [0, 1]; None when nothing could score it."""
     test_count: int = 0
     tests_passed: int = 0
     scored_by: str | None = None
+    """``tests``, ``judge``, or None (unscored)."""
+    reasoning: str | None = None
+    """Why the judge gave its score (judged rubrics)."""
+    evidence: list[str] = []
+    """Quotes from the diff the judge's score rests on."""
+    judge_model: str | None = None
 
 
 def score_rubrics(spec: TaskSpec, tests: TestRun) -> list[RubricScore]:
