@@ -13,7 +13,9 @@ from pytest_oneshot.report.baseline import compare, load_baseline
 from pytest_oneshot.report.models import model_comparisons, model_results
 
 
-def _item(task: str, model: str, rollout: int, outcome: str, score: float | None = None, **extra: Any) -> dict[str, Any]:
+def _item(
+    task: str, model: str, rollout: int, outcome: str, score: float | None = None, **extra: Any
+) -> dict[str, Any]:
     tokens = extra.pop("tokens", None)
     return {
         "nodeid": f"tasks/{task}::{task}[{model}-r{rollout}]",
@@ -43,7 +45,13 @@ def test_model_result_figures_by_hand() -> None:
         *_runs("c", "m", "FFFE", tokens=100, cost=0.01),
     ]
     (model,) = model_results(items, session_sec=12.5)
-    assert (model["tasks"], model["attempts"], model["errors"], model["passed"], model["solved_tasks"]) == (3, 12, 1, 6, 2)
+    assert (model["tasks"], model["attempts"], model["errors"], model["passed"], model["solved_tasks"]) == (
+        3,
+        12,
+        1,
+        6,
+        2,
+    )
     assert model["pass_rate"] == pytest.approx(6 / 11), "the error is left out, not counted as a failure"
     # pass@k per task (n, c): a (4, 4), b (4, 2), c (3, 0); k runs to 3, the fewest valid attempts.
     # pass@2: a 1, b 1 - C(2,2)/C(4,2) = 5/6, c 0 -> (1 + 5/6) / 3.
