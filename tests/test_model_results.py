@@ -107,6 +107,20 @@ def test_baseline_holds_on_an_unchanged_run_and_on_noise() -> None:
     assert noisy["diff"] == pytest.approx(-0.25) and noisy["held"] is True, "a drop no test calls significant"
 
 
+def test_per_task_tests_are_corrected_for_the_number_of_tasks() -> None:
+    """5/5 -> 1/5: Fisher p = C(6,1)C(4,4)/C(10,5) = 6/252, below 0.05 alone but not below 0.05/3."""
+    base = {"a": "PPPPP", "b": "PPPPP", "c": "PPPPP"}
+    result = _baseline_case({"a": "PFFFF", "b": "PPPPP", "c": "PPPPP"}, base)
+    assert result["per_task"][0]["p_value"] == pytest.approx(6 / 252, abs=1e-6)
+    assert result["regressed_tasks"] == [] and result["held"] is True
+
+
+def test_a_task_regression_must_exceed_the_margin() -> None:
+    base = {"a": "PPPP", "b": "PP"}
+    assert _baseline_case({"a": "FFFF", "b": "PP"}, base, max_regression=0.9)["regressed_tasks"] == ["a"]
+    assert _baseline_case({"a": "FFFF", "b": "PP"}, base, max_regression=1.0)["held"] is True, "a drop of 1 is not > 1"
+
+
 def test_overall_regression_over_many_tasks_and_the_margin() -> None:
     """Eight tasks each solved once of two rollouts, now never: no task alone is significant, all together are."""
     base = {f"t{i}": "PF" for i in range(8)}
