@@ -250,3 +250,67 @@ def test_baseline_catches_a_planted_regression_and_passes_an_unchanged_rerun(
             "method: per task: one-sided Fisher exact test*",
         ]
     )
+
+
+def test_an_error_is_never_an_agent_failure_but_fails_the_gate_with_its_reason(
+    pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: RunAndParse, tmp_path: Path
+) -> None:
+    make_task(pytester.path / "tasks" / "fixable")
+    gone = tmp_path / "gone"
+    make_task(pytester.path / "tasks" / "unreachable", repo={"bundle": None, "git_url": str(gone)})
+
+    run = run_and_parse("tasks", "--oneshot-agent=oracle", "--oneshot-min-pass-rate=1")
+
+    assert run.result.ret == 1
+    run.result.assert_outcomes(passed=1, errors=1)
+    gates = _gates(run)
+    assert gates[("min_pass_rate", "oracle")]["held"] is True, "the error is not counted as a failed attempt"
+    assert gates[("min_pass_rate", "oracle")]["value"] == 1.0
+    errors = gates[("max_errors", None)]
+    assert errors["held"] is False and errors["value"] == 1
+    assert errors["errors"] == [
+        {
+            "nodeid": "tasks/unreachable::unreachable[oracle-r0]",
+            "reason": f"prepare: repository unreachable: repo.git_url {gone}: local path does not exist",
+        }
+    ]
+    run.result.stdout.fnmatch_lines(["max_errors (run): 1 errors > 0: tasks/unreachable::* local path does not exist"])
+
+    # The same under xdist: results reach the controller's gates on the reports.
+    tolerated = run_and_parse(
+        "tasks", "--oneshot-agent=oracle", "--oneshot-min-pass-rate=1", "--oneshot-max-errors=1", "-n", "2"
+    )
+
+    assert tolerated.result.ret == 0
+    assert [(gate["gate"], gate["value"], gate["held"]) for gate in tolerated.report["gates"]] == [
+        ("min_pass_rate", 1.0, True),
+        ("max_errors", 1, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--oneshot-max-regression=0.1"], "--oneshot-max-regression: needs --oneshot-baseline PATH *"),
+        (["--oneshot-gate-on=median"], "--oneshot-gate-on: must be one of lower, mean (got 'median')"),
+        (["--oneshot-min-pass-rate=1.5"], "--oneshot-min-pass-rate: must be between 0 and 1 (got '1.5')"),
+        (["--oneshot-max-errors=-1"], "--oneshot-max-errors: must be >= 0 (got '-1')"),
+        (["--oneshot-baseline=missing.json"], "--oneshot-baseline: */missing.json: cannot read baseline *"),
+    ],
+)
+def test_bad_gate_options_are_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+
+
+def test_pytest_own_exit_codes_stand_in_gating_mode(pytester: pytest.Pytester) -> None:
+    """No tests collected stays 5 (a gate has nothing to hold on); an ini key turns gating on like the option."""
+    pytester.makeini("[pytest]\noneshot_min_pass_rate = 0.5\n")
+    assert pytester.runpytest().ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    pytester.makepyfile(test_plain="def test_broken():\n    assert False\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, "a failing non-task test is an error, not forgiven"
+    result.stdout.fnmatch_lines(
+        ["min_pass_rate (run): no task item ran", "max_errors (run): 1 errors > 0: *test_broken*"]
+    )
