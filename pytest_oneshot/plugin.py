@@ -22,7 +22,7 @@ from pytest_oneshot.model.gateway import ModelGateway
 from pytest_oneshot.model.replay import ReplayService
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.sandbox.progress import show_progress_through
-from pytest_oneshot.settings import OPTIONS, resolve
+from pytest_oneshot.settings import OPTIONS, OneshotSettings, resolve
 from pytest_oneshot.stash import Registries, gateway_key, registries_key, replay_key, settings_key, trial_key
 from pytest_oneshot.task import META_FILE
 
@@ -84,12 +84,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[replay_key] = ReplayService()
     config.stash[gateway_key] = gateway
     if workerinput is None:
-        from pytest_oneshot.report.session import SessionReport
+        _register_reports(config, settings)
 
-        config.pluginmanager.register(SessionReport(config, settings), SessionReport.plugin_name)
+
+def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
+    """Controller only: the session report, and in gating mode the gates (a bad baseline is a usage error)."""
+    from pytest_oneshot.report.session import SessionReport
+
+    report = SessionReport(config, settings)
+    config.pluginmanager.register(report, SessionReport.plugin_name)
+    if not settings.gating:
+        return
+    from pytest_oneshot.report.baseline import load_baseline
+    from pytest_oneshot.report.gates import SessionGates
+
+    try:
+        baseline = None if settings.baseline is None else load_baseline(settings.baseline)
+    except OneshotError as exc:
+        raise pytest.UsageError(f"--oneshot-baseline: {exc}") from None
+    config.pluginmanager.register(SessionGates(settings, report, baseline), SessionGates.plugin_name)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from pytest_oneshot.report.gates import SessionGates
     from pytest_oneshot.report.session import SessionReport
 
     if gateway_key in config.stash:
@@ -97,9 +114,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if replay_key in config.stash:
         config.stash[replay_key].close()
 
-    report = config.pluginmanager.get_plugin(SessionReport.plugin_name)
-    if report is not None:
-        config.pluginmanager.unregister(report)
+    for name in (SessionGates.plugin_name, SessionReport.plugin_name):
+        plugin = config.pluginmanager.get_plugin(name)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -53,6 +53,22 @@ def _score(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be >= 0")
+    return number
+
+
+GATE_ON = ("lower", "mean")
+
+
+def _gate_on(value: str) -> str:
+    if value not in GATE_ON:
+        raise ValueError(f"must be one of {', '.join(GATE_ON)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -149,6 +165,49 @@ OPTIONS: tuple[Option, ...] = (
     Option("judge_api_key_env", "Environment variable holding the judge's API key", "OPENAI_API_KEY", metavar="VAR"),
     Option("judge_concurrency", "Judge calls in flight per pytest process", "4", _positive_int, metavar="N"),
     Option("judge_timeout", "Seconds one judge call may take", "120", _positive_float, metavar="SEC"),
+    # Gates (pytest_oneshot/report/gates.py): any of min_pass_rate, min_mean_score, baseline or
+    # max_errors turns gating on; gate_on and max_regression only refine them.
+    Option(
+        "min_pass_rate",
+        "Gate: each model's pass rate over all tasks must reach this (0-1); turns gating on",
+        None,
+        _score,
+        metavar="RATE",
+    ),
+    Option(
+        "gate_on",
+        "Judge rate and score gates on the 95% interval's lower bound or on the mean (lower, mean)",
+        "mean",
+        _gate_on,
+        metavar="WHAT",
+    ),
+    Option(
+        "min_mean_score",
+        "Gate: each model's mean rubric score must reach this (0-1); turns gating on",
+        None,
+        _score,
+        metavar="SCORE",
+    ),
+    Option(
+        "baseline",
+        "Gate: compare with this stored report.json, task by task and overall; turns gating on",
+        None,
+        metavar="PATH",
+    ),
+    Option(
+        "max_regression",
+        "Largest tolerated drop in pass rate against --oneshot-baseline (0-1)",
+        "0",
+        _score,
+        metavar="DROP",
+    ),
+    Option(
+        "max_errors",
+        "Gate: tolerate this many errored items (default in gating mode: 0); turns gating on",
+        None,
+        _count,
+        metavar="N",
+    ),
 )
 
 
@@ -175,6 +234,12 @@ class OneshotSettings(BaseModel):
     json_path: Path | None
     trace: bool
     prices: Path | None
+    min_pass_rate: float | None
+    gate_on: str
+    min_mean_score: float | None
+    baseline: Path | None
+    max_regression: float
+    max_errors: int | None
     cache_dir: Path
     run_id: str
     judge: str = "openai"
@@ -184,6 +249,12 @@ class OneshotSettings(BaseModel):
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_concurrency: int = 4
     judge_timeout: float = 120.0
+
+    @property
+    def gating(self) -> bool:
+        """Whether gates, not item failures, decide the exit status (any gate option set)."""
+        gates = (self.min_pass_rate, self.min_mean_score, self.baseline, self.max_errors)
+        return any(gate is not None for gate in gates)
 
     def agent_options(self) -> dict[str, str]:
         """What agent factories receive; each agent reads the keys it knows."""
@@ -243,6 +314,7 @@ def resolve(
 ) -> OneshotSettings:
     """Merge the sources; ``cli`` maps option names to raw CLI values (None = not given)."""
     values: dict[str, Any] = {}
+    given: set[str] = set()
     for option in OPTIONS:
         value = cli.get(option.name)
         if value is not None and not option.multiple:
@@ -253,13 +325,17 @@ def resolve(
         if value is None and ini.get(option.name):
             raw_ini = ini[option.name]
             value = list(raw_ini) if option.multiple else _parse(option, raw_ini, f"ini {option.key}")
-        if value is None and option.default is not None:
+        if value is not None:
+            given.add(option.name)
+        elif option.default is not None:
             value = _parse(option, option.default, option.flag)
         values[option.name] = value
+    if "max_regression" in given and not values["baseline"]:
+        raise SettingsError("--oneshot-max-regression: needs --oneshot-baseline PATH (a report.json to compare with)")
     runs_dir = Path(values["runs_dir"])
     runs_dir = runs_dir if runs_dir.is_absolute() else base_dir / runs_dir
     _check_creatable_dir(runs_dir, "--oneshot-runs-dir")
-    json_path, prices = values["json"], values["prices"]
+    json_path, prices, baseline = values["json"], values["prices"], values["baseline"]
     models: Sequence[str] | None = values["model"]
     return OneshotSettings(
         agent=values["agent"],
@@ -279,6 +355,12 @@ def resolve(
         json_path=None if not json_path else base_dir / json_path,
         trace=values["trace"],
         prices=None if not prices else base_dir / prices,
+        min_pass_rate=values["min_pass_rate"],
+        gate_on=values["gate_on"],
+        min_mean_score=values["min_mean_score"],
+        baseline=None if not baseline else base_dir / baseline,
+        max_regression=values["max_regression"],
+        max_errors=values["max_errors"],
         cache_dir=cache_dir(environ),
         run_id=run_id,
         **{name: values[name] for name in _JUDGE_OPTIONS},

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.agent import AgentResult, AgentStatus
-from pytest_oneshot.report.session import aggregate, pass_at_k, wilson_interval
+from pytest_oneshot.report.session import aggregate
+from pytest_oneshot.report.stats import pass_at_k, wilson_interval
 from pytest_oneshot.scoring.rubric import RubricScore, score_rubrics, total_score
 from pytest_oneshot.scoring.tests import (
     GradedTest,

@@ -7,42 +7,18 @@ same with pytest-xdist workers as in a single process.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_oneshot.files import write_atomic
+from pytest_oneshot.report.junit import append_model_suites
+from pytest_oneshot.report.models import model_comparisons, model_results, spend
+from pytest_oneshot.report.stats import pass_at_k, wilson_interval
 from pytest_oneshot.settings import OneshotSettings
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n attempts with c successes (Chen et al., 2021)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a pass rate; honest with few rollouts."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def _spend(runs: list[dict[str, Any]]) -> tuple[int | None, float | None]:
-    """(total tokens, total cost) of the runs whose tokens were counted; cost None if any is unpriced."""
-    counted = [run for run in runs if run["tokens"] is not None]
-    if not counted:
-        return None, None
-    tokens = sum(run["tokens"]["total_tokens"] for run in counted)
-    costs = [run["cost_usd"] for run in counted]
-    return tokens, None if None in costs else round(sum(costs), 8)
 
 
 def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,7 +32,7 @@ def aggregate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         passed = sum(1 for run in runs if run["outcome"] == "passed")
         scores = [run["score"] for run in runs if run["score"] is not None]
         low, high = wilson_interval(passed, n)
-        tokens, cost = _spend(runs)
+        tokens, cost = spend(runs)
         rows.append(
             {
                 "task": task,
@@ -82,6 +58,48 @@ def _cost(row: dict[str, Any]) -> str:
     return "-" if row["total_tokens"] is None else "unknown"
 
 
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(value: float | None, interval: list[float] | None) -> str:
+    if value is None or interval is None:
+        return "-"
+    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _money(value: float | None, tokens: int | None) -> str:
+    if value is not None:
+        return f"${value:.4f}"
+    return "-" if tokens is None else "unknown"
+
+
+def write_table(terminalreporter: Any, header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """Left-aligned columns as wide as their widest cell."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    for line in (header, *rows):
+        terminalreporter.write_line(
+            "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+
+
+def _model_row(model: dict[str, Any]) -> tuple[Any, ...]:
+    tokens, cost = model["tokens"], model["cost_usd"]
+    return (
+        model["model"],
+        model["tasks"],
+        f"{model['passed']}/{model['attempts'] - model['errors']}",
+        _interval(model["pass_rate"], model["pass_rate_ci95"]),
+        " ".join(f"{k}:{value:.2f}" for k, value in model["pass_at_k"].items()) or "-",
+        " ".join(f"{k}:{value:.2f}" for k, value in model["pass_hat_k"].items()) or "-",
+        _interval(model["mean_score"], model["mean_score_ci95"]),
+        model["errors"],
+        "-" if tokens["total"] is None else f"{tokens['total']} ({_num(tokens['per_solved'], 0)})",
+        f"{_money(cost['total'], tokens['total'])} ({_money(cost['per_solved'], tokens['total'])})",
+        f"{model['wall_sec']['trials']:.1f}",
+    )
+
+
 class SessionReport:
     plugin_name = "oneshot-session-report"
 
@@ -90,31 +108,50 @@ class SessionReport:
         self.settings = settings
         self.items: dict[str, dict[str, Any]] = {}
         self.started = time.time()
+        self.gates: list[dict[str, Any]] = []
+        """Filled in by the gates plugin at session finish (gating mode only)."""
+        self._models: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "oneshot", None)
         if result is not None:
             self.items[report.nodeid] = {"nodeid": report.nodeid, **result}
 
+    def models(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(per-model results, pairwise comparisons), computed once when the session finishes."""
+        if self._models is None:
+            items = list(self.items.values())
+            self._models = (model_results(items, time.time() - self.started), model_comparisons(items))
+        return self._models
+
     def document(self) -> dict[str, Any]:
         items = list(self.items.values())
+        models, comparisons = self.models()
         return {
             "run_id": self.settings.run_id,
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_sec": round(time.time() - self.started, 3),
             "settings": self.settings.model_dump(mode="json"),
             "summary": aggregate(items),
+            "models": models,
+            "model_comparisons": comparisons,
+            "gating": self.settings.gating,
+            "gates": self.gates,
             "items": items,
         }
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """After junitxml wrote its file (trylast): report.json, and the per-model suites in the JUnit file."""
         if not self.items:
             return
         data = json.dumps(self.document(), indent=2).encode()
         write_atomic(self.settings.runs_dir / self.settings.run_id / "report.json", data)
         if self.settings.json_path:
             write_atomic(self.settings.json_path, data)
+        xml_path = self.config.getoption("xmlpath", None)
+        if xml_path and Path(xml_path).is_file():
+            append_model_suites(Path(xml_path), self.models()[0], self.gates)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.items:
@@ -122,23 +159,40 @@ class SessionReport:
         rows = aggregate(list(self.items.values()))
         terminalreporter.section("oneshot results")
         header = ("task", "model/agent", "passed", "outcomes", "mean score", "tokens", "cost")
-        table = [
-            (
-                row["task"],
-                row["model"],
-                f"{row['passed']}/{row['attempts']}",
-                ",".join(row["outcomes"]),
-                "unscored" if row["mean_score"] is None else f"{row['mean_score']:.2f}",
-                "-" if row["total_tokens"] is None else row["total_tokens"],
-                _cost(row),
-            )
-            for row in rows
-        ]
-        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *table, strict=True)]
-        for line in (header, *table):
+        write_table(
+            terminalreporter,
+            header,
+            [
+                (
+                    row["task"],
+                    row["model"],
+                    f"{row['passed']}/{row['attempts']}",
+                    ",".join(row["outcomes"]),
+                    "unscored" if row["mean_score"] is None else f"{row['mean_score']:.2f}",
+                    "-" if row["total_tokens"] is None else row["total_tokens"],
+                    _cost(row),
+                )
+                for row in rows
+            ],
+        )
+        models, comparisons = self.models()
+        terminalreporter.write_line("")
+        write_table(
+            terminalreporter,
+            ("model/agent", "tasks", "passed", "pass rate [95% CI]", "pass@k", "pass^k", "mean score [95% CI]",
+             "errors", "tokens (per solved)", "cost (per solved)", "trial sec"),
+            [_model_row(model) for model in models],
+        )  # fmt: skip
+        for comparison in comparisons:
+            a, b = comparison["models"]
             terminalreporter.write_line(
-                "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+                f"{a} - {b} over {comparison['tasks']} common tasks: pass rate "
+                f"{_interval(comparison['pass_rate_diff'], comparison['pass_rate_diff_ci95'])} "
+                f"(p={_num(comparison['p_value'], 3)}), mean score "
+                f"{_interval(comparison['mean_score_diff'], comparison['mean_score_diff_ci95'])}"
             )
+        if comparisons:
+            terminalreporter.write_line(f"comparisons: {comparisons[0]['test']}")
         terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
         if self.settings.json_path:
             terminalreporter.write_line(f"json report: {self.settings.json_path}")
