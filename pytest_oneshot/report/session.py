@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.files import write_atomic
+from pytest_oneshot.report.resume import finished_items
 from pytest_oneshot.settings import OneshotSettings
 
 
@@ -89,12 +90,18 @@ class SessionReport:
         self.config = config
         self.settings = settings
         self.items: dict[str, dict[str, Any]] = {}
+        """Keyed by item id (one run dir each). A resumed run starts from the finished items it
+        recorded, so the report covers them even when this session does not collect them."""
+        if settings.resume is not None:
+            for finished in finished_items(settings.resume):
+                result = finished.result.model_dump(mode="json")
+                self.items[finished.result.item_id] = {"nodeid": finished.nodeid, **result, "resumed": True}
         self.started = time.time()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "oneshot", None)
         if result is not None:
-            self.items[report.nodeid] = {"nodeid": report.nodeid, **result}
+            self.items[result["item_id"]] = {"nodeid": report.nodeid, **result}
 
     def document(self) -> dict[str, Any]:
         items = list(self.items.values())
