@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.files import write_atomic
+from pytest_oneshot.report.html import write_html
 from pytest_oneshot.report.resume import finished_items
 from pytest_oneshot.settings import OneshotSettings
 
@@ -118,10 +119,15 @@ class SessionReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.items:
             return
-        data = json.dumps(self.document(), indent=2).encode()
-        write_atomic(self.settings.runs_dir / self.settings.run_id / "report.json", data)
+        document = self.document()
+        run_dir = self.settings.runs_dir / self.settings.run_id
+        data = json.dumps(document, indent=2).encode()
+        write_atomic(run_dir / "report.json", data)
         if self.settings.json_path:
             write_atomic(self.settings.json_path, data)
+        for page in (run_dir / "report.html", self.settings.html_path):
+            if page is not None:
+                write_html(document, page)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.items:
@@ -149,3 +155,5 @@ class SessionReport:
         terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
         if self.settings.json_path:
             terminalreporter.write_line(f"json report: {self.settings.json_path}")
+        if self.settings.html_path:
+            terminalreporter.write_line(f"html report: {self.settings.html_path}")
