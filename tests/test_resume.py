@@ -168,7 +168,8 @@ def test_a_changed_task_runs_again_and_the_report_keeps_items_not_collected(
     calls = counter.calls
 
     result = pytester.runpytest_subprocess("tasks/fix-sum", *_args(counter)[1:], f"--oneshot-resume={run_dir}")
-    result.assert_outcomes(passed=1)  # the counter's second answer since its start: "keep"; now the third, "fix"
+    result.assert_outcomes(passed=1)  # the counter's third answer: "fix"
+    result.stdout.fnmatch_lines(["resumed: 1 of 2 items finished earlier, not rerun"])
     assert counter.calls - calls == 1
     items = {item["item_id"]: item for item in json.loads((run_dir / "report.json").read_text())["items"]}
     assert sorted(items) == ["fix-add[command-r0]", "fix-sum[command-r0]"]

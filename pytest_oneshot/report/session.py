@@ -153,6 +153,8 @@ class SessionReport:
                 "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
             )
         terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
+        if resumed := sum(bool(item.get("resumed")) for item in self.items.values()):
+            terminalreporter.write_line(f"resumed: {resumed} of {len(self.items)} items finished earlier, not rerun")
         if self.settings.json_path:
             terminalreporter.write_line(f"json report: {self.settings.json_path}")
         if self.settings.html_path:
