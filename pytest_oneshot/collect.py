@@ -102,8 +102,8 @@ class TaskItem(pytest.Item):
     def resumed(self) -> TrialResult | None:
         """With ``--oneshot-resume``, this item's result if the resumed run finished it (same key).
 
-        Decided once, on the process that runs the item, from what the earlier session left: a
-        finished mark is written only for an item run in this process, so no other can see one."""
+        Decided once, by the process that runs the item, before its trial could start: the mark it
+        reads can only be the earlier session's (this one writes an item's mark after running it)."""
         if self.config.stash[settings_key].resume is None:
             return None
         finished = read_finished(self.run_dir, self._key())

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_oneshot.task import load_task
 from tests.conftest import ParsedRun
 from tests.polling import wait_for
 
@@ -184,3 +185,16 @@ def test_resume_needs_a_run_directory(pytester: pytest.Pytester) -> None:
         result = pytester.runpytest(f"--oneshot-resume={where}")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines([f"*--oneshot-resume: *{where}: {problem}*"])
+
+
+def test_the_task_digest_covers_every_file_of_the_task_but_bytecode(
+    make_task: Callable[..., Path], tmp_path: Path
+) -> None:
+    task_dir = make_task(tmp_path / "tasks" / "fix-add")
+    digest = load_task(task_dir).content_digest
+    (task_dir / "tests" / "__pycache__").mkdir()
+    (task_dir / "tests" / "__pycache__" / "test_calc.cpython-311.pyc").write_bytes(b"\0")
+    assert load_task(task_dir).content_digest == digest
+    (task_dir / "cassettes").mkdir()
+    (task_dir / "cassettes" / "replay.json").write_text("{}")
+    assert load_task(task_dir).content_digest != digest, "a cassette changes what the agent does"
