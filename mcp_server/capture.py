@@ -20,6 +20,7 @@ from mcp_server.gitrepo import CaptureError, GitRepo
 from mcp_server.validate import validate
 from oneshot_shared.paths import data_dir
 from proxy.cleaner import export_session
+from proxy.redact import redact_text
 
 SECRET_ENV: Final = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PAT)$")
 _KEY_SHAPES: Final = (
@@ -96,7 +97,7 @@ def start_task(cwd: Path, task_title: str, notes: str = "", labels: list[str] | 
     with state.locked(repo):
         current = state.load(repo)
         if current and current["status"] == "started":
-            if current["title"] == task_title:
+            if current["title"] == redact_text(task_title):
                 return _started(current)
             raise CaptureError(
                 f"task {current['slug']!r} ({current['title']!r}) is already in progress in {repo.toplevel}; "
@@ -115,8 +116,8 @@ def start_task(cwd: Path, task_title: str, notes: str = "", labels: list[str] | 
         current = {
             "status": "started",
             "slug": slug,
-            "title": task_title,
-            "notes": notes,
+            "title": redact_text(task_title),
+            "notes": redact_text(notes),
             "labels": list(labels or []),
             "start_commit": sha,
             "start_ref": ref,
