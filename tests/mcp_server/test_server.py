@@ -199,7 +199,7 @@ def test_two_repos_capture_at_once(make_repo: Callable[..., Path], tasks_dir: Pa
 
     async def session(repo: Path) -> dict[str, object]:
         async with mcp_session(repo) as capture:
-            (await capture.call("repo_start_task_v1", task_title=f"Fix add in {repo.name}")).data
+            assert not (await capture.call("repo_start_task_v1", task_title=f"Fix add in {repo.name}")).is_error
             _edit(repo)
             return (await capture.call("repo_end_task_v1", summary=repo.name)).data
 
