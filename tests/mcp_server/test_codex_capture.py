@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,11 @@ def _user_codex_home(home: Path, base_url: str) -> Path:
     return home
 
 
+def _tool_json(output: str) -> dict[str, Any]:
+    """An MCP tool's JSON answer as codex hands it to the model (``Wall time: ...\nOutput:{...}``)."""
+    return dict(json.loads(output[output.index("{") :]))
+
+
 @pytest.mark.parametrize("trace", ["off", "on"])
 def test_a_codex_session_is_captured_prepared_and_graded(
     codex_bin: Path,
@@ -90,9 +96,9 @@ def test_a_codex_session_is_captured_prepared_and_graded(
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert [r.turn for r in requests] == [0, 1, 2, 3, 4], "codex ran the whole script"
     outputs = requests[-1].tool_outputs()
-    slug = json.loads(outputs["start"])["task_slug"]
+    slug = _tool_json(outputs["start"])["task_slug"]
     assert "2 passed" in outputs["run"], outputs["run"]
-    ended = json.loads(outputs["end"])
+    ended = _tool_json(outputs["end"])
     assert ended["tests"]["status"] == "validated" and ended["touched_files"] == [
         "calc/__init__.py",
         "tests/test_add.py",
