@@ -31,8 +31,12 @@ _PASSED_ON = ("ONESHOT_CAPTURE_PYTHON", "ONESHOT_SENSITIVITY", "ONESHOT_GITHUB_A
 
 
 def _mcp(args: argparse.Namespace) -> int:
-    from mcp_server.server import main  # the SDK loads only for this command
-
+    try:
+        from mcp_server.server import main  # the SDK loads only for this command
+    except ModuleNotFoundError as exc:
+        raise OneshotError(
+            f"the capture server needs the mcp SDK ({exc}): pip install 'pytest-oneshot[capture]'"
+        ) from None
     main()
     return 0
 
