@@ -228,6 +228,17 @@ class Sensitivity(_Model):
     level: Literal["safe", "sensitive", "unknown"] = "unknown"
 
 
+class CaptureValidation(_Model):
+    """How capture checked its tests (fail at the start, pass at the end; mcp_server/validate.py): never graded."""
+
+    status: Literal["validated", "no_tests", "no_fail_to_pass", "failing_at_end", "error"]
+    message: str = ""
+    test_files: list[str] = Field(default_factory=list)
+    python: str = ""
+    start_outcomes: dict[str, str] = Field(default_factory=dict)
+    end_outcomes: dict[str, str] = Field(default_factory=dict)
+
+
 class TaskSpec(_Model):
     """A ``tb_meta.json``: OneShot's fields plus ours (tests, environment, limits)."""
 
@@ -241,6 +252,7 @@ class TaskSpec(_Model):
     environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     sensitivity: Sensitivity = Field(default_factory=Sensitivity)
+    validation: CaptureValidation | None = Field(None, description="written by task capture")
 
     @model_validator(mode="before")
     @classmethod
