@@ -41,7 +41,6 @@ SANDBOX_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "ONESHOT_IN_SANDBOX": "1",
 }  # the same base environment as the local sandbox; the host's is never passed in
-_FILE_TIMEOUT_SEC = 60.0
 _SERVER_START_SEC = 10.0
 _SERVER_SCRIPT = "/oneshot/execd.py"
 _SERVER_DIR = "/oneshot/run"
@@ -174,34 +173,13 @@ class DockerSandbox(Sandbox):
                 "sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)"
             )
 
-    def _path(self, path: str) -> str:
-        relative = PurePosixPath(path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
-        return str(PurePosixPath(self.spec.task.spec.repo.subdir, relative))
-
     @override
     def write_file(self, path: str, data: bytes) -> None:
-        relative = self._path(path)
-        result = self.exec(
-            ["sh", "-c", shell.WRITE_FILE, "sh", WORKSPACE, relative], stdin=data, timeout=_FILE_TIMEOUT_SEC
-        )
-        if not result.ok:
-            raise InfraError("sandbox", f"could not write {path} in {self.name}: {result.text().strip()}")
+        shell.write_by_exec(self, WORKSPACE, path, self.spec.task.spec.repo.subdir, data, name=self.name)
 
     @override
     def read_file(self, path: str) -> bytes:
-        target = f"{WORKSPACE}/{self._path(path)}"
-        result = self.exec(["sh", "-c", shell.READ_FILE, "sh", WORKSPACE, target], timeout=_FILE_TIMEOUT_SEC)
-        if result.ok:
-            return result.stdout
-        if result.returncode == 3:
-            raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
-        if result.returncode == 4:
-            raise FileNotFoundError(f"{path}: no such file in the sandbox")
-        if result.returncode == 5:
-            raise IsADirectoryError(f"{path}: is a directory")
-        raise InfraError("sandbox", f"could not read {path} in {self.name}: {result.text().strip()}")
+        return shell.read_by_exec(self, WORKSPACE, path, self.spec.task.spec.repo.subdir, name=self.name)
 
     @override
     @contextlib.contextmanager

@@ -2,6 +2,13 @@
 /proc, so they run in any image, for backends whose files and processes the host cannot reach
 directly (a container through the engine's exec, a remote Modal Sandbox). Each says how it is called."""
 
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from pytest_oneshot.errors import InfraError
+from pytest_oneshot.sandbox import Sandbox
+
 # `sh -c WRITE_FILE sh WORKSPACE RELPATH` with the data on stdin: walk down from the workspace,
 # replacing any symlink or file on the way with a real directory, so the write stays inside.
 WRITE_FILE = r"""
@@ -61,3 +68,40 @@ done
 kill -KILL $all 2>/dev/null
 exit 0
 """
+
+_FILE_TIMEOUT_SEC = 60.0
+
+
+def sandbox_path(path: str, subdir: str) -> str:
+    """``path`` (relative to the workdir) relative to the repo root.
+
+    Raises:
+        PermissionError: ``path`` is empty, absolute or has ``..``.
+    """
+    relative = PurePosixPath(path)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
+    return str(PurePosixPath(subdir, relative))
+
+
+def write_by_exec(sandbox: Sandbox, root: str, path: str, subdir: str, data: bytes, *, name: str) -> None:
+    """:meth:`Sandbox.write_file` through :data:`WRITE_FILE`, in a sandbox whose repo is at ``root``."""
+    relative = sandbox_path(path, subdir)
+    result = sandbox.exec(["sh", "-c", WRITE_FILE, "sh", root, relative], stdin=data, timeout=_FILE_TIMEOUT_SEC)
+    if not result.ok:
+        raise InfraError("sandbox", f"could not write {path} in {name}: {result.text().strip()}")
+
+
+def read_by_exec(sandbox: Sandbox, root: str, path: str, subdir: str, *, name: str) -> bytes:
+    """:meth:`Sandbox.read_file` through :data:`READ_FILE`, in a sandbox whose repo is at ``root``."""
+    target = f"{root}/{sandbox_path(path, subdir)}"
+    result = sandbox.exec(["sh", "-c", READ_FILE, "sh", root, target], timeout=_FILE_TIMEOUT_SEC)
+    if result.ok:
+        return result.stdout
+    if result.returncode == 3:
+        raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
+    if result.returncode == 4:
+        raise FileNotFoundError(f"{path}: no such file in the sandbox")
+    if result.returncode == 5:
+        raise IsADirectoryError(f"{path}: is a directory")
+    raise InfraError("sandbox", f"could not read {path} in {name}: {result.text().strip()}")
