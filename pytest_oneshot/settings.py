@@ -141,14 +141,6 @@ OPTIONS: tuple[Option, ...] = (
         metavar="IMAGE",
     ),
     Option(
-        "modal_max_trials",
-        "Trials (each an agent and a scoring Modal Sandbox) running on Modal at once from this machine, "
-        "across xdist workers and --oneshot-concurrency (default: no cap)",
-        None,
-        _positive_int,
-        metavar="N",
-    ),
-    Option(
         "timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"
     ),
     Option("runs_dir", "Directory receiving runs/<run_id>/<item>/", "runs", metavar="DIR"),
@@ -267,7 +259,6 @@ class OneshotSettings(BaseModel):
     judge_timeout: float = 120.0
     modal_app: str = "pytest-oneshot"
     modal_image: str = ""
-    modal_max_trials: int | None = None
 
     @property
     def gating(self) -> bool:
@@ -302,7 +293,6 @@ class OneshotSettings(BaseModel):
             "cache_dir": str(self.cache_dir),
             "modal_app": self.modal_app,
             "modal_image": self.modal_image,
-            "modal_max_trials": str(self.modal_max_trials or ""),
         }
 
 
@@ -393,5 +383,5 @@ def resolve(
     )
 
 
-_MODAL_OPTIONS = ("modal_app", "modal_image", "modal_max_trials")
+_MODAL_OPTIONS = ("modal_app", "modal_image")
 _JUDGE_OPTIONS = ("judge", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout")

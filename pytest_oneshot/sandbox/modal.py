@@ -14,8 +14,8 @@ machine's cores (``--oneshot-concurrency N`` keeps N trials in flight per pytest
 - ``network="loopback"`` (an agent that talks to the harness's model gateway) cannot be served: the
   gateway listens on this machine's loopback, which Modal's cloud cannot reach. Such a trial is an
   error saying so; model-free agents (oracle, nop, command) run.
-- ``--oneshot-modal-max-trials N`` caps the trials on Modal at once from this machine (file locks,
-  shared by xdist workers); a trial's two Sandboxes hold one slot.
+- The trials on Modal at once are what this machine keeps in flight: ``-n`` workers times
+  ``--oneshot-concurrency N`` (plus the next N items' sandboxes started ahead), two Sandboxes each.
 
 The client is the ``modal`` package (``pip install 'pytest-oneshot[modal]'``), imported only here and
 only when this backend is used; ``ONESHOT_MODAL_CLIENT`` names another module with the same surface
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import importlib
 import math
 import os
@@ -40,7 +39,6 @@ from typing import IO, Any, final
 
 from typing_extensions import override
 
-from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError, SandboxUnavailableError
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, shell
@@ -54,7 +52,6 @@ CLIENT_ENV = "ONESHOT_MODAL_CLIENT"
 TAG = "oneshot"
 """Prefix of the tags on every Modal Sandbox of this backend."""
 _LIFETIME_MARGIN_SEC = 3600
-_SLOT_POLL_SEC = 0.2
 _MAIN_PID_FILE = "/tmp/.oneshot-main.pid"
 # The Sandbox's main process: it keeps the Sandbox up, so it must outlive the stop before an archive;
 # its pid is read once at start, before the agent runs.
@@ -104,7 +101,6 @@ class ModalSandbox(Sandbox):
         self.name = f"modal sandbox {safe}"
         self._modal: Any = None
         self._sandbox: Any = None
-        self._slot: str | None = None
         self._main_pid = 0
 
     @staticmethod
@@ -141,7 +137,6 @@ class ModalSandbox(Sandbox):
         app = _app(modal, spec.options.get("modal_app") or "pytest-oneshot")
         image = task_image(modal, app, spec.task, spec.repo_snapshot, spec.options.get("modal_image") or "")
         volumes, links = mount_volumes(modal, spec.mounts)
-        self._slot = _slots.acquire(spec)
         limits = spec.task.spec.limits
         tags = {f"{TAG}.run_id": spec.run_id, f"{TAG}.trial": spec.trial_id, **Owner.current().labels()}
         _live.add(self)
@@ -284,56 +279,8 @@ class ModalSandbox(Sandbox):
         if sandbox is not None:
             with contextlib.suppress(self._modal.exception.Error):  # already ended
                 sandbox.terminate()
-        if self._slot is not None:
-            _slots.release(self._slot)
-            self._slot = None
 
 
-class _TrialSlots:
-    """``modal_max_trials`` lock files in the cache dir, one held per trial on Modal (its agent and its
-    scoring Sandbox share it: the scoring spec's trial id is the agent's plus ``-score``), so xdist
-    workers on this machine share the cap and a trial never waits for a slot its own sandbox holds."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: dict[str, tuple[int, int]] = {}
-        """trial -> (lock file descriptor, Sandboxes holding it)."""
-
-    def acquire(self, spec: SandboxSpec) -> str | None:
-        cap = int(spec.options.get("modal_max_trials") or 0)
-        if not cap:
-            return None
-        trial = f"{spec.run_id}/{spec.trial_id.removesuffix('-score') if spec.scoring else spec.trial_id}"
-        directory = Path(spec.options.get("cache_dir") or default_cache_dir()) / "modal" / "slots"
-        directory.mkdir(parents=True, exist_ok=True)
-        while True:
-            with self._lock:
-                if trial in self._held:
-                    fd, count = self._held[trial]
-                    self._held[trial] = (fd, count + 1)
-                    return trial
-                for index in range(cap):
-                    fd = os.open(directory / f"{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        os.close(fd)
-                        continue
-                    self._held[trial] = (fd, 1)
-                    return trial
-            time.sleep(_SLOT_POLL_SEC)
-
-    def release(self, trial: str) -> None:
-        with self._lock:
-            fd, count = self._held[trial]
-            if count > 1:
-                self._held[trial] = (fd, count - 1)
-                return
-            del self._held[trial]
-            os.close(fd)  # releases the flock
-
-
-_slots = _TrialSlots()
 _live: set[ModalSandbox] = set()
 """Sandboxes of this process not yet stopped: terminated at exit (Ctrl-C); SIGKILL is left to cleanup_stale."""
 
