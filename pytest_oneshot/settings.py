@@ -132,6 +132,14 @@ OPTIONS: tuple[Option, ...] = (
         "",
         metavar="IMAGE",
     ),
+    Option("modal_app", "Modal App the modal sandbox's Sandboxes belong to", "pytest-oneshot", metavar="NAME"),
+    Option(
+        "modal_image",
+        "Registry image (with python3 and git) for tasks without a Dockerfile on the modal sandbox "
+        "(default: Debian bookworm with python3, git and CA certificates, as the docker base)",
+        "",
+        metavar="IMAGE",
+    ),
     Option(
         "timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"
     ),
@@ -262,6 +270,8 @@ class OneshotSettings(BaseModel):
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_concurrency: int = 4
     judge_timeout: float = 120.0
+    modal_app: str = "pytest-oneshot"
+    modal_image: str = ""
 
     @property
     def gating(self) -> bool:
@@ -295,7 +305,12 @@ class OneshotSettings(BaseModel):
 
     def sandbox_options(self) -> dict[str, str]:
         """What sandbox backends receive in ``SandboxSpec.options``; each reads the keys it knows."""
-        return {"docker_image": self.docker_image, "cache_dir": str(self.cache_dir)}
+        return {
+            "docker_image": self.docker_image,
+            "cache_dir": str(self.cache_dir),
+            "modal_app": self.modal_app,
+            "modal_image": self.modal_image,
+        }
 
 
 def _check_creatable_dir(path: Path, flag: str) -> None:
@@ -386,9 +401,11 @@ def resolve(
         resume=resume,
         html_path=None if not html else base_dir / html,
         **{name: values[name] for name in _JUDGE_OPTIONS},
+        **{name: values[name] for name in _MODAL_OPTIONS},
     )
 
 
+_MODAL_OPTIONS = ("modal_app", "modal_image")
 _JUDGE_OPTIONS = ("judge", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout")
 
 
