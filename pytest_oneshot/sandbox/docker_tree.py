@@ -158,7 +158,6 @@ class ImageTreeSandbox:
             timeout=_COPY_TIMEOUT_SEC,
         )
         if not copy.ok:  # this host cannot mount it after all: a container can still score
-            self._release()
             self._as_container()
 
     def _as_container(self) -> None:

@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DockerTask
 
 from pytest_oneshot.sandbox import SandboxSpec, cgroup
 from pytest_oneshot.sandbox.docker_tree import ImageTreeSandbox
 from pytest_oneshot.sandbox.dockerd import Engine
+from pytest_oneshot.task import Task
 
 pytestmark = pytest.mark.docker
+
+DockerTask = Callable[..., tuple[Task, Path]]  # the sandbox conftest's docker_task fixture
 
 
 @pytest.fixture
