@@ -99,8 +99,11 @@ def _capture(args: argparse.Namespace) -> int:
             returncode = subprocess.run(command, env={**os.environ, "CODEX_HOME": str(home)}).returncode
         except FileNotFoundError:
             raise OneshotError(f"{command[0]}: command not found") from None
-        if proxy is not None and (task_dir := _export_trace(repo, session_id, proxy)):
-            print(f"oneshot capture: trace of session {session_id} written to {task_dir / 'trace'}", file=sys.stderr)
+        if proxy is not None:
+            proxy.stop()  # drains the recorder's queue: the session's last request is in the store after this
+            if task_dir := _export_trace(repo, session_id, proxy):
+                written = task_dir / "trace"
+                print(f"oneshot capture: trace of session {session_id} written to {written}", file=sys.stderr)
     finally:
         if proxy is not None:
             proxy.stop()

@@ -126,7 +126,9 @@ class GitRepo:
             index = Path(scratch) / "index"
             user_index = self.git_dir / "index"
             if user_index.is_file():
-                shutil.copyfile(user_index, index)
+                # copy2 keeps the index's mtime, which git's racy-clean check compares entries against: a
+                # fresh mtime would let a same-size edit made in the commit's second pass as unchanged.
+                shutil.copy2(user_index, index)
             env = {"GIT_INDEX_FILE": str(index)}
             if not user_index.is_file() and parent:
                 self.git("read-tree", parent, env=env)
