@@ -26,6 +26,7 @@ the spec_bench guide's) are read with a DeprecationWarning that says how to conv
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -395,3 +396,21 @@ def overridden(task: Task, run_file: OverridesFile | None) -> Task:
     if run_file is not None:
         task = apply_overrides(task, run_file)
     return task
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = subparsers.add_parser("overrides", help="Overrides files")
+    commands = group.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    convert = commands.add_parser("convert", help="Print one of OneShot's overrides files in today's format")
+    convert.add_argument("file", type=Path)
+    convert.set_defaults(func=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    try:
+        raw = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TaskFormatError(str(args.file), None, f"cannot be read as JSON: {exc}") from None
+    new, _ = convert_legacy(raw, str(args.file)) if isinstance(raw, dict) and _LEGACY_KEYS & raw.keys() else (raw, [])
+    print(json.dumps(new, indent=2))
+    return 0
