@@ -182,7 +182,15 @@ class FakeHub:
             return web.json_response({"error": message, "url": url}, status=409, headers={"X-Error-Message": message})
         private = payload.get("visibility") == "private" or bool(payload.get("private"))
         repo = self.repos[repo_id] = Repo(private=private)
-        repo.commit({".gitattributes": Blob(b"*.bundle filter=lfs diff=lfs merge=lfs -text\n", False)}, "initial commit", None)
+        repo.commit(
+            {
+                ".gitattributes": Blob(
+                    b"*.7z filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n", False
+                )
+            },
+            "initial commit",
+            None,
+        )
         return web.json_response({"url": url, "name": repo_id, "id": repo_id})
 
     @staticmethod
@@ -280,7 +288,8 @@ class FakeHub:
                 }
             objects.append(entry)
         return web.json_response(
-            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type="application/vnd.git-lfs+json"
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            content_type="application/vnd.git-lfs+json",
         )
 
     def _commit_ndjson(self, repo_id: str, repo: Repo, revision: str, body: bytes) -> web.Response:
@@ -329,7 +338,15 @@ class FakeHub:
             for depth in range(1, len(parts)):
                 folder = prefix + "/".join(parts[:depth])
                 if recursive or depth == 1:
-                    entries.setdefault(folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder})
+                    entries.setdefault(
+                        folder,
+                        {
+                            "type": "directory",
+                            "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                            "size": 0,
+                            "path": folder,
+                        },
+                    )
             if recursive or len(parts) == 1:
                 entry: dict[str, Any] = {"type": "file", "oid": blob.oid, "size": len(blob.data), "path": path}
                 if blob.lfs:
@@ -395,4 +412,3 @@ class FakeHub:
             headers = {"ETag": f'"{obj["oid"]}"'}
             return web.Response(status=206 if ranged else 200, body=data[start:], headers=headers)
         return web.Response(status=404, text="NoSuchKey")
-

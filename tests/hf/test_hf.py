@@ -130,7 +130,9 @@ def test_a_second_push_keeps_other_tasks_and_replaces_its_own(
 
 
 def _uploads(hub: FakeHub) -> list[tuple[str, str]]:
-    return [(method, path) for method, path in hub.requests if "preupload" in path or "commit" in path or "storage" in path]
+    return [
+        (method, path) for method, path in hub.requests if "preupload" in path or "commit" in path or "storage" in path
+    ]
 
 
 def test_the_secret_scan_blocks_the_push_naming_file_and_line(
@@ -241,7 +243,8 @@ def test_export_writes_the_oneshot_layout(tmp_path: Path, shipped_tasks: Path) -
     assert digests(out / "tasks" / "fix-off-by-one") == digests(shipped_tasks / "fix-off-by-one")
     assert "path: data/train.jsonl" in (out / "README.md").read_text()
     assert rows[0]["repo"]["bundle"] == "tasks/fix-off-by-one/repo.bundle"
-    assert rows[0]["files"]["repo.bundle"]["sha256"] == hashlib.sha256(
-        (shipped_tasks / "fix-off-by-one" / "repo.bundle").read_bytes()
-    ).hexdigest()
+    assert (
+        rows[0]["files"]["repo.bundle"]["sha256"]
+        == hashlib.sha256((shipped_tasks / "fix-off-by-one" / "repo.bundle").read_bytes()).hexdigest()
+    )
     shutil.rmtree(out)
