@@ -14,11 +14,11 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError, RepoUnavailableError
+from pytest_oneshot.files import file_digest
 from pytest_oneshot.task import Task, TaskOverrides
 
 FETCH_TIMEOUT_SEC = 300.0
@@ -52,20 +52,11 @@ def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC)
     return proc.stdout.strip()
 
 
-@cache
-def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
-    """sha256 of a bundle, computed once per process per version of the file."""
-    del mtime_ns, size  # part of the cache key only
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _source_key(task: Task) -> str:
     spec = task.spec.repo
     origin = spec.git_url
     if task.bundle_path is not None:
-        stat = task.bundle_path.stat()
-        origin = _file_digest(task.bundle_path.resolve(), stat.st_mtime_ns, stat.st_size)
+        origin = file_digest(task.bundle_path)
     blob = "\0".join([origin, spec.start_commit_sha, spec.branch, ",".join(spec.sparse_checkout)])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -122,7 +113,7 @@ def snapshot(task: Task, cache_dir: Path | None = None) -> Path:
     edits = task.overrides
     if edits is None or not edits.edits_repo:
         return base
-    return _build(root / f"{key}-{_edits_key(edits)}", lambda dest, work: _edit_snapshot(task, base, edits, dest))
+    return _build(root / f"{key}-{edits.digest()[:16]}", lambda dest, work: _edit_snapshot(task, base, edits, dest))
 
 
 def _build(final: Path, build: Callable[[Path, Path], None]) -> Path:
@@ -154,15 +145,6 @@ def _fetch_snapshot(task: Task, dest: Path, work: Path) -> None:
             git("sparse-checkout", "set", "--no-cone", *task.spec.repo.sparse_checkout, cwd=dest)
     except RuntimeError as exc:  # git refused e.g. the branch or sparse patterns: the item's error, no crash
         raise InfraError("prepare", f"{task.paths.meta}: could not build the repo snapshot: {exc}") from None
-
-
-def _edits_key(edits: TaskOverrides) -> str:
-    digest = hashlib.sha256()
-    for pattern in edits.remove_paths:
-        digest.update(b"rm\0" + pattern.encode() + b"\0")
-    for path, data, executable in edits.repo_files:
-        digest.update(b"add\0" + path.encode() + b"\0" + hashlib.sha256(data).digest() + bytes([executable]))
-    return digest.hexdigest()[:16]
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:

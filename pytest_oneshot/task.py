@@ -19,6 +19,7 @@ hidden paths are named once in :class:`TaskPaths` so "never visible" is easy to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.files import file_digest
 
 META_FILE = "tb_meta.json"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -227,6 +229,17 @@ class Sensitivity(_Model):
     level: Literal["safe", "sensitive", "unknown"] = "unknown"
 
 
+class CaptureValidation(_Model):
+    """How capture checked its tests (fail at the start, pass at the end; mcp_server/validate.py): never graded."""
+
+    status: Literal["validated", "no_tests", "no_fail_to_pass", "failing_at_end", "error"]
+    message: str = ""
+    test_files: list[str] = Field(default_factory=list)
+    python: str = ""
+    start_outcomes: dict[str, str] = Field(default_factory=dict)
+    end_outcomes: dict[str, str] = Field(default_factory=dict)
+
+
 class TaskSpec(_Model):
     """A ``tb_meta.json``: OneShot's fields plus ours (tests, environment, limits)."""
 
@@ -240,6 +253,7 @@ class TaskSpec(_Model):
     environment: EnvironmentSpec = Field(default_factory=EnvironmentSpec)
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     sensitivity: Sensitivity = Field(default_factory=Sensitivity)
+    validation: CaptureValidation | None = Field(None, description="written by task capture")
 
     @model_validator(mode="before")
     @classmethod
@@ -385,6 +399,19 @@ class TaskOverrides:
     def edits_repo(self) -> bool:
         return bool(self.remove_paths or self.repo_files)
 
+    def digest(self) -> str:
+        """sha256 of everything the overrides change (the spec's changes are in the spec itself)."""
+        digest = hashlib.sha256()
+        for pattern in self.remove_paths:
+            digest.update(b"rm\0" + pattern.encode() + b"\0")
+        for kind, files in (("repo", self.repo_files), ("sandbox", self.sandbox_files)):
+            for path, data, executable in files:
+                digest.update(f"{kind}\0{path}\0{int(executable)}\0".encode() + hashlib.sha256(data).digest())
+        for name, value in sorted(self.env.items()):
+            digest.update(f"env\0{name}\0{value}\0".encode())
+        digest.update(json.dumps(list(self.records), sort_keys=True).encode())  # instructions, repo, evaluation...
+        return digest.hexdigest()
+
 
 @dataclass(frozen=True)
 class Task:
@@ -412,6 +439,23 @@ class Task:
                 return path.read_text(encoding="utf-8")
         return ""
 
+    @cached_property
+    def content_digest(self) -> str:
+        """sha256 over every file of the task directory (and its bundle, wherever it is) and the overrides
+        applied to it: a changed task -- spec, hidden tests, cassettes, repo, overrides -- is a different
+        task for ``--oneshot-resume``."""
+        root = self.paths.root
+        files = {path for path in root.rglob("*") if path.is_file() and not _is_bytecode(path)}
+        if self.bundle_path is not None:
+            files.add(self.bundle_path)
+        digest = hashlib.sha256()
+        for path in sorted(files):
+            name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path.resolve())
+            digest.update(f"{name}\0{file_digest(path)}\n".encode())
+        if self.overrides is not None:
+            digest.update(self.overrides.digest().encode())
+        return digest.hexdigest()
+
     def hidden_files(self) -> dict[str, bytes]:
         """Workdir-relative path -> content of every hidden file, written in only for scoring:
         ``tests/`` (kept at ``tests/``), the ``hidden/`` tree (at its own paths), inline test scripts."""
@@ -419,7 +463,7 @@ class Task:
         for tree, prefix in ((self.paths.tests_dir, Path("tests")), (self.paths.hidden_dir, Path())):
             if tree.is_dir():
                 for path in sorted(tree.rglob("*")):
-                    if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                    if path.is_file() and not _is_bytecode(path):
                         files[(prefix / path.relative_to(tree)).as_posix()] = path.read_bytes()
         for script in self.spec.evaluation.test_scripts:
             files[script.path] = script.content.encode("utf-8")
@@ -429,6 +473,10 @@ class Task:
         if not self.paths.reference_diff.is_file():
             raise FileNotFoundError(f"{self.paths.reference_diff}: no reference diff in this task")
         return self.paths.reference_diff.read_bytes()
+
+
+def _is_bytecode(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
