@@ -22,6 +22,8 @@ def command_groups() -> Registry[AddCommands]:
     registry: Registry[AddCommands] = Registry("command", "pytest_oneshot.commands")
     registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
     registry.register("regrade", "pytest_oneshot.regrade:add_commands")
+    registry.register("hf", "pytest_oneshot.hf.cli:add_commands")
+    registry.register("overrides", "pytest_oneshot.overrides:add_commands")
     registry.load_entry_points()
     return registry
 

@@ -19,6 +19,7 @@ from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.judge import Judge
 from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
+from pytest_oneshot.overrides import overridden
 from pytest_oneshot.report.junit import junit_properties
 from pytest_oneshot.report.resume import ItemKey, read_finished, set_aside, write_finished
 from pytest_oneshot.report.rundir import item_dir_name
@@ -27,6 +28,7 @@ from pytest_oneshot.stash import (
     agent_key,
     gateway_key,
     judge_key,
+    overrides_key,
     registries_key,
     replay_key,
     settings_key,
@@ -45,7 +47,7 @@ class TaskDirectory(pytest.Directory):
 
     def collect(self) -> Iterator[pytest.Item]:
         try:
-            task = load_task(self.path)
+            task = overridden(load_task(self.path), self.config.stash[overrides_key])
         except TaskFormatError as exc:
             raise self.CollectError(str(exc)) from None
         settings = self.config.stash[settings_key]

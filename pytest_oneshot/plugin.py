@@ -20,10 +20,20 @@ from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.model.gateway import ModelGateway
 from pytest_oneshot.model.replay import ReplayService
+from pytest_oneshot.overrides import OverridesFile, load_overrides
 from pytest_oneshot.sandbox import default_sandbox_registry
 from pytest_oneshot.sandbox.progress import show_progress_through
 from pytest_oneshot.settings import OPTIONS, OneshotSettings, resolve
-from pytest_oneshot.stash import Registries, gateway_key, registries_key, replay_key, settings_key, trial_key
+from pytest_oneshot.stash import (
+    Registries,
+    dataset_key,
+    gateway_key,
+    overrides_key,
+    registries_key,
+    replay_key,
+    settings_key,
+    trial_key,
+)
 from pytest_oneshot.task import META_FILE
 
 # Set when a collection error came from something other than a task directory.
@@ -78,6 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     config.stash[settings_key] = settings
     config.stash[registries_key] = registries
+    config.stash[overrides_key] = _run_overrides(settings)
+    if settings.hf:
+        _use_dataset(config, settings, workerinput)
     capture = config.pluginmanager.get_plugin("capturemanager")
     if capture is not None:  # image and environment builds take minutes: show their progress lines live
         show_progress_through(capture.global_and_fixture_disabled)
@@ -87,11 +100,39 @@ def pytest_configure(config: pytest.Config) -> None:
         _register_reports(config, settings)
 
 
+def _run_overrides(settings: OneshotSettings) -> OverridesFile | None:
+    """The run's overrides file, read once (a bad one is a usage error naming the file and key)."""
+    if settings.overrides is None:
+        return None
+    try:
+        return load_overrides(settings.overrides)
+    except OneshotError as exc:
+        raise pytest.UsageError(f"--oneshot-overrides: {exc}") from None
+
+
+def _use_dataset(config: pytest.Config, settings: OneshotSettings, workerinput: dict[str, Any] | None) -> None:
+    """``--oneshot-hf``: the controller downloads the dataset (cached, revision resolved to a sha) and
+    workers reuse its copy; its tasks are collected in place of (or besides explicit) paths."""
+    if workerinput is not None:
+        dataset = dict(workerinput["oneshot_dataset"])
+    else:
+        from pytest_oneshot.hf.hub import fetch_dataset
+
+        assert settings.hf is not None
+        try:
+            dataset = fetch_dataset(settings.hf, settings.cache_dir)
+        except OneshotError as exc:
+            raise pytest.UsageError(f"--oneshot-hf: {exc}") from None
+    config.stash[dataset_key] = dataset
+    given = config.args_source == pytest.Config.ArgsSource.ARGS
+    config.args = [*(config.args if given else []), dataset["tasks_dir"]]
+
+
 def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
     """Controller only: the session report, and in gating mode the gates (a bad baseline is a usage error)."""
     from pytest_oneshot.report.session import SessionReport
 
-    report = SessionReport(config, settings)
+    report = SessionReport(config, settings, config.stash.get(dataset_key, None))
     config.pluginmanager.register(report, SessionReport.plugin_name)
     if not settings.gating:
         return
@@ -124,6 +165,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker uses the controller's run id, so all items share one runs/<run_id>/."""
     node.workerinput["oneshot_run_id"] = node.config.stash[settings_key].run_id
+    if dataset_key in node.config.stash:
+        node.workerinput["oneshot_dataset"] = node.config.stash[dataset_key]
 
 
 @pytest.hookimpl(optionalhook=True, trylast=True)
@@ -174,11 +217,17 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     models = ", ".join(settings.models) or "-"
     judge = settings.judge_model or "replay where recorded, else none"
     resumed = " (resumed)" if settings.resume else ""
-    return [
+    lines = [
         f"oneshot: agent={settings.agent} model={models} sandbox={settings.sandbox} "
         f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}{resumed}",
         f"oneshot judge: {settings.judge} model={judge}",
     ]
+    if settings.overrides:
+        lines.append(f"oneshot overrides: {settings.overrides}")
+    if dataset_key in config.stash:
+        dataset = config.stash[dataset_key]
+        lines.append(f"oneshot dataset: {dataset['repo_id']}@{dataset['sha']} ({dataset['tasks_dir']})")
+    return lines
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,7 +6,7 @@ it, so neither needs the other to name it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -64,3 +64,5 @@ class TrialResult(BaseModel):
     """The trial's recorded model traffic in the run dir (``--oneshot-trace``)."""
     trace_complete: bool | None = None
     """Whether every request was recorded before the trace was written."""
+    overrides: list[dict[str, Any]] | None = None
+    """The effective overrides applied to the task, one record per file (see pytest_oneshot/overrides.py)."""

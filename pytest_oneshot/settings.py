@@ -69,6 +69,13 @@ def _gate_on(value: str) -> str:
     return value
 
 
+def _hf_dataset(value: str) -> str:
+    repo_id = value.partition("@")[0]
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")) or value.endswith("@"):
+        raise ValueError("must be a dataset id OWNER/NAME, optionally @REVISION")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -229,6 +236,20 @@ OPTIONS: tuple[Option, ...] = (
         None,
         metavar="PATH",
     ),
+    # -- sharing tasks: overrides (pytest_oneshot/overrides.py) and Hugging Face datasets (pytest_oneshot/hf/) --
+    Option(
+        "overrides",
+        "Overrides file (JSON or TOML) applied to every task of the run, after the task's own overrides.json",
+        None,
+        metavar="FILE",
+    ),
+    Option(
+        "hf",
+        "Run the tasks of this Hugging Face dataset (REPO_ID[@REVISION]), downloaded once into the cache dir",
+        None,
+        _hf_dataset,
+        metavar="REPO",
+    ),
 )
 
 
@@ -270,6 +291,10 @@ class OneshotSettings(BaseModel):
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_concurrency: int = 4
     judge_timeout: float = 120.0
+    overrides: Path | None = None
+    """The run's overrides file (each task's own overrides.json applies first)."""
+    hf: str | None = None
+    """A Hugging Face dataset (``REPO_ID[@REVISION]``) whose tasks the run collects."""
     modal_app: str = "pytest-oneshot"
     modal_image: str = ""
 
@@ -401,6 +426,8 @@ def resolve(
         resume=resume,
         html_path=None if not html else base_dir / html,
         **{name: values[name] for name in _JUDGE_OPTIONS},
+        overrides=None if not values["overrides"] else base_dir / values["overrides"],
+        hf=values["hf"],
         **{name: values[name] for name in _MODAL_OPTIONS},
     )
 

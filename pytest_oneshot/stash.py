@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pytest_oneshot.judge import Judge, JudgeFactory
     from pytest_oneshot.model.gateway import ModelGateway
     from pytest_oneshot.model.replay import ReplayService
+    from pytest_oneshot.overrides import OverridesFile
     from pytest_oneshot.result import TrialResult
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
@@ -39,3 +40,7 @@ agent_key: pytest.StashKey[Agent] = pytest.StashKey()
 judge_key: pytest.StashKey[Judge] = pytest.StashKey()
 """The session's judge, built on first use."""
 trial_key: pytest.StashKey[TrialResult] = pytest.StashKey()
+overrides_key: pytest.StashKey[OverridesFile | None] = pytest.StashKey()
+"""The run's overrides file (``--oneshot-overrides``), read once; applied to each task at collection."""
+dataset_key: pytest.StashKey[dict[str, str]] = pytest.StashKey()
+"""With ``--oneshot-hf``: the dataset, its resolved revision sha and its local copy (pinned in report.json)."""

@@ -24,7 +24,8 @@ import json
 import math
 import re
 import shlex
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -356,17 +357,69 @@ class TaskPaths:
         return self.root / "cassettes"
 
     @property
+    def overlay_instructions_file(self) -> Path:
+        """OneShot's prepared layout (and its Hugging Face datasets) keep the prompt here."""
+        return self.root / "overlay_files" / "LM_INSTRUCTIONS.md"
+
+    @property
+    def overrides_files(self) -> tuple[Path, ...]:
+        """The task's own overrides (one of them at most; see :mod:`pytest_oneshot.overrides`)."""
+        return (self.root / "overrides.json", self.root / "overrides.toml")
+
+    @property
     def hidden(self) -> tuple[Path, ...]:
         """Everything that would give the answer away: never inside the agent's sandbox."""
-        return (self.reference_diff, self.notes, self.tests_dir, self.hidden_dir, self.meta, self.cassettes_dir)
+        return (
+            self.reference_diff,
+            self.notes,
+            self.tests_dir,
+            self.hidden_dir,
+            self.meta,
+            self.cassettes_dir,
+            *self.overrides_files,  # may hold inline hidden tests
+        )
+
+
+@dataclass(frozen=True)
+class TaskOverrides:
+    """What overrides add to a task beyond its spec (built by :mod:`pytest_oneshot.overrides`): edits of
+    the repo at its start commit, files for the agent's sandbox, variables for the agent."""
+
+    remove_paths: tuple[str, ...] = ()
+    """Globs of repo paths removed from the start commit."""
+    repo_files: tuple[tuple[str, bytes, bool], ...] = ()
+    """(repo path, content, executable) written into the start commit."""
+    sandbox_files: tuple[tuple[str, bytes, bool], ...] = ()
+    """(``~/path`` or absolute path, content, executable) written into the agent's sandbox only."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    records: tuple[Mapping[str, Any], ...] = ()
+    """The effective overrides, one record per file applied (JSON-able, secrets redacted)."""
+
+    @property
+    def edits_repo(self) -> bool:
+        return bool(self.remove_paths or self.repo_files)
+
+    def digest(self) -> str:
+        """sha256 of everything the overrides change (the spec's changes are in the spec itself)."""
+        digest = hashlib.sha256()
+        for pattern in self.remove_paths:
+            digest.update(b"rm\0" + pattern.encode() + b"\0")
+        for kind, files in (("repo", self.repo_files), ("sandbox", self.sandbox_files)):
+            for path, data, executable in files:
+                digest.update(f"{kind}\0{path}\0{int(executable)}\0".encode() + hashlib.sha256(data).digest())
+        for name, value in sorted(self.env.items()):
+            digest.update(f"env\0{name}\0{value}\0".encode())
+        digest.update(json.dumps(list(self.records), sort_keys=True).encode())  # instructions, repo, evaluation...
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
 class Task:
-    """A loaded, validated task: its spec and where its files are."""
+    """A loaded, validated task: its spec and where its files are (and, overridden, what overrides add)."""
 
     spec: TaskSpec
     paths: TaskPaths
+    overrides: TaskOverrides | None = None
 
     @property
     def name(self) -> str:
@@ -381,14 +434,16 @@ class Task:
         """What the agent is asked to do (``lm.instructions``, else LM_INSTRUCTIONS.md)."""
         if self.spec.lm.instructions.strip():
             return self.spec.lm.instructions
-        if self.paths.instructions_file.is_file():
-            return self.paths.instructions_file.read_text(encoding="utf-8")
+        for path in (self.paths.instructions_file, self.paths.overlay_instructions_file):
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
         return ""
 
     @cached_property
     def content_digest(self) -> str:
-        """sha256 over every file of the task directory (and its bundle, wherever it is): a changed
-        task -- spec, hidden tests, cassettes, repo -- is a different task for ``--oneshot-resume``."""
+        """sha256 over every file of the task directory (and its bundle, wherever it is) and the overrides
+        applied to it: a changed task -- spec, hidden tests, cassettes, repo, overrides -- is a different
+        task for ``--oneshot-resume``."""
         root = self.paths.root
         files = {path for path in root.rglob("*") if path.is_file() and not _is_bytecode(path)}
         if self.bundle_path is not None:
@@ -397,6 +452,8 @@ class Task:
         for path in sorted(files):
             name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path.resolve())
             digest.update(f"{name}\0{file_digest(path)}\n".encode())
+        if self.overrides is not None:
+            digest.update(self.overrides.digest().encode())
         return digest.hexdigest()
 
     def hidden_files(self) -> dict[str, bytes]:
@@ -429,19 +486,20 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _describe(error: ErrorDetails) -> tuple[str | None, str]:
-    field = _field_path(tuple(error.get("loc", ()))) or None
+def describe(error: ErrorDetails) -> tuple[str | None, str]:
+    """A pydantic error as (field path, one-line problem)."""
+    where = _field_path(tuple(error.get("loc", ()))) or None
     message = str(error.get("msg", "invalid"))
     message = message.removeprefix("Value error, ")
     if error.get("type") == "missing":
-        return field, "required field is missing"
+        return where, "required field is missing"
     if error.get("type") == "extra_forbidden":
-        return field, "unknown field (check the spelling; see the task format in README)"
+        return where, "unknown field (check the spelling; see the task format in README)"
     if error.get("type") in ("model_type", "dict_type", "model_attributes_type"):
-        return field, f"must be an object (got {error.get('input')!r})"
+        return where, f"must be an object (got {error.get('input')!r})"
     if "input" in error and error.get("type") != "value_error":
-        return field, f"{message} (got {error['input']!r})"
-    return field, message
+        return where, f"{message} (got {error['input']!r})"
+    return where, message
 
 
 def load_task(task_dir: Path) -> Task:
@@ -467,27 +525,42 @@ def load_task(task_dir: Path) -> Task:
     try:
         spec = TaskSpec.model_validate(raw)
     except ValidationError as exc:
-        field, problem = _describe(exc.errors()[0])
-        more = exc.error_count() - 1
-        if more:
-            problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-        raise TaskFormatError(meta_file, field, problem) from None
-    for field, problem in spec.reference_problems()[:1]:
-        raise TaskFormatError(meta_file, field, problem)
+        raise validation_error(meta_file, exc) from None
     task = Task(spec, paths)
+    check_task(task, meta_file)
+    return task
+
+
+def validation_error(file: str, exc: ValidationError, note: str = "") -> TaskFormatError:
+    """The first problem of ``exc`` (and how many more) as a one-line error naming ``file`` and the field."""
+    where, problem = describe(exc.errors()[0])
+    more = exc.error_count() - 1
+    if more:
+        problem += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return TaskFormatError(file, where, problem + note)
+
+
+def check_task(task: Task, file: str, note: str = "") -> None:
+    """What pydantic cannot check per field: rubric references, shipped graded tests, bundle and Dockerfile.
+
+    Raises:
+        TaskFormatError: naming ``file`` and the field (``note`` is appended to the problem).
+    """
+    spec, task_dir = task.spec, task.paths.root
+    for where, problem in spec.reference_problems()[:1]:
+        raise TaskFormatError(file, where, problem + note)
     hidden = task.hidden_files()
     for kind in ("fail_to_pass", "pass_to_pass"):
         for index, test_id in enumerate(getattr(spec.tests, kind)):
             if test_id.split("::", 1)[0] not in hidden:
                 raise TaskFormatError(
-                    meta_file,
+                    file,
                     f"tests.{kind}[{index}]",
                     f"{test_id.split('::', 1)[0]} is not among the task's hidden tests "
                     "(files under hidden/ or tests/, or evaluation.test_scripts); "
-                    "scoring must not trust the agent's copy",
+                    "scoring must not trust the agent's copy" + note,
                 )
     if task.bundle_path is not None and not task.bundle_path.is_file():
-        raise TaskFormatError(meta_file, "repo.bundle", f"bundle file not found: {task.bundle_path}")
+        raise TaskFormatError(file, "repo.bundle", f"bundle file not found: {task.bundle_path}{note}")
     if spec.environment.dockerfile and not (task_dir / spec.environment.dockerfile).is_file():
-        raise TaskFormatError(meta_file, "environment.dockerfile", f"file not found: {spec.environment.dockerfile}")
-    return task
+        raise TaskFormatError(file, "environment.dockerfile", f"file not found: {spec.environment.dockerfile}{note}")

@@ -149,6 +149,7 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             task_id=config.task.spec.task_id,
             task_name=config.task.name,
             item_id=config.item_id,
+            overrides=[dict(record) for record in config.task.overrides.records] if config.task.overrides else None,
             run_id=config.run_id,
             model=config.model,
             rollout=config.rollout,
@@ -178,6 +179,22 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             else:
                 state.stop_sandboxes()
     return state.result
+
+
+_WRITE_OUTSIDE_REPO = (
+    'p=$1; case $p in "~/"*) p="$HOME/${p#"~/"}";; esac; '
+    'case "$p/" in "$2"/*) echo "$1 is inside the repo ($2): inject it with target repo" >&2; exit 3;; esac; '
+    'mkdir -p -- "$(dirname -- "$p")" && cat > "$p" && if [ "$3" = 1 ]; then chmod +x -- "$p"; fi'
+)
+
+
+def _write_sandbox_files(sandbox: Sandbox, root: str, task: Task) -> None:
+    """Overrides' files for the agent's sandbox only (outside the repo: they are not part of its change)."""
+    for path, data, executable in task.overrides.sandbox_files if task.overrides else ():
+        argv = ["bash", "-c", _WRITE_OUTSIDE_REPO, "inject", path, root, "1" if executable else "0"]
+        result = sandbox.exec(argv, stdin=data, cwd="/", timeout=60.0)
+        if not result.ok:
+            raise InfraError("sandbox", f"overrides inject_files {path}: {result.text().strip()[-300:]}")
 
 
 def _start_fresh(sandbox: Sandbox) -> Manifest:
@@ -229,6 +246,7 @@ def _run_phases(
         state.sandbox = config.sandbox_factory(spec)
         state.sandbox.start()
         commit_baseline(state.sandbox)
+        _write_sandbox_files(state.sandbox, repo_root(state.sandbox, spec), task)
     if config.gate is not None:
         config.gate.enter()
     with state.phase(Phase.AGENT, on_phase):
@@ -244,7 +262,7 @@ def _run_phases(
                     timeout_sec=config.agent_timeout_sec or task.spec.limits.agent_timeout_sec,
                     log_dir=log_dir,
                     token_limit=task.spec.limits.token_limit,
-                    env=config.agent_env,
+                    env={**(task.overrides.env if task.overrides else {}), **config.agent_env},
                     endpoint=state.route.endpoint if state.route else None,
                 ),
             )

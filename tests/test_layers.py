@@ -28,9 +28,9 @@ MAP_ROWS: dict[str, int] = {
     # the most specific entry wins. Importing from a higher row is an upward import.
     "oneshot_shared": 1,
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
-    **dict.fromkeys(("usage", "files", "errors"), 2),
-    **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
-    **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox"), 4),
+    **dict.fromkeys(("usage", "files", "errors", "secretscan"), 2),
+    **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner", "overrides"), 3),
+    **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox", "hf"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
     **dict.fromkeys(("report", "result"), 7),

@@ -8,6 +8,7 @@ Layout (OneShot-compatible names)::
     evaluation_results.json    the full trial result (see TrialResult)
     scoring_results.md         the same, for humans
     judge.json                 with a judge: each judged rubric's request, raw answer and verdict (no key)
+    overrides.json             with overrides: the effective overrides, one record per file (secrets redacted)
 
 Every file is written atomically (temp file + rename), so a reader never sees half a file.
 """
@@ -32,6 +33,8 @@ def write_trial_files(run_dir: Path, result: TrialResult, diff: bytes) -> None:
     write_atomic(run_dir / "diff.patch", diff)
     write_atomic(run_dir / "evaluation_results.json", json.dumps(evaluation_results(result), indent=2).encode())
     write_atomic(run_dir / "scoring_results.md", render_markdown(result).encode())
+    if result.overrides:
+        write_atomic(run_dir / "overrides.json", json.dumps(result.overrides, indent=2).encode())
 
 
 def write_judge_file(run_dir: Path, record: Mapping[str, object]) -> None:

@@ -105,9 +105,11 @@ def _model_row(model: dict[str, Any]) -> tuple[Any, ...]:
 class SessionReport:
     plugin_name = "oneshot-session-report"
 
-    def __init__(self, config: pytest.Config, settings: OneshotSettings) -> None:
+    def __init__(self, config: pytest.Config, settings: OneshotSettings, dataset: dict[str, str] | None = None) -> None:
         self.config = config
         self.settings = settings
+        self.dataset = dataset
+        """With ``--oneshot-hf``: the dataset's id, requested and resolved revision (pinned in report.json)."""
         self.items: dict[str, dict[str, Any]] = {}
         """Keyed by item id (one run dir each). A resumed run starts from the finished items it
         recorded, so the report covers them even when this session does not collect them."""
@@ -145,6 +147,7 @@ class SessionReport:
             "model_comparisons": comparisons,
             "gating": self.settings.gating,
             "gates": self.gates,
+            "dataset": self.dataset,
             "items": items,
         }
 
