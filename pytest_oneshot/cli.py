@@ -23,6 +23,7 @@ def command_groups() -> Registry[AddCommands]:
     registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
     registry.register("regrade", "pytest_oneshot.regrade:add_commands")
     registry.register("runner", "pytest_oneshot.runner.cli:add_commands")
+    registry.register("rebench", "pytest_oneshot.rebench:add_commands")
     registry.load_entry_points()
     return registry
 
