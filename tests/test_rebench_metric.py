@@ -73,8 +73,8 @@ def rebench_task(tmp_path: Path, pytester: pytest.Pytester) -> Path:
     return task
 
 
-def _run(run_and_parse: Callable[..., Any], agent_cmd: str) -> dict[str, Any]:
-    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={agent_cmd}")
+def _run(run_and_parse: Callable[..., Any], agent_cmd: str, *args: str) -> dict[str, Any]:
+    run = run_and_parse("tasks", "--oneshot-agent=command", f"--oneshot-agent-cmd={agent_cmd}", *args)
     (item,) = run.items().values()
     item["props"] = run.properties("improve-model")
     item["stdout"] = run.result.stdout.str()
@@ -99,14 +99,17 @@ def test_the_score_is_the_metric_delta_measured_in_fresh_sandboxes(
     assert "+2\n" in (run_dir / "diff.patch").read_text().split("seen.txt", 1)[1]
 
 
+@pytest.mark.parametrize("sandbox", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_an_agent_forging_the_metric_output_gains_nothing(
-    rebench_task: Path, run_and_parse: Callable[..., Any]
+    rebench_task: Path, run_and_parse: Callable[..., Any], sandbox: str, request: pytest.FixtureRequest
 ) -> None:
+    if sandbox == "docker":
+        request.getfixturevalue("engine")  # started, or skipped with the reason
     forge = (
         "mkdir -p results && echo '{\"accuracy\": 1.0}' > results/metric.json && "
         "echo 'pass' > bench/score.py && echo '[]' > bench/data.json"
     )
-    item = _run(run_and_parse, forge)
+    item = _run(run_and_parse, forge, f"--oneshot-sandbox={sandbox}")
     assert item["outcome"] == "failed"
     metric = item["metric"]
     assert (metric["before"], metric["after"], metric["delta"], metric["improved"]) == (0.5, 0.5, 0.0, False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.model.cassette import Turn, Usage, message
+from pytest_oneshot.model.cassette import HttpError, Turn, Usage, message
 from pytest_oneshot.model.scripted import ScriptedResponsesServer
 
 CANARY = "sk-runner-" + "canary-41c9e2"  # split so no source file matches a search for it
@@ -119,6 +119,18 @@ def test_questions_run_as_items_with_pass_ratios_and_pass_at_k(
         assert not path.is_file() or CANARY not in path.read_text(errors="replace"), path
 
 
+def test_an_endpoint_error_is_an_item_error_naming_the_question(pytester: pytest.Pytester) -> None:
+    with ScriptedResponsesServer() as server:
+        server.add_script("default", [Turn(http_error=HttpError(status=400, body={"error": {"message": "bad model"}}))])
+        pytester.makefile(".runner.toml", one=QUESTIONS.split('[[questions]]\nid = "shout"')[0])
+        result = pytester.runpytest_subprocess(
+            "--oneshot-runner-model=nope", f"--oneshot-runner-base-url={server.base_url}", "-p", "no:cacheprovider"
+        )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"*one.runner.toml::add: question 'add': {server.base_url}/chat/completions answered "
+                                 'HTTP 400: {"error": {"message": "bad model"}}'])  # fmt: skip
+
+
 def _oneshot(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pytest_oneshot.cli", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False)
@@ -183,3 +195,18 @@ def test_results_written_before_the_tests_ran_are_refused(tmp_path: Path) -> Non
     assert run.stderr.strip() == (
         f"oneshot: error: {source}: questions[1].completions[0].results: missing: run `oneshot runner run-tests` first"
     )
+
+
+@pytest.mark.docker
+def test_completions_run_in_the_docker_sandbox_alike(tmp_path: Path, engine: object) -> None:
+    given = "".join(
+        f'\n[[questions.completions]]\ncompletion = """{text}"""\n' for text in ("print(input().upper())", "print(1)")
+    )
+    source = tmp_path / "q.toml"
+    source.write_text(QUESTIONS + given)  # the completions of the last question, "shout"
+    for sandbox in ("local", "docker"):
+        run = _oneshot("runner", "run-tests", source, tmp_path / f"{sandbox}.toml", "--sandbox", sandbox)
+        assert run.returncode == 0, run.stderr
+    local, docker = (tomllib.loads((tmp_path / f"{name}.toml").read_text()) for name in ("local", "docker"))
+    assert docker == local
+    assert [c["results"] for c in docker["questions"][1]["completions"]] == [[True], [False]]
