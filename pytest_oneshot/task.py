@@ -346,6 +346,10 @@ class TaskSpec(_Model):
         for test_id in self.tests.pass_to_pass:
             if test_id in self.tests.fail_to_pass:
                 problems.append(("tests.pass_to_pass", f"{test_id!r} is also listed in fail_to_pass"))
+        if self.metric is not None and (
+            self.tests.fail_to_pass or self.tests.pass_to_pass or self.evaluation.test_scripts
+        ):
+            problems.append(("metric", "a task is scored by its metric or by hidden tests, not both (remove one)"))
         return problems
 
     @property

@@ -209,7 +209,8 @@ def _run_phases(
         if not graded_tests(task.spec) and task.spec.metric is None:
             raise InfraError(
                 "prepare",
-                "the task has no hidden tests (tests.fail_to_pass or evaluation.test_scripts): nothing can score it",
+                "the task has no hidden tests (tests.fail_to_pass or evaluation.test_scripts) and no metric: "
+                "nothing can score it",
             )
         if not task.instructions.strip():
             raise InfraError("prepare", "the task has no instructions (lm.instructions or LM_INSTRUCTIONS.md)")

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from pytest_oneshot.errors import TaskFormatError
 from pytest_oneshot.scoring.metric import parse_value
-from pytest_oneshot.task import MetricSpec
+from pytest_oneshot.task import MetricSpec, load_task
 
 SCORE_PY = """\
 import json, os, subprocess, sys
@@ -157,3 +158,11 @@ def test_a_missing_metric_value_says_what_was_looked_for(spec: dict[str, str], t
 def test_a_metric_pattern_needs_one_group() -> None:
     with pytest.raises(ValueError, match="needs exactly one group"):
         MetricSpec(command="x", pattern="acc=[0-9]+")
+
+
+def test_a_task_is_scored_by_its_metric_or_its_tests_not_both(rebench_task: Path) -> None:
+    meta = json.loads((rebench_task / "tb_meta.json").read_text())
+    meta["evaluation"]["test_scripts"] = [{"path": "t.py", "rubric_id": "quality", "content": ""}]
+    (rebench_task / "tb_meta.json").write_text(json.dumps(meta))
+    with pytest.raises(TaskFormatError, match=r"tb_meta.json: metric: a task is scored by its metric or by hidden"):
+        load_task(rebench_task)
