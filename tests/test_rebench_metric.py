@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from judge_answers import answer, verdict_json
 
 from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.model.scripted import ScriptedResponsesServer
 from pytest_oneshot.scoring.metric import parse_value
 from pytest_oneshot.task import MetricSpec, load_task
 
@@ -82,16 +84,22 @@ def _run(run_and_parse: Callable[..., Any], agent_cmd: str, *args: str) -> dict[
     return item
 
 
-def test_the_score_is_the_metric_delta_measured_in_fresh_sandboxes(
+def test_the_score_is_the_metric_delta_measured_in_fresh_sandboxes_with_the_judge_on_top(
     rebench_task: Path, run_and_parse: Callable[..., Any]
 ) -> None:
     fix = "printf 'def predict(x):\\n    return x %% 2\\n' > model.py && git log --all --oneline | wc -l > seen.txt"
-    item = _run(run_and_parse, fix)
+    with ScriptedResponsesServer() as judge:
+        judge.add_script("j", [answer(verdict_json(0.75, rubric_id="quality"))])
+        item = _run(
+            run_and_parse, fix, "--oneshot-judge-model=judge-m", f"--oneshot-judge-base-url={judge.url_for('j')}"
+        )
+        prompt = json.dumps(judge.requests("j")[0].body)
     assert item["outcome"] == "passed", item["reason"]
     metric = item["metric"]
     assert (metric["before"], metric["after"], metric["delta"], metric["improved"]) == (0.5, 1.0, 0.5, True)
     assert (item["props"]["oneshot.metric.delta"], item["props"]["oneshot.metric.before"]) == ("0.5", "0.5")
-    assert item["rubrics"][0]["score"] is None  # the rubric judge is on top when configured; none here
+    assert (item["rubrics"][0]["score"], item["rubrics"][0]["scored_by"], item["score"]) == (0.75, "judge", 0.75)
+    assert "return x % 2" in prompt  # the judge saw the diff
     run_dir = Path(item["run_dir"])
     saved = json.loads((run_dir / "evaluation_results.json").read_text())
     assert saved["reward_types"][0]["type"] == "baseline_delta" and saved["reward_types"][0]["value"] == 0.5
