@@ -21,13 +21,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from pytest_oneshot.agent import Agent, AgentRequest, AgentResult
 from pytest_oneshot.change import Change, Manifest, UnreadableWorkspace, render_patch
@@ -350,12 +350,31 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
     return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
 
 
-def _write_change(state: _TrialState, change: Change, root: str, fresh: Manifest, **rules: Any) -> None:
-    """Turn the fresh scoring sandbox into the scored tree (the overlay's ``rules``: what stays as at the start)."""
+def _write_change(
+    state: _TrialState,
+    change: Change,
+    root: str,
+    fresh: Manifest,
+    *,
+    infrastructure: Iterable[str],
+    config_file: str | None,
+    graded_files: Iterable[str] = (),
+    import_roots: Iterable[str] = (),
+    extra_files: Mapping[str, bytes] | None = None,
+) -> None:
+    """Turn the fresh scoring sandbox into the scored tree (:func:`scored_tree`'s rules: what stays as at the start)."""
     task, scoring = state.config.task, state.scoring
     assert scoring is not None
     tree = scored_tree(
-        change, workdir=task.spec.repo.subdir, hidden_files=task.hidden_files(), fresh_paths=fresh.keys(), **rules
+        change,
+        workdir=task.spec.repo.subdir,
+        infrastructure=infrastructure,
+        hidden_files=task.hidden_files(),
+        config_file=config_file,
+        graded_files=graded_files,
+        import_roots=import_roots,
+        fresh_paths=fresh.keys(),
+        extra_files=extra_files,
     )
     state.result.reset_to_start = dict(tree.reset)
     write_scored_tree(scoring, root, tree)

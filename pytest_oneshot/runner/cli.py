@@ -8,6 +8,7 @@ completions to those a question already has; ``run-tests`` (re)writes every comp
 from __future__ import annotations
 
 import argparse
+import secrets
 from pathlib import Path
 
 from oneshot_shared.paths import cache_dir
@@ -46,7 +47,8 @@ def _run_tests(args: argparse.Namespace) -> int:
         print(f"{question.id}: {len(question.completions)} completions x {len(question.testcases)} testcases")
 
     options = {"docker_image": args.docker_image, "cache_dir": str(cache_dir())}
-    run_questions(questions, factory, cache_dir=cache_dir(), run_id="runner", options=options, progress=progress)
+    run_id = f"runner-{secrets.token_hex(4)}"  # sandbox names of concurrent runs must differ
+    run_questions(questions, factory, cache_dir=cache_dir(), run_id=run_id, options=options, progress=progress)
     write_questions(args.output, questions)
     print(f"results -> {args.output}")
     return 0
