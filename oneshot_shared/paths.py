@@ -19,3 +19,10 @@ def state_dir() -> Path:
     if env := os.environ.get("ONESHOT_STATE_DIR"):
         return Path(env)
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "pytest-oneshot"
+
+
+def data_dir() -> Path:
+    """Files a user keeps (captured tasks): ``$ONESHOT_DATA_DIR``, else the XDG data dir."""
+    if env := os.environ.get("ONESHOT_DATA_DIR"):
+        return Path(env)
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pytest-oneshot"

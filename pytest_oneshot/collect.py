@@ -8,6 +8,8 @@ not solve the task is a pytest failure.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -18,7 +20,9 @@ from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.judge import Judge
 from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
 from pytest_oneshot.report.junit import junit_properties
+from pytest_oneshot.report.resume import ItemKey, read_finished, set_aside, write_finished
 from pytest_oneshot.report.rundir import item_dir_name
+from pytest_oneshot.result import TrialResult
 from pytest_oneshot.stash import (
     agent_key,
     gateway_key,
@@ -112,8 +116,28 @@ class TaskItem(pytest.Item):
         self.model = model
         self.rollout = rollout
 
+    @property
+    def run_dir(self) -> Path:
+        settings = self.config.stash[settings_key]
+        return settings.runs_dir / settings.run_id / item_dir_name(self.name)
+
+    @cached_property
+    def resumed(self) -> TrialResult | None:
+        """With ``--oneshot-resume``, this item's result if the resumed run finished it (same key).
+
+        Decided once, by the process that runs the item, before its trial could start: the mark it
+        reads can only be the earlier session's (this one writes an item's mark after running it)."""
+        if self.config.stash[settings_key].resume is None:
+            return None
+        finished = read_finished(self.run_dir, self._key())
+        return None if finished is None else finished.result
+
+    def _key(self) -> ItemKey:
+        settings = self.config.stash[settings_key]
+        return ItemKey(self.task.content_digest, settings.agent, self.model, self.rollout)
+
     def setup(self) -> None:
-        result = _pool(self.session).result(self)
+        result = self.resumed or _pool(self.session).result(self)
         self.stash[trial_key] = result
         self.user_properties.extend(junit_properties(result))
         self.ihook.pytest_oneshot_trial_result(item=self, result=result)
@@ -123,8 +147,13 @@ class TaskItem(pytest.Item):
     def trial_phase(self, phase: str, duration: float) -> None:
         self.ihook.pytest_oneshot_phase(item=self, phase=phase, duration=duration)
 
+    def trial_finished(self, result: TrialResult) -> None:
+        """Its result counts (the session still ran): a resumed run reports it instead of running it."""
+        write_finished(Path(result.run_dir), self._key(), self.nodeid)
+
     def trial_config(self) -> TrialConfig:
-        """This item's trial (a usage problem fails the item here)."""
+        """This item's trial, about to start (a usage problem fails the item here). An earlier attempt's
+        directory (an unfinished or outdated trial of a resumed run) is kept, renamed, not overwritten."""
         settings = self.config.stash[settings_key]
         registries = self.config.stash[registries_key]
         judge_model = _judge_model(self.config, self.task, self.model)
@@ -134,13 +163,14 @@ class TaskItem(pytest.Item):
             judge = _judge(self.config) if judge_model else None
         except OneshotError as exc:
             pytest.fail(str(exc), pytrace=False)
+        set_aside(self.run_dir)
         return TrialConfig(
             task=self.task,
             agent=agent,
             sandbox_factory=sandbox_factory,
             item_id=self.name,
             run_id=settings.run_id,
-            run_dir=settings.runs_dir / settings.run_id / item_dir_name(self.name),
+            run_dir=self.run_dir,
             cache_dir=settings.cache_dir,
             model=self.model,
             rollout=self.rollout,

@@ -47,6 +47,10 @@ class ConcurrentItem(Protocol):
     def trial_phase(self, phase: str, duration: float) -> None:
         """A phase of this item's trial ended (called from the thread running it)."""
 
+    def trial_finished(self, result: TrialResult) -> None:
+        """The trial ended while the session ran, so its result counts (called from the thread running
+        it; not for a trial the session's end stopped, whose result is dropped)."""
+
 
 class OrderedGate:
     """At most ``width`` trials inside at once, let in by ticket order (the items' order)."""
@@ -205,17 +209,21 @@ class TrialPool:
                     gate=self._gate.ticket(),
                     stop_later=self._stop_later,
                 )
-                trial.future = self._executor.submit(self._run, config, item.trial_phase)
+                trial.future = self._executor.submit(self._run, config, item)
                 trial.future.add_done_callback(lambda _: self._fill(None))
                 self._started[item.nodeid] = trial
                 unfinished += 1
 
-    def _run(self, config: TrialConfig, on_phase: Callable[[str, float], None]) -> TrialResult:
+    def _run(self, config: TrialConfig, item: ConcurrentItem) -> TrialResult:
         try:
-            return run_trial(config, on_phase)
+            result = run_trial(config, item.trial_phase)
         finally:
             assert config.gate is not None
             config.gate.leave()  # also when the trial could not start: the next ones must not wait for it
+        with self._lock:  # close() sets _closing before it stops any sandbox: this trial ran undisturbed
+            if not self._closing:
+                item.trial_finished(result)
+        return result
 
     def _stop_later(self, stop: Callable[[], None]) -> None:
         """``TrialConfig.stop_later``: sandboxes stop in the background; :meth:`close` waits for them."""
@@ -247,8 +255,9 @@ class TrialPool:
 
 
 def _runs_a_trial(item: pytest.Item) -> bool:
-    """Only task items run trials; one pytest would skip at setup is left to pytest."""
-    if not hasattr(item, "trial_config"):
+    """Only task items run trials, not one a resumed run finished; one pytest would skip at setup is
+    left to pytest."""
+    if not hasattr(item, "trial_config") or getattr(item, "resumed", None) is not None:
         return False
     return item.get_closest_marker("skip") is None and item.get_closest_marker("skipif") is None
 

@@ -1,9 +1,11 @@
-"""Writing files so a reader never sees half of one (run dirs, reports, traces)."""
+"""Files: written so a reader never sees half of one (run dirs, reports, traces), and their digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from functools import cache
 from pathlib import Path
 
 
@@ -18,3 +20,16 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content, computed once per process per version of the file (bundles are large)."""
+    stat = path.stat()
+    return _digest(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    del mtime_ns, size  # part of the cache key only
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

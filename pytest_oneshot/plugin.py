@@ -194,9 +194,10 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     settings = config.stash[settings_key]
     models = ", ".join(settings.models) or "-"
     judge = settings.judge_model or "replay where recorded, else none"
+    resumed = " (resumed)" if settings.resume else ""
     return [
         f"oneshot: agent={settings.agent} model={models} sandbox={settings.sandbox} "
-        f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}",
+        f"rollouts={settings.rollouts} run={settings.runs_dir / settings.run_id}{resumed}",
         f"oneshot judge: {settings.judge} model={judge}",
     ]
 
@@ -208,6 +209,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     result = item.stash.get(trial_key, None)
     if result is not None and (report.when == "call" or (report.when == "setup" and report.failed)):
         report.oneshot = result.model_dump(mode="json")
+        if getattr(item, "resumed", None) is not None:
+            report.oneshot["resumed"] = True  # recorded by the run being resumed, not run now
     return report
 
 

@@ -7,7 +7,8 @@ The config is OneShot re-bench's ``[pair_programming]`` table (``repo_url``, ``r
 ``<workspace>/repo``, runs ``pre_commands`` then ``install_commands`` there (output in
 ``install.log``), writes ``pair.json`` (what was prepared and the command that starts the session),
 and starts codex through ``oneshot capture`` -- the capture MCP server and the tracing proxy, in a
-CODEX_HOME of the session's own -- so the session can be frozen as a task.
+CODEX_HOME of the session's own -- so the session can be frozen as a task (``oneshot capture`` comes
+from ``mcp_server/``; the server itself needs the ``capture`` extra, the MCP SDK).
 
 Unlike the original: nothing is installed unless the config says so (its default ``uv pip install -e
 .`` failed wherever uv was missing); a token never goes into the clone URL (git's own credential
@@ -198,13 +199,6 @@ def prepare_workspace(config: PairConfig, path: Path, workspace_dir: Path | None
 
 
 def _launch(workspace: Workspace, config: PairConfig, path: Path) -> int:
-    from pytest_oneshot.cli import command_groups
-
-    if CAPTURE_GROUP not in command_groups().names():
-        raise OneshotError(
-            f"workspace ready in {workspace.workdir}, but `oneshot {CAPTURE_GROUP}` (the capture MCP server, "
-            "mcp_server/) is not installed, so codex cannot be started with it: pip install 'pytest-oneshot[capture]'"
-        )
     env = {**os.environ, **(_env_file(_resolve(path.parent, config.env_file)) if config.env_file else {})}
     if workspace.tasks_dir is not None:
         env["ONESHOT_TASKS_DIR"] = str(workspace.tasks_dir)

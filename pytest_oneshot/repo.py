@@ -12,11 +12,11 @@ import os
 import shutil
 import subprocess
 import tempfile
-from functools import cache
 from pathlib import Path
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError, RepoUnavailableError
+from pytest_oneshot.files import file_digest
 from pytest_oneshot.task import Task
 
 FETCH_TIMEOUT_SEC = 300.0
@@ -50,20 +50,11 @@ def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC)
     return proc.stdout.strip()
 
 
-@cache
-def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
-    """sha256 of a bundle, computed once per process per version of the file."""
-    del mtime_ns, size  # part of the cache key only
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def _source_key(task: Task) -> str:
     spec = task.spec.repo
     origin = spec.git_url
     if task.bundle_path is not None:
-        stat = task.bundle_path.stat()
-        origin = _file_digest(task.bundle_path.resolve(), stat.st_mtime_ns, stat.st_size)
+        origin = file_digest(task.bundle_path)
     blob = "\0".join([origin, spec.start_commit_sha, spec.branch, ",".join(spec.sparse_checkout)])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

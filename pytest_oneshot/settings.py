@@ -148,6 +148,14 @@ OPTIONS: tuple[Option, ...] = (
         "",
         metavar="IMAGE",
     ),
+    Option("modal_app", "Modal App the modal sandbox's Sandboxes belong to", "pytest-oneshot", metavar="NAME"),
+    Option(
+        "modal_image",
+        "Registry image (with python3 and git) for tasks without a Dockerfile on the modal sandbox "
+        "(default: Debian bookworm with python3, git and CA certificates, as the docker base)",
+        "",
+        metavar="IMAGE",
+    ),
     Option(
         "timeout", "Agent phase timeout in seconds, overriding each task's limit", None, _positive_float, metavar="SEC"
     ),
@@ -224,6 +232,19 @@ OPTIONS: tuple[Option, ...] = (
         _count,
         metavar="N",
     ),
+    Option(
+        "resume",
+        "Continue the run in RUN_DIR (same run id): items it finished are reported as recorded instead of run "
+        "again; interrupted ones run again beside their old files",
+        None,
+        metavar="RUN_DIR",
+    ),
+    Option(
+        "html",
+        "Also write the self-contained HTML report here (always: runs/<run_id>/report.html)",
+        None,
+        metavar="PATH",
+    ),
     # -- the Codex Runner collector (*.runner.toml question files; pytest_oneshot/runner/) --
     Option("runner_model", "Model writing the completions of *.runner.toml questions", "", metavar="MODEL"),
     Option("runner_base_url", "OpenAI-compatible base URL of runner completions (default: OpenAI)", "", metavar="URL"),
@@ -280,12 +301,18 @@ class OneshotSettings(BaseModel):
     runner_n: int = 1
     runner_max_tokens: int = 16
     runner_temperature: float = 0.9
+    modal_app: str = "pytest-oneshot"
+    modal_image: str = ""
 
     @property
     def gating(self) -> bool:
         """Whether gates, not item failures, decide the exit status (any gate option set)."""
         gates = (self.min_pass_rate, self.min_mean_score, self.baseline, self.max_errors)
         return any(gate is not None for gate in gates)
+
+    resume: Path | None = None
+    """The run directory being continued (then ``runs_dir / run_id`` is this directory)."""
+    html_path: Path | None = None
 
     def agent_options(self) -> dict[str, str]:
         """What agent factories receive; each agent reads the keys it knows."""
@@ -309,7 +336,12 @@ class OneshotSettings(BaseModel):
 
     def sandbox_options(self) -> dict[str, str]:
         """What sandbox backends receive in ``SandboxSpec.options``; each reads the keys it knows."""
-        return {"docker_image": self.docker_image, "cache_dir": str(self.cache_dir)}
+        return {
+            "docker_image": self.docker_image,
+            "cache_dir": str(self.cache_dir),
+            "modal_app": self.modal_app,
+            "modal_image": self.modal_image,
+        }
 
 
 def _check_creatable_dir(path: Path, flag: str) -> None:
@@ -366,7 +398,10 @@ def resolve(
     runs_dir = Path(values["runs_dir"])
     runs_dir = runs_dir if runs_dir.is_absolute() else base_dir / runs_dir
     _check_creatable_dir(runs_dir, "--oneshot-runs-dir")
-    json_path, prices, baseline = values["json"], values["prices"], values["baseline"]
+    resume = None if not values["resume"] else _resumable_run(base_dir / values["resume"])
+    if resume is not None:
+        runs_dir, run_id = resume.parent, resume.name
+    json_path, prices, baseline, html = values["json"], values["prices"], values["baseline"], values["html"]
     models: Sequence[str] | None = values["model"]
     return OneshotSettings(
         agent=values["agent"],
@@ -394,10 +429,26 @@ def resolve(
         max_errors=values["max_errors"],
         cache_dir=cache_dir(environ),
         run_id=run_id,
+        resume=resume,
+        html_path=None if not html else base_dir / html,
         **{name: values[name] for name in _JUDGE_OPTIONS},
         **{name: values[name] for name in _RUNNER_OPTIONS},
+        **{name: values[name] for name in _MODAL_OPTIONS},
     )
 
 
+_MODAL_OPTIONS = ("modal_app", "modal_image")
 _JUDGE_OPTIONS = ("judge", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout")
 _RUNNER_OPTIONS = tuple(option.name for option in OPTIONS if option.name.startswith("runner_"))
+
+
+def _resumable_run(path: Path) -> Path:
+    """``path`` as an absolute run directory, or an error saying why it is not one."""
+    path = path.resolve()
+    if not path.is_dir():
+        raise SettingsError(f"--oneshot-resume: {path}: no such run directory")
+    if not (path / "report.json").is_file() and not any(path.glob("*/evaluation_results.json")):
+        raise SettingsError(
+            f"--oneshot-resume: {path}: not a run directory (no report.json and no <item>/evaluation_results.json)"
+        )
+    return path

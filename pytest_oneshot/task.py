@@ -19,6 +19,7 @@ hidden paths are named once in :class:`TaskPaths` so "never visible" is easy to 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.files import file_digest
 
 META_FILE = "tb_meta.json"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
@@ -271,6 +273,17 @@ class Sensitivity(_Model):
     level: Literal["safe", "sensitive", "unknown"] = "unknown"
 
 
+class CaptureValidation(_Model):
+    """How capture checked its tests (fail at the start, pass at the end; mcp_server/validate.py): never graded."""
+
+    status: Literal["validated", "no_tests", "no_fail_to_pass", "failing_at_end", "error"]
+    message: str = ""
+    test_files: list[str] = Field(default_factory=list)
+    python: str = ""
+    start_outcomes: dict[str, str] = Field(default_factory=dict)
+    end_outcomes: dict[str, str] = Field(default_factory=dict)
+
+
 class TaskSpec(_Model):
     """A ``tb_meta.json``: OneShot's fields plus ours (tests, environment, limits)."""
 
@@ -285,6 +298,7 @@ class TaskSpec(_Model):
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     sensitivity: Sensitivity = Field(default_factory=Sensitivity)
     metric: MetricSpec | None = Field(None, description="research-bench: scored by a metric's improvement")
+    validation: CaptureValidation | None = Field(None, description="written by task capture")
 
     @model_validator(mode="before")
     @classmethod
@@ -421,6 +435,20 @@ class Task:
             return self.paths.instructions_file.read_text(encoding="utf-8")
         return ""
 
+    @cached_property
+    def content_digest(self) -> str:
+        """sha256 over every file of the task directory (and its bundle, wherever it is): a changed
+        task -- spec, hidden tests, cassettes, repo -- is a different task for ``--oneshot-resume``."""
+        root = self.paths.root
+        files = {path for path in root.rglob("*") if path.is_file() and not _is_bytecode(path)}
+        if self.bundle_path is not None:
+            files.add(self.bundle_path)
+        digest = hashlib.sha256()
+        for path in sorted(files):
+            name = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path.resolve())
+            digest.update(f"{name}\0{file_digest(path)}\n".encode())
+        return digest.hexdigest()
+
     def hidden_files(self) -> dict[str, bytes]:
         """Workdir-relative path -> content of every hidden file, written in only for scoring:
         ``tests/`` (kept at ``tests/``), the ``hidden/`` tree (at its own paths), inline test scripts."""
@@ -428,7 +456,7 @@ class Task:
         for tree, prefix in ((self.paths.tests_dir, Path("tests")), (self.paths.hidden_dir, Path())):
             if tree.is_dir():
                 for path in sorted(tree.rglob("*")):
-                    if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".pyc", ".pyo"):
+                    if path.is_file() and not _is_bytecode(path):
                         files[(prefix / path.relative_to(tree)).as_posix()] = path.read_bytes()
         for script in self.spec.evaluation.test_scripts:
             files[script.path] = script.content.encode("utf-8")
@@ -438,6 +466,10 @@ class Task:
         if not self.paths.reference_diff.is_file():
             raise FileNotFoundError(f"{self.paths.reference_diff}: no reference diff in this task")
         return self.paths.reference_diff.read_bytes()
+
+
+def _is_bytecode(path: Path) -> bool:
+    return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:

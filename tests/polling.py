@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
+def wait_for(condition: Callable[[], bool], what: str, bound_sec: float = 60) -> None:
     """Wait (not a timing assertion: the bound only keeps a broken run from hanging)."""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + bound_sec
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")

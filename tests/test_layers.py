@@ -46,8 +46,17 @@ MAP_ROWS: dict[str, int] = {
     **{f"proxy.{name}": 2 for name in ("tracestore", "redact", "addon")},
     **{f"proxy.{name}": 3 for name in ("manage", "cleaner")},
     **{f"proxy.{name}": 4 for name in ("proxy_cli", "traces_cli", "recorder")},
-    "mcp_server": 9,  # a placeholder (task capture): it will drive the harness
+    # mcp_server/ (task capture) sits above both: it uses the core (task loading) and the proxy's store.
+    "mcp_server": 10,  # its __init__
+    **{f"mcp_server.{name}": 10 for name in ("gitrepo", "sensitivity", "codex_config")},
+    **{f"mcp_server.{name}": 11 for name in ("state", "readiness", "validate")},
+    **{f"mcp_server.{name}": 12 for name in ("created", "prepare")},
+    "mcp_server.capture": 13,
+    **{f"mcp_server.{name}": 14 for name in ("server", "cli")},
+    "mcp_server.__main__": 15,
 }
+UPWARD_ONLY = ("pytest_oneshot", "proxy", "oneshot_shared")
+"""Nothing of these imports mcp_server (the harness reaches it only through its entry points)."""
 _MODULE_STRING = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.\w+)+)(?::\w+)?$")
 
 
@@ -203,6 +212,15 @@ def test_harness_and_proxy_never_import_each_other(imports: list[Import]) -> Non
     assert not crossing, "pytest_oneshot and proxy meet only in oneshot_shared (or an entry point):\n" + "\n".join(
         crossing
     )
+
+
+def test_nothing_below_imports_the_capture_server(imports: list[Import]) -> None:
+    upward = [
+        f"{e.where}: {e.source} -> {e.target}"
+        for e in imports
+        if e.source.partition(".")[0] in UPWARD_ONLY and e.target.startswith("mcp_server")
+    ]
+    assert not upward, "mcp_server uses the core and the proxy, never the reverse:\n" + "\n".join(upward)
 
 
 def test_shared_package_imports_nothing_of_ours_but_itself(imports: list[Import]) -> None:

@@ -1,5 +1,5 @@
 """``oneshot rebench pair``: the workspace is prepared (clone at the commit, commands run, pair.json written)
-without the capture server; starting codex needs ``oneshot capture`` and says so when it is missing."""
+without codex; the session is codex started by ``oneshot capture`` (the capture MCP server's command)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.cli import command_groups
-
 SECRET = "sk-pair-" + "canary-90d1f4"  # split so no source file matches a search for it
 
 
@@ -21,9 +19,10 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _oneshot(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _oneshot(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "pytest_oneshot.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), check=False)
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})},
+                          check=False)  # fmt: skip
 
 
 @pytest.fixture
@@ -95,18 +94,32 @@ env_file = ".env"
             assert SECRET not in path.read_text(errors="replace"), path
 
 
-def test_starting_the_session_needs_the_capture_command(tmp_path: Path, upstream: tuple[Path, str]) -> None:
-    if "capture" in command_groups().names():
-        pytest.skip("the capture server is installed here: the command would start an interactive codex")
-    repo, _ = upstream
+def test_the_session_starts_codex_through_capture_in_the_workspace(tmp_path: Path, upstream: tuple[Path, str]) -> None:
+    """A stand-in ``codex`` on PATH records where and how ``oneshot capture`` started it."""
+    repo, start = upstream
+    bin_dir, seen = tmp_path / "bin", tmp_path / "seen.txt"
+    bin_dir.mkdir()
+    fake = bin_dir / "codex"
+    fake.write_text(f'#!/bin/sh\n{{ echo "cwd=$(pwd)"; echo "args=$*"; cat "$CODEX_HOME/config.toml"; }} > {seen}\n')
+    fake.chmod(0o755)
+    (tmp_path / "user-codex").mkdir()
+    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={SECRET}\n")
     config = _config(
-        tmp_path, f'[pair_programming]\nrepo_url = "{repo}"\nrepo_branch = "main"\nkeep_workspace = false\n'
+        tmp_path,
+        f'[pair_programming]\nrepo_url = "{repo}"\nrepo_commit = "{start}"\ntask_description = "Tune it"\n'
+        'enable_tracing = false\nkeep_workspace = false\nartifacts_save_path = "captured"\nenv_file = ".env"\n',
     )
-    run = _oneshot("rebench", "pair", "--config", config, "--workspace-dir", tmp_path / "ws", cwd=tmp_path)
-    assert run.returncode == 2
-    (line,) = run.stderr.strip().splitlines()
-    assert "`oneshot capture` (the capture MCP server, mcp_server/) is not installed" in line
-    assert not any((tmp_path / "ws").iterdir())  # keep_workspace = false: removed
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CODEX_HOME": str(tmp_path / "user-codex")}
+    run = _oneshot("rebench", "pair", "--config", config, "--workspace-dir", tmp_path / "ws", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    cwd, args, codex_config = seen.read_text().split("\n", 2)
+    workdir = next((tmp_path / "ws").glob("*/repo"), None)
+    assert workdir is None  # keep_workspace = false: removed once the session ended
+    assert cwd.startswith(f"cwd={tmp_path / 'ws'}/") and cwd.endswith("/repo")
+    assert args == "args=-m gpt-5-nano Tune it"
+    assert "[mcp_servers.oneshot]" in codex_config and '"-m", "mcp_server"' in codex_config
+    assert f'ONESHOT_TASKS_DIR = "{tmp_path / "captured"}"' in codex_config
+    assert SECRET not in codex_config  # the env file's values reach the session's environment only
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.files import write_atomic
+from pytest_oneshot.report.html import write_html
 from pytest_oneshot.report.junit import append_model_suites
 from pytest_oneshot.report.models import model_comparisons, model_results, spend
+from pytest_oneshot.report.resume import finished_items
 from pytest_oneshot.report.stats import pass_at_k, wilson_interval
 from pytest_oneshot.settings import OneshotSettings
 
@@ -107,6 +109,12 @@ class SessionReport:
         self.config = config
         self.settings = settings
         self.items: dict[str, dict[str, Any]] = {}
+        """Keyed by item id (one run dir each). A resumed run starts from the finished items it
+        recorded, so the report covers them even when this session does not collect them."""
+        if settings.resume is not None:
+            for finished in finished_items(settings.resume):
+                result = finished.result.model_dump(mode="json")
+                self.items[finished.result.item_id] = {"nodeid": finished.nodeid, **result, "resumed": True}
         self.started = time.time()
         self.gates: list[dict[str, Any]] = []
         """Filled in by the gates plugin at session finish (gating mode only)."""
@@ -115,7 +123,7 @@ class SessionReport:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         result = getattr(report, "oneshot", None)
         if result is not None:
-            self.items[report.nodeid] = {"nodeid": report.nodeid, **result}
+            self.items[result["item_id"]] = {"nodeid": report.nodeid, **result}
 
     def models(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(per-model results, pairwise comparisons), computed once when the session finishes."""
@@ -145,13 +153,18 @@ class SessionReport:
         """After junitxml wrote its file (trylast): report.json, and the per-model suites in the JUnit file."""
         if not self.items:
             return
-        data = json.dumps(self.document(), indent=2).encode()
-        write_atomic(self.settings.runs_dir / self.settings.run_id / "report.json", data)
+        document = self.document()
+        run_dir = self.settings.runs_dir / self.settings.run_id
+        data = json.dumps(document, indent=2).encode()
+        write_atomic(run_dir / "report.json", data)
         if self.settings.json_path:
             write_atomic(self.settings.json_path, data)
         xml_path = self.config.getoption("xmlpath", None)
         if xml_path and Path(xml_path).is_file():
             append_model_suites(Path(xml_path), self.models()[0], self.gates)
+        for page in (run_dir / "report.html", self.settings.html_path):
+            if page is not None:
+                write_html(document, page)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.items:
@@ -194,5 +207,9 @@ class SessionReport:
         if comparisons:
             terminalreporter.write_line(f"comparisons: {comparisons[0]['test']}")
         terminalreporter.write_line(f"run dir: {self.settings.runs_dir / self.settings.run_id}")
+        if resumed := sum(bool(item.get("resumed")) for item in self.items.values()):
+            terminalreporter.write_line(f"resumed: {resumed} of {len(self.items)} items finished earlier, not rerun")
         if self.settings.json_path:
             terminalreporter.write_line(f"json report: {self.settings.json_path}")
+        if self.settings.html_path:
+            terminalreporter.write_line(f"html report: {self.settings.html_path}")

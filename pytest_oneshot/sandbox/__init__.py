@@ -187,5 +187,8 @@ def default_sandbox_registry() -> Registry[SandboxFactory]:
     registry: Registry[SandboxFactory] = Registry("sandbox", "pytest_oneshot.sandboxes")
     registry.register("local", "pytest_oneshot.sandbox.local:LocalSandbox")
     registry.register("docker", "pytest_oneshot.sandbox.docker_tree:docker_sandbox")
+    registry.register(
+        "modal", "pytest_oneshot.sandbox.modal:ModalSandbox", install_hint="pip install 'pytest-oneshot[modal]'"
+    )
     registry.load_entry_points()
     return registry

@@ -24,7 +24,7 @@ ARCHIVE_TIMEOUT_SEC = 300.0
 # POSIX sh and /proc only: spare init, this shell and its ancestors; SIGSTOP everything else as it
 # is found (so nothing forks away), until no new process appears; then SIGKILL them all.
 _STOP_ALL = r"""
-spare=" 1 $$ " p=$$
+spare=" 1 $$ $3 " p=$$
 while [ "$p" -gt 1 ]; do
   read -r line <"/proc/$p/stat" || break
   set -- ${line##*") "}; p=$2; spare="$spare$p "
@@ -41,7 +41,8 @@ while [ -n "$changed" ]; do
 done
 [ -z "$found" ] || kill -KILL $found 2>/dev/null
 """
-# `sh -c _ARCHIVE sh ROOT stop|keep`: the repo at ROOT as a tar on stdout (its .git left out), nothing else.
+# `sh -c _ARCHIVE sh ROOT stop|keep [SPARE_PIDS]`: the repo at ROOT as a tar on stdout (its .git left out),
+# nothing else; SPARE_PIDS (space-separated) survive the stop too.
 # (_STOP_ALL reuses the positional parameters.)
 _ARCHIVE = (
     'exec 2>/dev/null; root=$1; [ "$2" = stop ] && { '
@@ -51,10 +52,15 @@ _ARCHIVE = (
 
 
 @contextlib.contextmanager
-def archive_by_exec(sandbox: Sandbox, root: str, *, stop_processes: bool) -> Iterator[IO[bytes] | None]:
-    """Yield the archive of ``root`` (spooled through a host temp file), or None if it failed."""
+def archive_by_exec(
+    sandbox: Sandbox, root: str, *, stop_processes: bool, spare: Sequence[int] = ()
+) -> Iterator[IO[bytes] | None]:
+    """Yield the archive of ``root`` (spooled through a host temp file), or None if it failed.
+
+    ``spare``: processes that outlive ``stop_processes`` besides init and the archiving chain (a
+    sandbox's main process, when it is not init and its end would end the sandbox)."""
     with tempfile.NamedTemporaryFile(prefix="oneshot-archive-", suffix=".tar") as spool:
-        command = ["sh", "-c", _ARCHIVE, "sh", root, "stop" if stop_processes else "keep"]
+        command = ["sh", "-c", _ARCHIVE, "sh", root, "stop" if stop_processes else "keep", " ".join(map(str, spare))]
         result = sandbox.exec(command, timeout=ARCHIVE_TIMEOUT_SEC, output=Path(spool.name))
         if not result.ok:
             yield None

@@ -26,7 +26,7 @@ from typing_extensions import override
 
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner
-from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd
+from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, execd, shell
 from pytest_oneshot.sandbox.archive import archive_by_exec
 from pytest_oneshot.sandbox.docker_exec import engine_exec, server_exec
 from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
@@ -41,7 +41,6 @@ SANDBOX_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "ONESHOT_IN_SANDBOX": "1",
 }  # the same base environment as the local sandbox; the host's is never passed in
-_FILE_TIMEOUT_SEC = 60.0
 _SERVER_START_SEC = 10.0
 _SERVER_SCRIPT = "/oneshot/execd.py"
 _SERVER_DIR = "/oneshot/run"
@@ -49,30 +48,6 @@ _NO_SERVER = "no-server"
 # The container's main process: the exec server (:mod:`execd`) when the image's python3 can run
 # it; otherwise, or once it is gone, a sleep that keeps the container up for ``docker exec``.
 _MAIN = f"python3 -I -S {_SERVER_SCRIPT} {_SERVER_DIR}; : >{_SERVER_DIR}/{_NO_SERVER}; exec sleep infinity"
-
-# `sh -c _WRITE sh WORKSPACE RELPATH` with the data on stdin: walk down from the workspace,
-# replacing any symlink or file on the way with a real directory, so the write stays inside.
-_WRITE = r"""
-set -e
-cd -P "$1"; rel=$2; name=${rel##*/}; dir=
-case "$rel" in */*) dir=${rel%/*} ;; esac
-IFS=/; set -f
-for part in $dir; do
-  if [ -L "$part" ] || { [ -e "$part" ] && [ ! -d "$part" ]; }; then rm -f -- "$part"; fi
-  [ -d "$part" ] || mkdir -- "$part"
-  cd -- "$part"
-done
-if [ -L "$name" ] || [ -d "$name" ]; then rm -rf -- "$name"; fi
-cat >"$name"
-"""
-# `sh -c _READ sh WORKSPACE ABSPATH`: exit 3 = symlink or outside the workspace, 4 = missing, 5 = directory.
-_READ = r"""
-[ -L "$2" ] && exit 3
-[ -e "$2" ] || exit 4
-case "$(readlink -f -- "$2")" in "$1"/*) ;; *) exit 3 ;; esac
-[ -d "$2" ] && exit 5
-exec cat -- "$2"
-"""
 
 
 @final
@@ -198,32 +173,13 @@ class DockerSandbox(Sandbox):
                 "sandbox", f"container {self.name} is not running (removed, or killed by the memory limit)"
             )
 
-    def _path(self, path: str) -> str:
-        relative = PurePosixPath(path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise PermissionError(f"{path}: sandbox paths must be relative to the workdir")
-        return str(PurePosixPath(self.spec.task.spec.repo.subdir, relative))
-
     @override
     def write_file(self, path: str, data: bytes) -> None:
-        relative = self._path(path)
-        result = self.exec(["sh", "-c", _WRITE, "sh", WORKSPACE, relative], stdin=data, timeout=_FILE_TIMEOUT_SEC)
-        if not result.ok:
-            raise InfraError("sandbox", f"could not write {path} in {self.name}: {result.text().strip()}")
+        shell.write_by_exec(self, WORKSPACE, path, self.spec.task.spec.repo.subdir, data, name=self.name)
 
     @override
     def read_file(self, path: str) -> bytes:
-        target = f"{WORKSPACE}/{self._path(path)}"
-        result = self.exec(["sh", "-c", _READ, "sh", WORKSPACE, target], timeout=_FILE_TIMEOUT_SEC)
-        if result.ok:
-            return result.stdout
-        if result.returncode == 3:
-            raise PermissionError(f"{path}: is a symlink or resolves outside the workspace")
-        if result.returncode == 4:
-            raise FileNotFoundError(f"{path}: no such file in the sandbox")
-        if result.returncode == 5:
-            raise IsADirectoryError(f"{path}: is a directory")
-        raise InfraError("sandbox", f"could not read {path} in {self.name}: {result.text().strip()}")
+        return shell.read_by_exec(self, WORKSPACE, path, self.spec.task.spec.repo.subdir, name=self.name)
 
     @override
     @contextlib.contextmanager

@@ -15,49 +15,12 @@ import docker.errors
 from docker.utils.socket import STDERR, frames_iter
 
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.sandbox import ExecResult, execd
+from pytest_oneshot.sandbox import ExecResult, execd, shell
 from pytest_oneshot.sandbox.dockerd import Engine, api_error
 from pytest_oneshot.sandbox.process import KILL_GRACE_SEC, OnOutput, Running, Sink, drive
 
 _EXIT_POLL_SEC = 0.01
 _EXIT_WAIT_SEC = 5.0
-
-# `sh -c _LAUNCH sh _RECORD PIDFILE CMD...`: once the host sends a newline (below), CMD writes its pid
-# and /proc stat line (start time) to PIDFILE, so a timeout can find its whole tree, and runs as the
-# leader of a new session when the image has setsid (as a child, which is never a group leader, so
-# setsid need not fork). The rest of the exec's stdin is CMD's.
-_RECORD = 'read -r s </proc/$$/stat; echo "$$ $s" >"$0"; exec "$@"'
-_LAUNCH = (
-    "IFS= read -r _; r=$1 p=$2; shift 2; "
-    'if command -v setsid >/dev/null 2>&1; then setsid sh -c "$r" "$p" "$@"; exit $?; fi; '
-    'exec sh -c "$r" "$p" "$@"'
-)
-# `sh -c _KILL_TREE sh PIDFILE`: stop ROOT's launcher and every process below ROOT, in its session, or orphaned
-# (reparented to init) since ROOT started, so no parent dies before its children are
-# found; then kill them all. POSIX sh and /proc only, as the image may be anyone's.
-_KILL_TREE = r"""
-read -r root line 2>/dev/null <"$1" || exit 0
-set -- ${line##*") "}; since=${20}; all=" $root "
-[ "$2" -gt 1 ] && all=" $2$all"  # our launcher shell: dying first, it reports nothing
-kill -STOP $all 2>/dev/null
-changed=1
-while [ -n "$changed" ]; do
-  changed=
-  for f in /proc/[0-9]*/stat; do
-    read -r line 2>/dev/null <"$f" || continue
-    pid=${line%% *}
-    set -- ${line##*") "}
-    case "$all" in *" $pid "*) continue ;; esac
-    case "$all" in
-      *" $2 "*) ;;
-      *) [ "$4" = "$root" ] || { [ "$2" = 1 ] && [ "${20}" -ge "$since" ]; } || continue ;;
-    esac
-    all="$all$pid "; kill -STOP "$pid" 2>/dev/null; changed=1
-  done
-done
-kill -KILL $all 2>/dev/null
-exit 0
-"""
 
 
 def server_exec(
@@ -111,7 +74,7 @@ def engine_exec(
     """
     started = time.monotonic()
     pidfile = f"/tmp/.oneshot-exec-{uuid.uuid4().hex}.pid"
-    argv = ["sh", "-c", _LAUNCH, "sh", _RECORD, pidfile, *cmd]
+    argv = ["sh", "-c", shell.LAUNCH, "sh", shell.RECORD_PID, pidfile, *cmd]
     try:
         exec_id = engine.api.exec_create(container, argv, stdin=True, environment=dict(env), workdir=cwd)["Id"]
         stream = engine.api.exec_start(exec_id, socket=True)
@@ -133,7 +96,7 @@ def engine_exec(
 
     def kill_tree() -> None:
         with contextlib.suppress(docker.errors.APIError):  # the container is gone: so is the command
-            quick = engine.api.exec_create(container, ["sh", "-c", _KILL_TREE, "sh", pidfile])["Id"]
+            quick = engine.api.exec_create(container, ["sh", "-c", shell.KILL_TREE, "sh", pidfile])["Id"]
             engine.api.exec_start(quick)
 
     def abandon() -> None:

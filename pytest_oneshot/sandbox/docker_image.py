@@ -35,7 +35,8 @@ def builds_log(cache_dir: Path | None = None) -> Path:
     return (cache_dir or default_cache_dir()) / "docker" / "builds.log"
 
 
-def _head(task: Task, base_image: str) -> str:
+def dockerfile_head(task: Task, base_image: str) -> str:
+    """The task's own Dockerfile, or ``FROM base_image``."""
     env = task.spec.environment
     return (task.paths.root / env.dockerfile).read_text() if env.dockerfile else f"FROM {base_image}\n"
 
@@ -46,7 +47,7 @@ def render_dockerfile(task: Task, base_image: str, *, on_environment: bool = Fal
     ``on_environment``: ``base_image`` is the task's environment image, which holds its Dockerfile already.
     """
     env = task.spec.environment
-    head = f"FROM {base_image}\n" if on_environment else _head(task, base_image)
+    head = f"FROM {base_image}\n" if on_environment else dockerfile_head(task, base_image)
     workdir = PurePosixPath(WORKSPACE, task.spec.repo.subdir)
     lines = [
         head.rstrip("\n"),
@@ -108,7 +109,7 @@ def _find_or_build_image(
             engine,
             task,
             tree,
-            head=_head(task, base_image),
+            head=dockerfile_head(task, base_image),
             base_id=base_id,
             snapshot=snapshot,
             builds_log=log_path,

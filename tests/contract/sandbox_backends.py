@@ -5,6 +5,9 @@
 - ``docker-execd``: the docker sandbox, commands through its in-container exec server;
 - ``docker-exec``: the docker sandbox on an image without python3, commands through the engine's exec;
 - ``docker-tree``: the docker backend's scoring sandbox, the image's layers mounted under bubblewrap;
+- ``modal-double``: the modal sandbox against ``tests/fixtures/fake_modal``, a test double of Modal's
+  cloud whose Sandboxes are containers of the private engine (its client surface is checked against
+  the real ``modal`` package in ``tests/sandbox/test_modal.py``);
 - ``third-party``: ``tests/fixtures/third_party_sandbox``, pip-installed in this session and loaded
   from the ``pytest_oneshot.sandboxes`` entry point by the sandbox registry, as a plugin would be.
 """
@@ -27,9 +30,11 @@ from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, bwrap, default_sandbox_registry, local
 from pytest_oneshot.sandbox.docker import DockerSandbox
 from pytest_oneshot.sandbox.docker_tree import ImageTreeSandbox, docker_sandbox
+from pytest_oneshot.sandbox.modal import CLIENT_ENV, ModalSandbox
 from pytest_oneshot.task import load_task
 
-THIRD_PARTY = Path(__file__).resolve().parents[1] / "fixtures" / "third_party_sandbox"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+THIRD_PARTY = FIXTURES / "third_party_sandbox"
 NO_PYTHON = "FROM oneshot-base:bookworm\nRUN rm -f /usr/bin/python3*\n"
 """An image whose python3 cannot run the exec server: the docker sandbox uses the engine's exec."""
 
@@ -49,6 +54,10 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "mounts": "a scoring sandbox takes no mounts (the agent never runs there): given some, it is a container"
     },
     "third-party": {"limits": f"it wraps the local sandbox: {_NO_LIMITS}"},
+    "modal-double": {
+        "loopback": "Modal's cloud cannot reach this machine's loopback (the harness's model gateway): "
+        "the modal sandbox refuses network='loopback' with the reason"
+    },
 }
 """Per backend, the promises it does not keep, and why: those tests skip with the reason."""
 
@@ -62,6 +71,8 @@ class Backend:
     dockerfile: str | None = None
     check: Callable[[Sandbox], None] = lambda sandbox: None
     """Run once the sandbox started: that it is the backend it claims to be."""
+    options: dict[str, str] = field(default_factory=dict)
+    """``SandboxSpec.options`` of its sandboxes."""
 
     def gap(self, promise: str) -> None:
         """Skip the calling test when this backend declares ``promise`` a known gap."""
@@ -105,11 +116,27 @@ def _is_tree(sandbox: Sandbox) -> None:
     assert isinstance(sandbox, ImageTreeSandbox) and sandbox.container is None
 
 
-BACKENDS = ["local", "local-nobwrap", "docker-execd", "docker-exec", "docker-tree", "third-party"]
+def use_modal_double(monkeypatch: pytest.MonkeyPatch, home: Path) -> dict[str, str]:
+    """Point the modal sandbox at the double (its state in ``home``); return the options its sandboxes need:
+    the double's registry is the engine's local images."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.setenv(CLIENT_ENV, "fake_modal")
+    monkeypatch.setenv("FAKE_MODAL_HOME", str(home))
+    return {"modal_image": "oneshot-base:bookworm", "modal_app": "oneshot-contract"}
+
+
+def _is_modal(sandbox: Sandbox) -> None:
+    assert isinstance(sandbox, ModalSandbox) and sandbox._modal.__name__ == "fake_modal"
+
+
+BACKENDS = ["local", "local-nobwrap", "docker-execd", "docker-exec", "docker-tree", "modal-double", "third-party"]
 
 
 @pytest.fixture(
-    params=[pytest.param(name, marks=[pytest.mark.docker] if name.startswith("docker") else []) for name in BACKENDS]
+    params=[
+        pytest.param(name, marks=[pytest.mark.docker] if name.startswith(("docker", "modal")) else [])
+        for name in BACKENDS
+    ]
 )
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Backend:
     name = str(request.param)
@@ -123,6 +150,9 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if name == "third-party":
         return Backend(name, request.getfixturevalue("third_party_factory"))
     request.getfixturevalue("engine")  # started, or skipped/failed with the reason
+    if name == "modal-double":
+        home = request.getfixturevalue("tmp_path_factory").getbasetemp() / "fake-modal"
+        return Backend(name, ModalSandbox, check=_is_modal, options=use_modal_double(monkeypatch, home))
     if name == "docker-tree":
         return Backend(name, _ScoringFactory(), check=_is_tree)
     if name == "docker-execd":
@@ -150,7 +180,10 @@ def open_sandbox(
             (task_dir / "Dockerfile").write_text(backend.dockerfile)
         task = load_task(task_dir)
         trial = f"contract-{request.node.name}-{len(opened)}"
-        spec = SandboxSpec(task=task, repo_snapshot=snapshot(task), trial_id=trial, run_id="contract", **spec_kwargs)
+        spec = SandboxSpec(
+            task=task, repo_snapshot=snapshot(task), trial_id=trial, run_id="contract", options=backend.options,
+            **spec_kwargs,
+        )  # fmt: skip
         sandbox = backend.factory(spec)
         opened.append(sandbox)
         request.addfinalizer(sandbox.stop)

@@ -231,7 +231,10 @@ def test_network_none_reaches_nothing(open_sandbox: OpenSandbox, backend: Backen
     assert result.returncode == 1 and b"Connection refused" in result.stderr, result.text()
 
 
-def test_network_loopback_reaches_a_host_server(open_sandbox: OpenSandbox, loopback_port: int) -> None:
+def test_network_loopback_reaches_a_host_server(
+    open_sandbox: OpenSandbox, backend: Backend, loopback_port: int
+) -> None:
+    backend.gap("loopback")
     sandbox, _ = open_sandbox(network="loopback")
     assert _connect(sandbox, loopback_port).ok
 
