@@ -24,6 +24,8 @@ def command_groups() -> Registry[AddCommands]:
     registry.register("regrade", "pytest_oneshot.regrade:add_commands")
     registry.register("hf", "pytest_oneshot.hf.cli:add_commands")
     registry.register("overrides", "pytest_oneshot.overrides:add_commands")
+    registry.register("runner", "pytest_oneshot.runner.cli:add_commands")
+    registry.register("rebench", "pytest_oneshot.rebench:add_commands")
     registry.load_entry_points()
     return registry
 

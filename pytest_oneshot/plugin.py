@@ -210,6 +210,27 @@ def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Col
     return TaskDirectory.from_parent(parent, path=path)
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A Codex Runner question file (``*.runner.toml``): one item per question."""
+    if _inert(parent.config) or not file_path.name.endswith(".runner.toml"):
+        return None
+    from pytest_oneshot.runner.collect import RunnerFile
+
+    return RunnerFile.from_parent(parent, path=file_path)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Controller only: gather the runner questions' results into ``runner.toml`` and ``runner.csv``."""
+    if _inert(session.config) or hasattr(session.config, "workerinput"):
+        return
+    from pytest_oneshot.runner.collect import write_session_results
+
+    csv_path = write_session_results(session.config.stash[settings_key])
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if csv_path is not None and reporter is not None:
+        reporter.write_line(f"oneshot runner: results in {csv_path}")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if _inert(config):
         return None

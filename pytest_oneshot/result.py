@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from pytest_oneshot.scoring.metric import MetricResult
 from pytest_oneshot.scoring.rubric import RubricScore
 from pytest_oneshot.scoring.tests import TestRun
 
@@ -42,6 +43,8 @@ class TrialResult(BaseModel):
     min_score: float | None = None
     rubrics: list[RubricScore] = []
     tests: TestRun | None = None
+    metric: MetricResult | None = None
+    """A research-bench task's score: its metric before and after the change (``delta``)."""
     agent: AgentSummary
     diff_bytes: int = 0
     diff_lines: int = 0

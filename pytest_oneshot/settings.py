@@ -63,6 +63,22 @@ def _count(value: str) -> int:
 GATE_ON = ("lower", "mean")
 
 
+def _temperature(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 2.0:
+        raise ValueError("must be between 0 and 2")
+    return number
+
+
+def _runner_api(value: str) -> str:
+    if value not in RUNNER_APIS:
+        raise ValueError(f"must be one of {', '.join(RUNNER_APIS)}")
+    return value
+
+
+RUNNER_APIS = ("chat", "completions")
+
+
 def _gate_on(value: str) -> str:
     if value not in GATE_ON:
         raise ValueError(f"must be one of {', '.join(GATE_ON)}")
@@ -250,6 +266,14 @@ OPTIONS: tuple[Option, ...] = (
         _hf_dataset,
         metavar="REPO",
     ),
+    # -- the Codex Runner collector (*.runner.toml question files; pytest_oneshot/runner/) --
+    Option("runner_model", "Model writing the completions of *.runner.toml questions", "", metavar="MODEL"),
+    Option("runner_base_url", "OpenAI-compatible base URL of runner completions (default: OpenAI)", "", metavar="URL"),
+    Option("runner_api_key_env", "Environment variable holding the runner's API key", "OPENAI_API_KEY", metavar="VAR"),
+    Option("runner_api", "Request shape of runner completions (chat, completions)", "chat", _runner_api, metavar="API"),
+    Option("runner_n", "Completions generated per runner question", "1", _positive_int, metavar="N"),
+    Option("runner_max_tokens", "Max tokens of each runner completion", "16", _positive_int, metavar="N"),
+    Option("runner_temperature", "Sampling temperature of runner completions", "0.9", _temperature, metavar="T"),
 )
 
 
@@ -295,6 +319,13 @@ class OneshotSettings(BaseModel):
     """The run's overrides file (each task's own overrides.json applies first)."""
     hf: str | None = None
     """A Hugging Face dataset (``REPO_ID[@REVISION]``) whose tasks the run collects."""
+    runner_model: str = ""
+    runner_base_url: str = ""
+    runner_api_key_env: str = "OPENAI_API_KEY"
+    runner_api: str = "chat"
+    runner_n: int = 1
+    runner_max_tokens: int = 16
+    runner_temperature: float = 0.9
     modal_app: str = "pytest-oneshot"
     modal_image: str = ""
 
@@ -428,12 +459,14 @@ def resolve(
         **{name: values[name] for name in _JUDGE_OPTIONS},
         overrides=None if not values["overrides"] else base_dir / values["overrides"],
         hf=values["hf"],
+        **{name: values[name] for name in _RUNNER_OPTIONS},
         **{name: values[name] for name in _MODAL_OPTIONS},
     )
 
 
 _MODAL_OPTIONS = ("modal_app", "modal_image")
 _JUDGE_OPTIONS = ("judge", "judge_model", "judge_base_url", "judge_api_key_env", "judge_concurrency", "judge_timeout")
+_RUNNER_OPTIONS = tuple(option.name for option in OPTIONS if option.name.startswith("runner_"))
 
 
 def _resumable_run(path: Path) -> Path:

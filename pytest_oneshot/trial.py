@@ -4,7 +4,9 @@ prepare (repo snapshot, model route) -> sandbox (the agent's, and a fresh one fo
 started while the agent works) -> agent -> diff (every process of the agent's sandbox stopped,
 its files compared with the fresh tree) -> tests (in the fresh sandbox: its tree plus the
 agent's change minus test infrastructure, plus the hidden files) -> score -> judge (only with a
-judge and a rubric no test scored: it adds scores, the tests' verdict stands).
+judge and a rubric no test scored: it adds scores, the tests' verdict stands). A research-bench task
+(``metric``) has a third fresh sandbox where the metric is measured at the start commit; its tests
+phase measures it again on the scored tree (:mod:`pytest_oneshot.scoring.metric`).
 
 So the only thing of the agent's that reaches scoring is its change to the files, as the harness
 reads them: not its git, processes, HOME or /tmp. Every phase is timed; whatever a phase
@@ -19,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from pytest_oneshot.report.rundir import item_dir_name, write_judge_file, write_
 from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
 from pytest_oneshot.scoring.judging import judge_rubrics, unscored
+from pytest_oneshot.scoring.metric import MetricResult, metric_outcome, run_metric
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
 from pytest_oneshot.scoring.pytest_config import find_start_config
 from pytest_oneshot.scoring.rubric import score_rubrics, total_score
@@ -113,6 +116,9 @@ class _TrialState:
     scoring: Sandbox | None = None
     """A fresh one of the same spec, never reachable by the agent, where its change is tested."""
     scoring_spec: SandboxSpec | None = None
+    baseline: Sandbox | None = None
+    """A metric task's third fresh sandbox, where the metric is measured at the start commit."""
+    baseline_started: Future[None] | None = None
     fresh: Future[Manifest] | None = None
     """The scoring sandbox started and its tree read, while the agent's starts and works."""
     patch: Future[bytes] | None = None
@@ -123,7 +129,7 @@ class _TrialState:
     agent_result: AgentResult | None = None
 
     def stop_sandboxes(self) -> None:
-        for sandbox in (self.sandbox, self.scoring):
+        for sandbox in (self.sandbox, self.scoring, self.baseline):
             if sandbox is not None:
                 sandbox.stop()
 
@@ -158,7 +164,7 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             run_dir=str(config.run_dir),
         ),
     )
-    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="oneshot-trial")
+    executor = ThreadPoolExecutor(max_workers=3, thread_name_prefix="oneshot-trial")
     try:
         _run_phases(state, on_phase, executor)
     except InfraError as exc:
@@ -217,10 +223,11 @@ def _run_phases(
     task = config.task
     with state.phase(Phase.PREPARE, on_phase):
         repo = snapshot(task, config.cache_dir)
-        if not graded_tests(task.spec):
+        if not graded_tests(task.spec) and task.spec.metric is None:
             raise InfraError(
                 "prepare",
-                "the task has no hidden tests (tests.fail_to_pass or evaluation.test_scripts): nothing can score it",
+                "the task has no hidden tests (tests.fail_to_pass or evaluation.test_scripts) and no metric: "
+                "nothing can score it",
             )
         if not task.instructions.strip():
             raise InfraError("prepare", "the task has no instructions (lm.instructions or LM_INSTRUCTIONS.md)")
@@ -243,6 +250,11 @@ def _run_phases(
         )
         state.scoring = config.sandbox_factory(state.scoring_spec)
         state.fresh = executor.submit(_start_fresh, state.scoring)
+        if task.spec.metric is not None:
+            state.baseline = config.sandbox_factory(
+                dataclasses.replace(state.scoring_spec, trial_id=f"{spec.trial_id}-base")
+            )
+            state.baseline_started = executor.submit(state.baseline.start)
         state.sandbox = config.sandbox_factory(spec)
         state.sandbox.start()
         commit_baseline(state.sandbox)
@@ -284,7 +296,10 @@ def _run_phases(
         result.changed_files = change.paths
         result.left_out = dict(change.left_out)
     with state.phase(Phase.TESTS, on_phase):
-        result.tests = _score_change(state, change, root, fresh)
+        if task.spec.metric is not None:
+            result.tests, result.metric = _score_metric(state, change, root, fresh)
+        else:
+            result.tests = _score_change(state, change, root, fresh)
     with state.phase(Phase.SCORE, on_phase):
         result.rubrics = score_rubrics(task.spec, result.tests)
         result.score = total_score(result.rubrics)
@@ -339,20 +354,67 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
     assert scoring is not None and spec is not None
     files = graded_files(task.spec)
     config = find_start_config(spec.repo_snapshot, task.spec.repo.subdir, files)
-    tree = scored_tree(
+    _write_change(
+        state,
         change,
-        workdir=task.spec.repo.subdir,
+        root,
+        fresh,
         infrastructure=task.spec.tests.infrastructure or default_infrastructure(files),
-        hidden_files=task.hidden_files(),
         config_file=config.effective_file,
         graded_files=files,
         import_roots=config.pythonpath,
-        fresh_paths=fresh.keys(),
         extra_files=None if config.config_file else {config.effective_file: b"[pytest]\n"},
+    )
+    return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
+
+
+def _write_change(
+    state: _TrialState,
+    change: Change,
+    root: str,
+    fresh: Manifest,
+    *,
+    infrastructure: Iterable[str],
+    config_file: str | None,
+    graded_files: Iterable[str] = (),
+    import_roots: Iterable[str] = (),
+    extra_files: Mapping[str, bytes] | None = None,
+) -> None:
+    """Turn the fresh scoring sandbox into the scored tree (:func:`scored_tree`'s rules: what stays as at the start)."""
+    task, scoring = state.config.task, state.scoring
+    assert scoring is not None
+    tree = scored_tree(
+        change,
+        workdir=task.spec.repo.subdir,
+        infrastructure=infrastructure,
+        hidden_files=task.hidden_files(),
+        config_file=config_file,
+        graded_files=graded_files,
+        import_roots=import_roots,
+        fresh_paths=fresh.keys(),
+        extra_files=extra_files,
     )
     state.result.reset_to_start = dict(tree.reset)
     write_scored_tree(scoring, root, tree)
-    return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
+
+
+def _score_metric(state: _TrialState, change: Change, root: str, fresh: Manifest) -> tuple[TestRun, MetricResult]:
+    """Measure the metric at the start commit (its own fresh sandbox), then on the scored tree.
+
+    The metric's files and its output file are infrastructure: kept as at the start."""
+    metric, run_dir = state.config.task.spec.metric, state.config.run_dir
+    assert metric is not None and state.baseline is not None and state.baseline_started is not None
+    state.baseline_started.result()
+    for path, data in state.config.task.hidden_files().items():
+        state.baseline.write_file(path, data)
+    before = run_metric(state.baseline, metric, run_dir / "metric-before.log")
+    if before.problem is not None:  # nothing of the agent's is involved: the task's metric does not run
+        raise InfraError("tests", f"metric at the start commit: {before.problem}; see metric-before.log")
+    kept = [*metric.files, *([metric.output] if metric.output else [])]
+    _write_change(state, change, root, fresh, infrastructure=kept, config_file=None)
+    assert state.scoring is not None
+    after = run_metric(state.scoring, metric, run_dir / "metric-after.log")
+    return metric_outcome(metric, before, after)
 
 
 def _open_route(state: _TrialState) -> ModelRoute:

@@ -9,7 +9,10 @@ from a cassette file.
 
 Routing: each script is registered under a key and served at its own base URL,
 ``http://127.0.0.1:PORT/s/<key>/v1`` (codex posts to ``{base_url}/responses``); the
-``default`` key is also served at ``http://127.0.0.1:PORT/v1``. Many clients may share one
+``default`` key is also served at ``http://127.0.0.1:PORT/v1``. The same turns answer the
+chat-completions and legacy completions shapes (``{base_url}/chat/completions``,
+``{base_url}/completions``, never streamed), each ``message`` item of a turn one of its
+``choices``: what the Codex Runner asks (:mod:`pytest_oneshot.runner.completions`). Many clients may share one
 server. The step is found statelessly: codex re-sends the whole history each time, so the
 number of ``function_call_output`` / ``custom_tool_call_output`` items in the request
 ``input`` says how many tool calls were answered, hence which turn comes next. Turns without
@@ -197,9 +200,10 @@ class ScriptedResponsesServer:
         return outcome
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        key = _script_key(request.path) if request.method == "POST" else None
-        if key is None:
+        route = _route(request.path) if request.method == "POST" else None
+        if route is None:
             return api_error(HTTPStatus.NOT_FOUND, "not_found", f"no route for {request.method} {request.path}")
+        key, shape = route
         try:
             body = json.loads(await request.read())
         except ValueError:
@@ -212,17 +216,21 @@ class ScriptedResponsesServer:
             self._in_flight[key] += 1
             self._most_in_flight[key] = max(self._most_in_flight[key], self._in_flight[key])
         try:
-            return await self._respond(request, body, outcome)
+            return await self._respond(request, body, outcome, shape)
         finally:
             with self._lock:
                 self._in_flight[key] -= 1
 
-    async def _respond(self, request: web.Request, body: dict[str, Any], outcome: Turn) -> web.StreamResponse:
+    async def _respond(
+        self, request: web.Request, body: dict[str, Any], outcome: Turn, shape: str
+    ) -> web.StreamResponse:
         await asyncio.sleep(outcome.latency_sec)
         if outcome.hang:
             await asyncio.Event().wait()  # until stop() cancels this handler
         if outcome.http_error is not None:
             return json_response(outcome.http_error.status, outcome.http_error.body)
+        if shape != "responses":
+            return json_response(HTTPStatus.OK, _choices(shape, str(body.get("model", "")), outcome))
         if not body.get("stream"):  # the API's default: the whole response object as JSON
             return json_response(HTTPStatus.OK, _final_response(_new_response(str(body.get("model", ""))), outcome))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -235,13 +243,42 @@ class ScriptedResponsesServer:
         return response
 
 
-def _script_key(path: str) -> str | None:
-    if path == "/v1/responses":
-        return DEFAULT_KEY
+_SHAPES: Final = {"responses": "responses", "chat/completions": "chat", "completions": "completions"}
+
+
+def _route(path: str) -> tuple[str, str] | None:
+    """The script key and the request shape (``responses``, ``chat``, ``completions``) of a POST path."""
     parts = path.split("/")
-    if len(parts) == 5 and parts[1] == "s" and parts[3:] == ["v1", "responses"]:
-        return parts[2]
-    return None
+    key = DEFAULT_KEY
+    if len(parts) > 3 and parts[1] == "s":
+        key, parts = parts[2], ["", *parts[3:]]
+    if len(parts) < 3 or parts[1] != "v1" or "/".join(parts[2:]) not in _SHAPES:
+        return None
+    return key, _SHAPES["/".join(parts[2:])]
+
+
+def _choices(shape: str, model: str, turn: Turn) -> dict[str, Any]:
+    """A turn as a (chat) completions answer: each ``message`` item's text is one choice."""
+    texts = [
+        "".join(str(part.get("text", "")) for part in item.get("content") or [] if isinstance(part, dict))
+        for item in turn.output
+        if item.get("type") == "message"
+    ]
+    if shape == "chat":
+        choices: list[dict[str, Any]] = [
+            {"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for index, text in enumerate(texts)
+        ]
+    else:
+        choices = [
+            {"index": index, "text": text, "logprobs": None, "finish_reason": "stop"}
+            for index, text in enumerate(texts)
+        ]
+    usage = {"prompt_tokens": turn.usage.input_tokens, "completion_tokens": turn.usage.output_tokens}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    kind = "chat.completion" if shape == "chat" else "text_completion"
+    return {"id": f"cmpl_{uuid.uuid4().hex}", "object": kind, "created": int(time.time()), "model": model,
+            "choices": choices, "usage": usage}  # fmt: skip
 
 
 def _answered_count(body: Mapping[str, Any]) -> int:

@@ -36,6 +36,8 @@ def junit_properties(result: TrialResult) -> list[tuple[str, object]]:
         for kind in _KINDS:
             props.append((f"oneshot.{kind}.passed", result.tests.count(kind)))
             props.append((f"oneshot.{kind}.total", result.tests.total(kind)))
+    if result.metric is not None:  # a research-bench task: its score is the metric's delta
+        props += [(f"oneshot.metric.{key}", getattr(result.metric, key)) for key in ("before", "after", "delta")]
     if result.tokens is not None:
         props += [(f"oneshot.tokens.{name}", value) for name, value in result.tokens.items()]
         props.append(("oneshot.model_requests", result.model_requests))

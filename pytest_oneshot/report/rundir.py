@@ -87,6 +87,16 @@ def evaluation_results(result: TrialResult) -> dict[str, object]:
             ],
             "metadata": {"model": judged[0].judge_model, "total_weight": weight},
         }
+    if result.metric is not None:  # OneShot re-bench's reward entry (re_bench_comparison.json's shape)
+        metric = result.metric
+        data["reward_types"] = [
+            {
+                "type": "baseline_delta",
+                "subtype": metric.command,
+                "value": metric.delta,
+                "metadata": {"before": metric.before, "after": metric.after, "direction": metric.direction},
+            }
+        ]
     return data
 
 
