@@ -36,6 +36,12 @@ from pytest_oneshot.errors import TaskFormatError
 META_FILE = "tb_meta.json"
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+TestMode = Literal["pytest", "exit_code", "reward", "junit", "ctrf"]
+REPORT_DIR = "/logs/verifier"
+"""Harbor's verifier directory: an absolute ``tests.report`` must lie in it (the harness maps it)."""
+VERIFIER_DIR = ".oneshot/verifier"
+"""Where non-pytest reports go, under the scoring sandbox's HOME (docker images link /logs/verifier there)."""
+DEFAULT_REPORTS: dict[str, str] = {"reward": "reward.txt", "junit": "junit.xml", "ctrf": "ctrf.json"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,23 @@ def parse_tests_command(command: str) -> PytestCommand:
     raise ValueError(
         f"must run pytest: `python -m pytest [args]` or `pytest [args]`, optionally after VAR=value (got {command!r})"
     )
+
+
+def report_path(report: str) -> str:
+    """``report`` checked: a relative path without ``..`` (inside the verifier dir) or one under /logs/verifier.
+
+    Raises:
+        ValueError: anywhere else, e.g. inside the workspace.
+    """
+    path = PurePosixPath(report)
+    if not report or ".." in path.parts or str(path) in (".", REPORT_DIR):
+        raise ValueError(f"report: must name a file in the verifier dir (got {report!r})")
+    if path.is_absolute() and PurePosixPath(REPORT_DIR) not in path.parents:
+        raise ValueError(
+            f"report: an absolute path must lie under {REPORT_DIR}/ (got {report!r}); "
+            "or give a name relative to $ONESHOT_VERIFIER_DIR"
+        )
+    return report
 
 
 class _Model(BaseModel):
@@ -158,10 +181,21 @@ class Evaluation(_Model):
 
 
 class TestsSpec(_Model):
-    """Hidden fail-to-pass / pass-to-pass tests (pytest node ids, relative to the workdir)."""
+    """How the hidden tests run and what they grade.
+
+    ``pytest`` mode: fail-to-pass / pass-to-pass are pytest node ids relative to the workdir. The other
+    modes run ``command`` (any shell command) and read its verdict from its exit code, a reward file, or
+    a JUnit/CTRF report it writes to ``report`` in a fresh directory the harness makes for this run.
+    """
 
     __test__ = False
+    mode: TestMode = Field("pytest", description="pytest, exit_code, reward, junit or ctrf")
     command: str = Field("python -m pytest", description="`python -m pytest [args]` or `pytest [args]`")
+    report: str | None = Field(
+        None,
+        description="reward/junit/ctrf: file the command writes, relative to $ONESHOT_VERIFIER_DIR "
+        "(or under /logs/verifier/); default reward.txt, junit.xml, ctrf.json",
+    )
     fail_to_pass: list[str] = Field(default_factory=list)
     pass_to_pass: list[str] = Field(default_factory=list)
     rubric_id: str | None = Field(None, description="rubric scored by these tests' pass rate")
@@ -170,11 +204,34 @@ class TestsSpec(_Model):
         None, description="workdir paths that stay as at the start when scoring (default: the graded tests' dirs)"
     )
 
-    @field_validator("command")
-    @classmethod
-    def _runs_pytest(cls, value: str) -> str:
-        parse_tests_command(value)
-        return value
+    @model_validator(mode="after")
+    def _fits_mode(self) -> TestsSpec:
+        if self.mode == "pytest":
+            try:
+                parse_tests_command(self.command)
+            except ValueError as exc:
+                raise ValueError(f"command: {exc}; for other test runners set tests.mode") from None
+            if self.report is not None:
+                raise ValueError("report: only for modes reward, junit and ctrf (got mode 'pytest')")
+            return self
+        if "command" not in self.model_fields_set or not self.command.strip():
+            raise ValueError(f"command: mode {self.mode!r} needs the command that runs the tests")
+        if self.report is not None and self.mode == "exit_code":
+            raise ValueError("report: mode 'exit_code' reads no report")
+        if self.report is not None:
+            report_path(self.report)
+        if self.mode in ("exit_code", "reward") and (self.fail_to_pass or self.pass_to_pass):
+            raise ValueError(
+                f"fail_to_pass: mode {self.mode!r} grades the whole command; per-test ids need mode junit or ctrf"
+            )
+        if self.mode in ("junit", "ctrf") and not self.fail_to_pass:
+            raise ValueError(f"fail_to_pass: mode {self.mode!r} needs the report's test ids that must pass")
+        return self
+
+    @property
+    def report_file(self) -> str | None:
+        """The report the command writes (relative to the verifier dir, or absolute under /logs/verifier)."""
+        return self.report or DEFAULT_REPORTS.get(self.mode)
 
     @field_validator("infrastructure")
     @classmethod
@@ -390,6 +447,9 @@ class Task:
         return self.paths.reference_diff.read_bytes()
 
 
+_NAMED_FIELD = re.compile(r"^(?P<name>[a-z_]+): (?P<problem>.+)$", re.S)
+
+
 def _field_path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -409,6 +469,9 @@ def _describe(error: ErrorDetails) -> tuple[str | None, str]:
         return field, f"must be an object (got {error.get('input')!r})"
     if "input" in error and error.get("type") != "value_error":
         return field, f"{message} (got {error['input']!r})"
+    named = _NAMED_FIELD.match(message)  # a model's own rule naming the field at fault: "report: ..."
+    if named and error.get("type") == "value_error":
+        return f"{field}.{named['name']}" if field else named["name"], named["problem"]
     return field, message
 
 
@@ -444,7 +507,7 @@ def load_task(task_dir: Path) -> Task:
         raise TaskFormatError(meta_file, field, problem)
     task = Task(spec, paths)
     hidden = task.hidden_files()
-    for kind in ("fail_to_pass", "pass_to_pass"):
+    for kind in ("fail_to_pass", "pass_to_pass") if spec.tests.mode == "pytest" else ():
         for index, test_id in enumerate(getattr(spec.tests, kind)):
             if test_id.split("::", 1)[0] not in hidden:
                 raise TaskFormatError(

@@ -37,6 +37,7 @@ from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_judge_file, write_phase_start, write_trial_files
 from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
+from pytest_oneshot.scoring.commands import command_infrastructure, run_command_tests
 from pytest_oneshot.scoring.judging import judge_rubrics, unscored
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
 from pytest_oneshot.scoring.pytest_config import find_start_config
@@ -319,13 +320,27 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
     """Write the scored tree into the fresh sandbox and run the graded tests there."""
     task, scoring, spec = state.config.task, state.scoring, state.scoring_spec
     assert scoring is not None and spec is not None
+    log = state.config.run_dir / "tests.log"
+    hidden = task.hidden_files()
+    if task.spec.tests.mode != "pytest":  # the task's own command: no pytest config to pin
+        tree = scored_tree(
+            change,
+            workdir=task.spec.repo.subdir,
+            infrastructure=task.spec.tests.infrastructure or command_infrastructure(task.spec, sorted(hidden)),
+            hidden_files=hidden,
+            config_file=None,
+            fresh_paths=fresh.keys(),
+        )
+        state.result.reset_to_start = dict(tree.reset)
+        write_scored_tree(scoring, root, tree)
+        return run_command_tests(scoring, task.spec, log)
     files = graded_files(task.spec)
     config = find_start_config(spec.repo_snapshot, task.spec.repo.subdir, files)
     tree = scored_tree(
         change,
         workdir=task.spec.repo.subdir,
         infrastructure=task.spec.tests.infrastructure or default_infrastructure(files),
-        hidden_files=task.hidden_files(),
+        hidden_files=hidden,
         config_file=config.effective_file,
         graded_files=files,
         import_roots=config.pythonpath,
@@ -334,7 +349,7 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
     )
     state.result.reset_to_start = dict(tree.reset)
     write_scored_tree(scoring, root, tree)
-    return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
+    return run_hidden_tests(scoring, task.spec, root, config, log)
 
 
 def _open_route(state: _TrialState) -> ModelRoute:

@@ -22,7 +22,7 @@ from pytest_oneshot.sandbox.docker_reap import LABEL
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_base_image
 from pytest_oneshot.sandbox.environment import record_build
 from pytest_oneshot.sandbox.progress import Progress, stderr_progress
-from pytest_oneshot.task import Task
+from pytest_oneshot.task import REPORT_DIR, VERIFIER_DIR, Task
 
 WORKSPACE = "/workspace"
 IMAGE_REPOSITORY = "oneshot-env"
@@ -59,6 +59,10 @@ def render_dockerfile(task: Task, base_image: str, *, on_environment: bool = Fal
         f"WORKDIR {json.dumps(str(workdir))}",
         *(f"RUN {json.dumps(['bash', '-c', command])}" for command in env.setup),
     ]
+    report = task.spec.tests.report_file
+    if report and PurePosixPath(report).is_absolute():  # Harbor's verifier dir: the scoring run's fresh one
+        link = f"ln -s /root/{VERIFIER_DIR} {REPORT_DIR}"  # the scoring sandbox's HOME is /root
+        lines.append(f"RUN rm -rf {REPORT_DIR} && mkdir -p {PurePosixPath(REPORT_DIR).parent} && {link}")
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,8 @@ written last. Test infrastructure is:
 - new top-level modules named like a standard-library module (``json.py``, ``asyncio/``) in a
   directory that joins ``sys.path`` (the repo, the workdir, ``src/``, the start config's
   ``pythonpath``): they would stand in for the real one under the tests;
-- the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`);
+- the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`;
+  pytest mode only);
 - the hidden files' paths, their parent directories and anything below them.
 
 A file or symlink of the change where the fresh tree has a directory replaces that directory.
@@ -86,7 +87,7 @@ def scored_tree(
     workdir: str,
     infrastructure: Iterable[str],
     hidden_files: Mapping[str, bytes],
-    config_file: str,
+    config_file: str | None,
     graded_files: Iterable[str] = (),
     import_roots: Iterable[str] = (),
     fresh_paths: Collection[str] = (),
@@ -103,7 +104,7 @@ def scored_tree(
     hidden_parents = {parent for path in hidden_paths for parent in path.parents}
     package_dirs = {parent for file in graded_files for parent in (base / file).parents}
     roots = {PurePosixPath(), base, PurePosixPath("src"), base / "src", *map(PurePosixPath, import_roots)}
-    config = PurePosixPath(config_file)
+    configs = [PurePosixPath(config_file)] if config_file else []
     fresh_names = {*fresh_paths, *(str(parent) for path in fresh_paths for parent in PurePosixPath(path).parents)}
 
     def why_reset(name: str) -> str | None:
@@ -114,7 +115,7 @@ def scored_tree(
             return "a hidden file of the task (or on its path)"
         if _under(path, infra_roots):
             return "test infrastructure (a directory holding graded tests)"
-        if _under(path, [config]):
+        if _under(path, configs):
             return "the pytest config of the start commit"
         if path.name == "__init__.py" and path.parent in package_dirs and name not in fresh_paths:
             return "a new __init__.py above the graded tests (test infrastructure)"
