@@ -22,6 +22,7 @@ def command_groups() -> Registry[AddCommands]:
     registry: Registry[AddCommands] = Registry("command", "pytest_oneshot.commands")
     registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
     registry.register("regrade", "pytest_oneshot.regrade:add_commands")
+    registry.register("check", "pytest_oneshot.validate:add_commands")
     registry.load_entry_points()
     return registry
 

@@ -30,6 +30,7 @@ from pytest_oneshot.stash import (
 )
 from pytest_oneshot.task import Task, load_task
 from pytest_oneshot.trial import TrialConfig
+from pytest_oneshot.validate import item_label, problem, validation_runs
 
 
 class TaskFailed(Exception):
@@ -59,6 +60,15 @@ class TaskDirectory(pytest.Directory):
                 item.add_marker("oneshot")
                 for tag in task.spec.metadata.tags:
                     item.add_marker(tag)
+                yield item
+        if settings.validate_tasks:
+            for agent, run in validation_runs(settings.validate_runs):
+                name = f"{task.name}[{item_label(agent, run)}]"
+                item = ValidationItem.from_parent(
+                    self, name=name, nodeid=f"{self.nodeid}::{name}", task=task, model=None, rollout=run, agent=agent
+                )
+                item.add_marker("oneshot")
+                item.add_marker("oneshot_validate")
                 yield item
 
 
@@ -129,7 +139,7 @@ class TaskItem(pytest.Item):
         registries = self.config.stash[registries_key]
         judge_model = _judge_model(self.config, self.task, self.model)
         try:
-            agent = _agent(self.config)
+            agent = self.trial_agent()
             sandbox_factory = registries.sandbox.get(settings.sandbox)
             judge = _judge(self.config) if judge_model else None
         except OneshotError as exc:
@@ -153,6 +163,9 @@ class TaskItem(pytest.Item):
             judge_model=judge_model,
         )
 
+    def trial_agent(self) -> Agent:
+        return _agent(self.config)
+
     def runtest(self) -> None:
         result = self.stash[trial_key]
         if result.outcome != "passed":
@@ -165,3 +178,20 @@ class TaskItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"oneshot task {self.name}"
+
+
+class ValidationItem(TaskItem):
+    """``--oneshot-validate``: the task's trial with ``oracle`` (must pass) or ``nop`` (must fail)."""
+
+    def __init__(self, *, agent: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent_name = agent
+
+    def trial_agent(self) -> Agent:
+        return self.config.stash[registries_key].agent.get(self.agent_name)({})
+
+    def runtest(self) -> None:
+        result = self.stash[trial_key]
+        why = problem(self.agent_name, result.outcome, result.reason)
+        if why:
+            raise TaskFailed(f"invalid task: {self.agent_name}: {why} [run dir: {result.run_dir}]")

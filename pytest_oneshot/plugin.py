@@ -53,6 +53,7 @@ def _new_run_id() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "oneshot: a pytest-oneshot task item")
+    config.addinivalue_line("markers", "oneshot_validate: a --oneshot-validate item (oracle or nop)")
     if os.environ.get("ONESHOT_IN_SANDBOX"):
         return
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -93,6 +94,10 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
 
     report = SessionReport(config, settings)
     config.pluginmanager.register(report, SessionReport.plugin_name)
+    if settings.validate_tasks:
+        from pytest_oneshot.validate import ValidationSummary
+
+        config.pluginmanager.register(ValidationSummary(), ValidationSummary.plugin_name)
     if not settings.gating:
         return
     from pytest_oneshot.report.baseline import load_baseline
@@ -108,13 +113,14 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     from pytest_oneshot.report.gates import SessionGates
     from pytest_oneshot.report.session import SessionReport
+    from pytest_oneshot.validate import ValidationSummary
 
     if gateway_key in config.stash:
         config.stash[gateway_key].close()
     if replay_key in config.stash:
         config.stash[replay_key].close()
 
-    for name in (SessionGates.plugin_name, SessionReport.plugin_name):
+    for name in (SessionGates.plugin_name, SessionReport.plugin_name, ValidationSummary.plugin_name):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin)

@@ -165,6 +165,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("judge_api_key_env", "Environment variable holding the judge's API key", "OPENAI_API_KEY", metavar="VAR"),
     Option("judge_concurrency", "Judge calls in flight per pytest process", "4", _positive_int, metavar="N"),
     Option("judge_timeout", "Seconds one judge call may take", "120", _positive_float, metavar="SEC"),
+    # -- task self-validation (pytest_oneshot/validate.py) --
+    Option(
+        "validate",
+        "Add per task an item running the oracle (must pass) and one running nop (must fail)",
+        "false",
+        _boolean,
+        boolean=True,
+    ),
+    Option(
+        "validate_runs",
+        "Oracle runs per task under --oneshot-validate; more than 1 flags flaky fail_to_pass tests",
+        "1",
+        _positive_int,
+        metavar="N",
+    ),
     # Gates (pytest_oneshot/report/gates.py): any of min_pass_rate, min_mean_score, baseline or
     # max_errors turns gating on; gate_on and max_regression only refine them.
     Option(
@@ -249,6 +264,9 @@ class OneshotSettings(BaseModel):
     judge_api_key_env: str = "OPENAI_API_KEY"
     judge_concurrency: int = 4
     judge_timeout: float = 120.0
+    validate_tasks: bool = False
+    """--oneshot-validate: add the oracle and nop items of each task."""
+    validate_runs: int = 1
 
     @property
     def gating(self) -> bool:
@@ -364,6 +382,8 @@ def resolve(
         cache_dir=cache_dir(environ),
         run_id=run_id,
         **{name: values[name] for name in _JUDGE_OPTIONS},
+        validate_tasks=values["validate"],
+        validate_runs=values["validate_runs"],
     )
 
 
