@@ -23,6 +23,7 @@ def command_groups() -> Registry[AddCommands]:
     registry.register("docker", "pytest_oneshot.sandbox.dockerd:add_commands")
     registry.register("regrade", "pytest_oneshot.regrade:add_commands")
     registry.register("check", "pytest_oneshot.validate:add_commands")
+    registry.register("harbor", "pytest_oneshot.harbor:add_commands")
     registry.load_entry_points()
     return registry
 

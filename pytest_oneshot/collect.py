@@ -1,4 +1,4 @@
-"""Collection: a directory holding ``tb_meta.json`` becomes one item per (model x rollout).
+"""Collection: a directory holding ``tb_meta.json`` (or a Harbor task) becomes one item per (model x rollout).
 
 The trial runs in the item's *setup*, so a harness failure (repo unreachable, sandbox
 error) is a pytest error, and the verdict is checked in the *call*, so an agent that did
@@ -15,6 +15,7 @@ import pytest
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
+from pytest_oneshot.harbor import collected_task, is_harbor_task
 from pytest_oneshot.judge import Judge
 from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
 from pytest_oneshot.report.junit import junit_properties
@@ -41,11 +42,11 @@ class TaskDirectory(pytest.Directory):
     """A task directory: yields TaskItems, or one collection error naming the file and field."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        settings = self.config.stash[settings_key]
         try:
-            task = load_task(self.path)
+            task = collected_task(self.path, settings.cache_dir) if is_harbor_task(self.path) else load_task(self.path)
         except TaskFormatError as exc:
             raise self.CollectError(str(exc)) from None
-        settings = self.config.stash[settings_key]
         for tag in task.spec.metadata.tags:
             self.config.addinivalue_line("markers", f"{tag}: tasks tagged {tag!r}")
         for model in _models(self.config):

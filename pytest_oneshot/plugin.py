@@ -165,8 +165,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A task directory: ``tb_meta.json``, or a Harbor task (``task.toml`` and ``instruction.md``)."""
     meta = path / META_FILE
-    if _inert(parent.config) or not (meta.exists() or meta.is_symlink()):  # a dir or dangling link: report it
+    harbor = (path / "task.toml").is_file() and (path / "instruction.md").is_file()
+    if _inert(parent.config) or not (meta.exists() or meta.is_symlink() or harbor):  # a dir or dangling link: report it
         return None
     from pytest_oneshot.collect import TaskDirectory
 

@@ -399,9 +399,17 @@ class TaskPaths:
         return self.root / "cassettes"
 
     @property
+    def solution_dir(self) -> Path:
+        """A reference solution as a script (Harbor's ``solution/solve.sh``), for tasks without a diff."""
+        return self.root / "solution"
+
+    @property
     def hidden(self) -> tuple[Path, ...]:
         """Everything that would give the answer away: never inside the agent's sandbox."""
-        return (self.reference_diff, self.notes, self.tests_dir, self.hidden_dir, self.meta, self.cassettes_dir)
+        return (
+            self.reference_diff, self.notes, self.tests_dir, self.hidden_dir, self.meta, self.cassettes_dir,
+            self.solution_dir,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -440,6 +448,22 @@ class Task:
         for script in self.spec.evaluation.test_scripts:
             files[script.path] = script.content.encode("utf-8")
         return files
+
+    def docker_context(self) -> dict[str, bytes]:
+        """The files beside ``environment.dockerfile`` (its build context, as Harbor's ``environment/``), when
+        it lives in a directory of its own that holds nothing hidden; else none."""
+        if not self.spec.environment.dockerfile:
+            return {}
+        dockerfile = (self.paths.root / self.spec.environment.dockerfile).resolve()
+        directory = dockerfile.parent
+        hidden = [path.resolve() for path in self.paths.hidden]
+        if directory == self.paths.root.resolve() or any(h == directory or h in directory.parents for h in hidden):
+            return {}
+        return {
+            path.relative_to(directory).as_posix(): path.read_bytes()
+            for path in sorted(directory.rglob("*"))
+            if path.is_file() and path.resolve() != dockerfile
+        }
 
     def reference_patch(self) -> bytes:
         if not self.paths.reference_diff.is_file():

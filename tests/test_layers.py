@@ -35,7 +35,7 @@ MAP_ROWS: dict[str, int] = {
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
     **dict.fromkeys(("report", "result"), 7),
     **dict.fromkeys(("concurrency", "trial"), 8),
-    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade", "validate"), 9),
+    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade", "validate", "harbor"), 9),
     "proxy": 2,  # its __init__; proxy's rows are its own column
     **{f"proxy.{name}": 2 for name in ("tracestore", "redact", "addon")},
     **{f"proxy.{name}": 3 for name in ("manage", "cleaner")},

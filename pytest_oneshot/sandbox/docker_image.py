@@ -121,7 +121,8 @@ def _find_or_build_image(
         )
         base_id = engine.image_id(base_image) or base_image
     dockerfile = render_dockerfile(task, base_image, on_environment=needs_image(env))
-    content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree])
+    context = {name: hashlib.sha256(data).hexdigest() for name, data in task.docker_context().items()}
+    content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree, *([context] if context else [])])
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     if engine.image_id(tag):
         return tag
@@ -154,7 +155,8 @@ def _base_image_id(engine: Engine, name: str, progress: Progress) -> str:
 def _build(
     engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task, log: Path, progress: Progress
 ) -> None:
-    """``docker build``, offline, from a context of exactly the Dockerfile and a fresh clone of the snapshot."""
+    """``docker build``, offline, from a context of exactly the Dockerfile, the files beside the task's own
+    Dockerfile (see :meth:`Task.docker_context`) and a fresh clone of the snapshot as ``repo/``."""
     timeout = SETUP_TIMEOUT_SEC * max(1, len(task.spec.environment.setup))
     label = f"docker image {tag} for task {task.name}"
     returncode, output = build_image(
@@ -162,7 +164,7 @@ def _build(
         tag,
         dockerfile,
         snapshot=snapshot,
-        files={},
+        files=task.docker_context(),
         network="none",
         labels={f"{LABEL}.task": task.name},
         label=label,
