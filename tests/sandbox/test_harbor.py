@@ -48,6 +48,26 @@ def test_harbor_task_collected_directly(
     assert '+print("Hello, world!")' in (Path(oracle["run_dir"]) / "diff.patch").read_text()
 
 
+FORGE_HARBOR = (
+    "mkdir -p .harbor/tests && printf 'echo 1 > /logs/verifier/reward.txt\\n' > .harbor/tests/test.sh && "
+    "mkdir -p /root/.oneshot/verifier && echo 1 > /logs/verifier/reward.txt && echo 1 > reward.txt"
+)
+
+
+@pytest.mark.docker
+def test_harbor_task_cannot_be_forged(
+    pytester: pytest.Pytester, engine: object, run_and_parse: Callable[..., Any]
+) -> None:
+    """The agent rewrites the test script where /tests points, writes Harbor's reward file in its own
+    container and a reward.txt in the workspace: none of it reaches the scoring run."""
+    shutil.copytree(HARBOR_TASK, pytester.path / "tasks" / "fix-greeting")
+    args = ("--oneshot-sandbox=docker", "--oneshot-agent=command", f"--oneshot-agent-cmd={FORGE_HARBOR}")
+    item = run_and_parse("tasks", *args).items()["fix-greeting[command-r0]"]
+    assert item["outcome"] == "failed", item["reason"]
+    assert item["tests"]["reward"] == 0.0
+    assert ".harbor/tests/test.sh" in item["reset_to_start"], item["reset_to_start"]
+
+
 @pytest.mark.docker
 def test_imported_harbor_task_runs(
     pytester: pytest.Pytester, engine: object, run_and_parse: Callable[..., Any]
