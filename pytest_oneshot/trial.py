@@ -326,7 +326,7 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
         tree = scored_tree(
             change,
             workdir=task.spec.repo.subdir,
-            infrastructure=task.spec.tests.infrastructure or command_infrastructure(task.spec, sorted(hidden)),
+            infrastructure=command_infrastructure(task.spec, sorted(hidden)),
             hidden_files=hidden,
             config_file=None,
             fresh_paths=fresh.keys(),

@@ -150,3 +150,5 @@ def test_files_the_command_names_are_test_infrastructure(tmp_path: Path) -> None
     assert command_infrastructure(task.spec, ["test/add.test.js", "data/x.json"]) == [
         "data/x.json", "run-checks.sh", "test",
     ]  # fmt: skip
+    declared = _load(tmp_path, {"mode": "exit_code", "command": "sh run-checks.sh", "infrastructure": ["Makefile"]})
+    assert command_infrastructure(declared.spec, ["test/add.test.js"]) == ["Makefile", "run-checks.sh"]

@@ -65,9 +65,10 @@ def command_paths(command: str) -> list[str]:
 
 
 def command_infrastructure(spec: TaskSpec, hidden: list[str]) -> list[str]:
-    """Non-pytest modes' default test infrastructure: the hidden files' test directories (else the files)
-    and every workspace path the command names."""
-    return sorted({*default_infrastructure(hidden), *command_paths(spec.tests.command)})
+    """Non-pytest modes' test infrastructure: ``tests.infrastructure`` (default: the hidden files' test
+    directories, else the files), and always every workspace path the command names."""
+    declared = spec.tests.infrastructure or default_infrastructure(hidden)
+    return sorted({*declared, *command_paths(spec.tests.command)})
 
 
 def run_command_tests(sandbox: Sandbox, spec: TaskSpec, log: Path) -> TestRun:
