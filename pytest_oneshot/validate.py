@@ -20,6 +20,7 @@ from typing import Any
 from oneshot_shared.paths import cache_dir
 from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.harbor import collected_task, is_harbor_task
 from pytest_oneshot.report.rundir import item_dir_name
 from pytest_oneshot.result import TrialResult
 from pytest_oneshot.sandbox import default_sandbox_registry
@@ -125,7 +126,8 @@ def check_task(
     task_dir: Path, *, sandbox: str, oracle_runs: int, runs_dir: Path, options: Mapping[str, str]
 ) -> TaskValidation:
     """Run the task's validation trials one after the other (``oneshot check``)."""
-    task = load_task(task_dir)
+    cache = Path(options.get("cache_dir") or cache_dir())
+    task = collected_task(task_dir, cache) if is_harbor_task(task_dir) else load_task(task_dir)
     factory = default_sandbox_registry().get(sandbox)
     agents = default_agent_registry()
     run_id = time.strftime("%Y%m%d-%H%M%S-check")
@@ -139,7 +141,7 @@ def check_task(
             item_id=item_id,
             run_id=run_id,
             run_dir=runs_dir / run_id / item_dir_name(item_id),
-            cache_dir=Path(options.get("cache_dir") or cache_dir()),
+            cache_dir=cache,
             sandbox_options=options,
         )
         result: TrialResult = run_trial(config)
@@ -173,7 +175,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Run each task with the oracle (its reference diff; must pass, N times: a fail_to_pass test "
         "that passes only sometimes is flaky) and with nop (no change; must fail). Exit 0 when every task is valid.",
     )
-    parser.add_argument("tasks", nargs="+", type=Path, metavar="TASK", help="task directories (holding tb_meta.json)")
+    parser.add_argument("tasks", nargs="+", type=Path, metavar="TASK", help="task directories (ours or Harbor's)")
     parser.add_argument("--sandbox", default="local", metavar="NAME", help="sandbox (default: local)")
     parser.add_argument("--runs", type=_positive, default=1, metavar="N", help="oracle runs (default: 1)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR", help="default: runs")
