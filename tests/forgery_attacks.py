@@ -863,8 +863,8 @@ def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
     item = run.items()[item_id]
     assert item["outcome"] in attack.outcomes, f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
     statuses = (item.get("tests") or {}).get("statuses", {})
-    assert attack.fail_to_pass in statuses, f"{attack.id}: {attack.fail_to_pass} not graded: {statuses}"
-    assert statuses[attack.fail_to_pass] != "passed", f"{attack.id}: {attack.fail_to_pass} passed"
+    assert not statuses or attack.fail_to_pass in statuses, f"{attack.id}: {attack.fail_to_pass} not graded: {statuses}"
+    assert statuses.get(attack.fail_to_pass) != "passed", f"{attack.id}: {attack.fail_to_pass} passed"
     run.result.assert_outcomes(failed=1)
     if attack.named_in_result:
         assert attack.named_in_result in json.dumps(item), (
