@@ -34,7 +34,8 @@ from typing import Any
 from pytest_oneshot.errors import TaskFormatError
 from pytest_oneshot.repo import git
 from pytest_oneshot.scoring.tests import graded_tests, selection
-from pytest_oneshot.task import META_FILE, REPORT_DIR, Task, load_task, parse_tests_command
+from pytest_oneshot.task import META_FILE, Task, load_task
+from pytest_oneshot.task_tests import REPORT_DIR, parse_tests_command
 
 TASK_TOML = "task.toml"
 INSTRUCTION = "instruction.md"

@@ -29,7 +29,7 @@ MAP_ROWS: dict[str, int] = {
     "oneshot_shared": 1,
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
     **dict.fromkeys(("usage", "files", "errors"), 2),
-    **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
+    **dict.fromkeys(("repo", "task", "task_tests", "change", "settings", "registry", "pricing", "logcap", "owner"), 3),
     **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),

@@ -22,7 +22,8 @@ from pytest_oneshot.sandbox.docker_reap import LABEL
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_base_image
 from pytest_oneshot.sandbox.environment import record_build
 from pytest_oneshot.sandbox.progress import Progress, stderr_progress
-from pytest_oneshot.task import REPORT_DIR, VERIFIER_DIR, Task
+from pytest_oneshot.task import Task
+from pytest_oneshot.task_tests import REPORT_DIR, VERIFIER_DIR
 
 WORKSPACE = "/workspace"
 IMAGE_REPOSITORY = "oneshot-env"

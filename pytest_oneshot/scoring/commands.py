@@ -26,7 +26,8 @@ from pytest_oneshot.sandbox import Sandbox
 from pytest_oneshot.scoring.overlay import default_infrastructure
 from pytest_oneshot.scoring.reports import ReportError, parse_ctrf, parse_junit, parse_reward
 from pytest_oneshot.scoring.tests import WHOLE_COMMAND, TestRun, TestStatus, graded_tests, run_setup, untrusted
-from pytest_oneshot.task import REPORT_DIR, VERIFIER_DIR, TaskSpec
+from pytest_oneshot.task import TaskSpec
+from pytest_oneshot.task_tests import REPORT_DIR, VERIFIER_DIR
 
 MAX_REPORT_BYTES = 64 << 20
 _FRESH_DIR = rf"""

@@ -24,7 +24,8 @@ from pydantic import BaseModel
 from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import Sandbox
 from pytest_oneshot.scoring.pytest_config import StartConfig
-from pytest_oneshot.task import TaskSpec, parse_tests_command
+from pytest_oneshot.task import TaskSpec
+from pytest_oneshot.task_tests import parse_tests_command
 
 TestStatus = Literal["passed", "failed", "error", "skipped", "missing"]
 TestKind = Literal["fail_to_pass", "pass_to_pass"]
