@@ -26,6 +26,8 @@ def command_groups() -> Registry[AddCommands]:
     registry.register("overrides", "pytest_oneshot.overrides:add_commands")
     registry.register("runner", "pytest_oneshot.runner.cli:add_commands")
     registry.register("rebench", "pytest_oneshot.rebench:add_commands")
+    registry.register("check", "pytest_oneshot.validate:add_commands")
+    registry.register("harbor", "pytest_oneshot.harbor:add_commands")
     registry.load_entry_points()
     return registry
 

@@ -1,4 +1,4 @@
-"""Collection: a directory holding ``tb_meta.json`` becomes one item per (model x rollout).
+"""Collection: a directory holding ``tb_meta.json`` (or a Harbor task) becomes one item per (model x rollout).
 
 The trial runs in the item's *setup*, so a harness failure (repo unreachable, sandbox
 error) is a pytest error, and the verdict is checked in the *call*, so an agent that did
@@ -17,6 +17,7 @@ import pytest
 from pytest_oneshot.agent import Agent
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
+from pytest_oneshot.harbor import collected_task, is_harbor_task
 from pytest_oneshot.judge import Judge
 from pytest_oneshot.model.replay import REPLAY_MODEL, recorded_judge_model
 from pytest_oneshot.overrides import overridden
@@ -36,6 +37,7 @@ from pytest_oneshot.stash import (
 )
 from pytest_oneshot.task import Task, load_task
 from pytest_oneshot.trial import TrialConfig
+from pytest_oneshot.validate import item_label, problem, validation_runs
 
 
 class TaskFailed(Exception):
@@ -46,11 +48,12 @@ class TaskDirectory(pytest.Directory):
     """A task directory: yields TaskItems, or one collection error naming the file and field."""
 
     def collect(self) -> Iterator[pytest.Item]:
+        settings = self.config.stash[settings_key]
         try:
-            task = overridden(load_task(self.path), self.config.stash[overrides_key])
+            task = collected_task(self.path, settings.cache_dir) if is_harbor_task(self.path) else load_task(self.path)
+            task = overridden(task, self.config.stash[overrides_key])
         except TaskFormatError as exc:
             raise self.CollectError(str(exc)) from None
-        settings = self.config.stash[settings_key]
         for tag in task.spec.metadata.tags:
             self.config.addinivalue_line("markers", f"{tag}: tasks tagged {tag!r}")
         for model in _models(self.config):
@@ -65,6 +68,15 @@ class TaskDirectory(pytest.Directory):
                 item.add_marker("oneshot")
                 for tag in task.spec.metadata.tags:
                     item.add_marker(tag)
+                yield item
+        if settings.validate_tasks:
+            for agent, run in validation_runs(settings.validate_runs):
+                name = f"{task.name}[{item_label(agent, run)}]"
+                item = ValidationItem.from_parent(
+                    self, name=name, nodeid=f"{self.nodeid}::{name}", task=task, model=None, rollout=run, agent=agent
+                )
+                item.add_marker("oneshot")
+                item.add_marker("oneshot_validate")
                 yield item
 
 
@@ -160,7 +172,7 @@ class TaskItem(pytest.Item):
         registries = self.config.stash[registries_key]
         judge_model = _judge_model(self.config, self.task, self.model)
         try:
-            agent = _agent(self.config)
+            agent = self.trial_agent()
             sandbox_factory = registries.sandbox.get(settings.sandbox)
             judge = _judge(self.config) if judge_model else None
         except OneshotError as exc:
@@ -185,6 +197,9 @@ class TaskItem(pytest.Item):
             judge_model=judge_model,
         )
 
+    def trial_agent(self) -> Agent:
+        return _agent(self.config)
+
     def runtest(self) -> None:
         result = self.stash[trial_key]
         if result.outcome != "passed":
@@ -197,3 +212,20 @@ class TaskItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"oneshot task {self.name}"
+
+
+class ValidationItem(TaskItem):
+    """``--oneshot-validate``: the task's trial with ``oracle`` (must pass) or ``nop`` (must fail)."""
+
+    def __init__(self, *, agent: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.agent_name = agent
+
+    def trial_agent(self) -> Agent:
+        return self.config.stash[registries_key].agent.get(self.agent_name)({})
+
+    def runtest(self) -> None:
+        result = self.stash[trial_key]
+        why = problem(self.agent_name, result.outcome, result.reason)
+        if why:
+            raise TaskFailed(f"invalid task: {self.agent_name}: {why} [run dir: {result.run_dir}]")

@@ -47,11 +47,11 @@ from pytest_oneshot.task import (
     TaskOverrides,
     TaskSpec,
     TestScript,
-    TestsSpec,
     check_task,
     describe,
     validation_error,
 )
+from pytest_oneshot.task_tests import TestsSpec
 
 
 class _Model(BaseModel):

@@ -63,6 +63,7 @@ def _new_run_id() -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "oneshot: a pytest-oneshot task item")
+    config.addinivalue_line("markers", "oneshot_validate: a --oneshot-validate item (oracle or nop)")
     if os.environ.get("ONESHOT_IN_SANDBOX"):
         return
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
@@ -134,6 +135,10 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
 
     report = SessionReport(config, settings, config.stash.get(dataset_key, None))
     config.pluginmanager.register(report, SessionReport.plugin_name)
+    if settings.validate_tasks:
+        from pytest_oneshot.validate import ValidationSummary
+
+        config.pluginmanager.register(ValidationSummary(), ValidationSummary.plugin_name)
     if not settings.gating:
         return
     from pytest_oneshot.report.baseline import load_baseline
@@ -149,13 +154,14 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     from pytest_oneshot.report.gates import SessionGates
     from pytest_oneshot.report.session import SessionReport
+    from pytest_oneshot.validate import ValidationSummary
 
     if gateway_key in config.stash:
         config.stash[gateway_key].close()
     if replay_key in config.stash:
         config.stash[replay_key].close()
 
-    for name in (SessionGates.plugin_name, SessionReport.plugin_name):
+    for name in (SessionGates.plugin_name, SessionReport.plugin_name, ValidationSummary.plugin_name):
         plugin = config.pluginmanager.get_plugin(name)
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
@@ -202,8 +208,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """A task directory: ``tb_meta.json``, or a Harbor task (``task.toml`` and ``instruction.md``)."""
     meta = path / META_FILE
-    if _inert(parent.config) or not (meta.exists() or meta.is_symlink()):  # a dir or dangling link: report it
+    harbor = (path / "task.toml").is_file() and (path / "instruction.md").is_file()
+    if _inert(parent.config) or not (meta.exists() or meta.is_symlink() or harbor):  # a dir or dangling link: report it
         return None
     from pytest_oneshot.collect import TaskDirectory
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
@@ -32,13 +32,15 @@ _GIT_ENV = {
 }
 
 
-def git(*args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC) -> str:
-    """Run host git; raise RuntimeError carrying git's last stderr line on failure."""
+def git(
+    *args: str, cwd: Path | None = None, timeout: float = FETCH_TIMEOUT_SEC, env: Mapping[str, str] | None = None
+) -> str:
+    """Run host git (with ``env`` on top of ours); raise RuntimeError carrying git's last stderr line on failure."""
     try:
         proc = subprocess.run(
             ["git", *args],
             cwd=cwd,
-            env={**os.environ, **_GIT_ENV},
+            env={**os.environ, **_GIT_ENV, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -196,6 +196,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("judge_api_key_env", "Environment variable holding the judge's API key", "OPENAI_API_KEY", metavar="VAR"),
     Option("judge_concurrency", "Judge calls in flight per pytest process", "4", _positive_int, metavar="N"),
     Option("judge_timeout", "Seconds one judge call may take", "120", _positive_float, metavar="SEC"),
+    # -- task self-validation (pytest_oneshot/validate.py) --
+    Option(
+        "validate",
+        "Add per task an item running the oracle (must pass) and one running nop (must fail)",
+        "false",
+        _boolean,
+        boolean=True,
+    ),
+    Option(
+        "validate_runs",
+        "Oracle runs per task under --oneshot-validate; more than 1 flags flaky fail_to_pass tests",
+        "1",
+        _positive_int,
+        metavar="N",
+    ),
     # Gates (pytest_oneshot/report/gates.py): any of min_pass_rate, min_mean_score, baseline or
     # max_errors turns gating on; gate_on and max_regression only refine them.
     Option(
@@ -328,6 +343,9 @@ class OneshotSettings(BaseModel):
     runner_temperature: float = 0.9
     modal_app: str = "pytest-oneshot"
     modal_image: str = ""
+    validate_tasks: bool = False
+    """--oneshot-validate: add the oracle and nop items of each task."""
+    validate_runs: int = 1
 
     @property
     def gating(self) -> bool:
@@ -461,6 +479,8 @@ def resolve(
         hf=values["hf"],
         **{name: values[name] for name in _RUNNER_OPTIONS},
         **{name: values[name] for name in _MODAL_OPTIONS},
+        validate_tasks=values["validate"],
+        validate_runs=values["validate_runs"],
     )
 
 

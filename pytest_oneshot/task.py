@@ -23,11 +23,10 @@ import hashlib
 import json
 import math
 import re
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,43 +34,9 @@ from pydantic_core import ErrorDetails
 
 from pytest_oneshot.errors import TaskFormatError
 from pytest_oneshot.files import file_digest
+from pytest_oneshot.task_tests import TestsSpec
 
 META_FILE = "tb_meta.json"
-_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
-_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-
-
-@dataclass(frozen=True)
-class PytestCommand:
-    """``tests.command`` taken apart: the variables it sets, its interpreter and its own arguments."""
-
-    env: dict[str, str]
-    python: str
-    args: list[str]
-
-
-def parse_tests_command(command: str) -> PytestCommand:
-    """``[VAR=value ...] python -m pytest [args]`` or ``[VAR=value ...] pytest [args]``.
-
-    Raises:
-        ValueError: the command is not a pytest run (the message says what is accepted).
-    """
-    try:
-        words = shlex.split(command)
-    except ValueError as exc:
-        raise ValueError(f"cannot be parsed as a shell command ({exc})") from None
-    env: dict[str, str] = {}
-    while words and _ENV_ASSIGNMENT.match(words[0]):
-        name, _, value = words.pop(0).partition("=")
-        env[name] = value
-    runs_module = words[1:3] in (["-m", "pytest"], ["-m", "py.test"])
-    if len(words) >= 3 and _PYTHON.match(PurePosixPath(words[0]).name) and runs_module:
-        return PytestCommand(env, words[0], words[3:])
-    if words and PurePosixPath(words[0]).name in ("pytest", "py.test"):
-        return PytestCommand(env, "python3", words[1:])
-    raise ValueError(
-        f"must run pytest: `python -m pytest [args]` or `pytest [args]`, optionally after VAR=value (got {command!r})"
-    )
 
 
 class _Model(BaseModel):
@@ -158,34 +123,6 @@ class TestScript(_Model):
 class Evaluation(_Model):
     rubrics: list[Rubric] = Field(default_factory=list)
     test_scripts: list[TestScript] = Field(default_factory=list)
-
-
-class TestsSpec(_Model):
-    """Hidden fail-to-pass / pass-to-pass tests (pytest node ids, relative to the workdir)."""
-
-    __test__ = False
-    command: str = Field("python -m pytest", description="`python -m pytest [args]` or `pytest [args]`")
-    fail_to_pass: list[str] = Field(default_factory=list)
-    pass_to_pass: list[str] = Field(default_factory=list)
-    rubric_id: str | None = Field(None, description="rubric scored by these tests' pass rate")
-    setup: list[str] = Field(default_factory=list, description="commands run right before the tests")
-    infrastructure: list[str] | None = Field(
-        None, description="workdir paths that stay as at the start when scoring (default: the graded tests' dirs)"
-    )
-
-    @field_validator("command")
-    @classmethod
-    def _runs_pytest(cls, value: str) -> str:
-        parse_tests_command(value)
-        return value
-
-    @field_validator("infrastructure")
-    @classmethod
-    def _relative_paths(cls, value: list[str] | None) -> list[str] | None:
-        for path in value or []:
-            if not path or Path(path).is_absolute() or ".." in Path(path).parts:
-                raise ValueError(f"must be relative paths inside the workdir (got {path!r})")
-        return value
 
 
 _DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
@@ -417,6 +354,11 @@ class TaskPaths:
         return (self.root / "overrides.json", self.root / "overrides.toml")
 
     @property
+    def solution_dir(self) -> Path:
+        """A reference solution as a script (Harbor's ``solution/solve.sh``), for tasks without a diff."""
+        return self.root / "solution"
+
+    @property
     def hidden(self) -> tuple[Path, ...]:
         """Everything that would give the answer away: never inside the agent's sandbox."""
         return (
@@ -426,6 +368,7 @@ class TaskPaths:
             self.hidden_dir,
             self.meta,
             self.cassettes_dir,
+            self.solution_dir,
             *self.overrides_files,  # may hold inline hidden tests
         )
 
@@ -519,6 +462,22 @@ class Task:
             files[script.path] = script.content.encode("utf-8")
         return files
 
+    def docker_context(self) -> dict[str, bytes]:
+        """The files beside ``environment.dockerfile`` (its build context, as Harbor's ``environment/``), when
+        it lives in a directory of its own that holds nothing hidden; else none."""
+        if not self.spec.environment.dockerfile:
+            return {}
+        dockerfile = (self.paths.root / self.spec.environment.dockerfile).resolve()
+        directory = dockerfile.parent
+        hidden = [path.resolve() for path in self.paths.hidden]
+        if directory == self.paths.root.resolve() or any(h == directory or h in directory.parents for h in hidden):
+            return {}
+        return {
+            path.relative_to(directory).as_posix(): path.read_bytes()
+            for path in sorted(directory.rglob("*"))
+            if path.is_file() and path.resolve() != dockerfile
+        }
+
     def reference_patch(self) -> bytes:
         if not self.paths.reference_diff.is_file():
             raise FileNotFoundError(f"{self.paths.reference_diff}: no reference diff in this task")
@@ -527,6 +486,9 @@ class Task:
 
 def _is_bytecode(path: Path) -> bool:
     return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
+
+
+_NAMED_FIELD = re.compile(r"^(?P<name>[a-z_]+): (?P<problem>.+)$", re.S)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -549,6 +511,9 @@ def describe(error: ErrorDetails) -> tuple[str | None, str]:
         return where, f"must be an object (got {error.get('input')!r})"
     if "input" in error and error.get("type") != "value_error":
         return where, f"{message} (got {error['input']!r})"
+    named = _NAMED_FIELD.match(message)  # a model's own rule naming the field at fault: "report: ..."
+    if named and error.get("type") == "value_error":
+        return f"{where}.{named['name']}" if where else named["name"], named["problem"]
     return where, message
 
 
@@ -600,7 +565,7 @@ def check_task(task: Task, file: str, note: str = "") -> None:
     for where, problem in spec.reference_problems()[:1]:
         raise TaskFormatError(file, where, problem + note)
     hidden = task.hidden_files()
-    for kind in ("fail_to_pass", "pass_to_pass"):
+    for kind in ("fail_to_pass", "pass_to_pass") if spec.tests.mode == "pytest" else ():
         for index, test_id in enumerate(getattr(spec.tests, kind)):
             if test_id.split("::", 1)[0] not in hidden:
                 raise TaskFormatError(

@@ -39,6 +39,7 @@ from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_judge_file, write_phase_start, write_trial_files
 from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
+from pytest_oneshot.scoring.commands import command_infrastructure, run_command_tests
 from pytest_oneshot.scoring.judging import judge_rubrics, unscored
 from pytest_oneshot.scoring.metric import MetricResult, metric_outcome, run_metric
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
@@ -352,6 +353,11 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
     """Write the scored tree into the fresh sandbox and run the graded tests there."""
     task, scoring, spec = state.config.task, state.scoring, state.scoring_spec
     assert scoring is not None and spec is not None
+    log = state.config.run_dir / "tests.log"
+    if task.spec.tests.mode != "pytest":  # the task's own command: no pytest config to pin
+        infrastructure = command_infrastructure(task.spec, sorted(task.hidden_files()))
+        _write_change(state, change, root, fresh, infrastructure=infrastructure, config_file=None)
+        return run_command_tests(scoring, task.spec, log)
     files = graded_files(task.spec)
     config = find_start_config(spec.repo_snapshot, task.spec.repo.subdir, files)
     _write_change(
@@ -365,7 +371,7 @@ def _score_change(state: _TrialState, change: Change, root: str, fresh: Manifest
         import_roots=config.pythonpath,
         extra_files=None if config.config_file else {config.effective_file: b"[pytest]\n"},
     )
-    return run_hidden_tests(scoring, task.spec, root, config, state.config.run_dir / "tests.log")
+    return run_hidden_tests(scoring, task.spec, root, config, log)
 
 
 def _write_change(

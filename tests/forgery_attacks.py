@@ -296,13 +296,70 @@ def put_user_site(name: str, text: str) -> str:
     return f"cat > \"$d\"/{shlex.quote(name)} <<'PAYLOAD_EOF'\n{text}PAYLOAD_EOF"
 
 
+# --- tests that aren't pytest (tests.mode): the task's own scripts, reports in the verifier dir -----
+
+CHECK_SH = """\
+#!/bin/sh
+# The task's check: calc.add in a fresh python, its printed answers compared; a reward only on success.
+out=$(python3 -I -c 'import sys; sys.path.insert(0, "src"); from calc import add; print(add(2, 3), add(-1, 1))')
+if [ "$out" = "5 0" ]; then echo 1 > "$ONESHOT_VERIFIER_DIR/reward.txt"; fi
+"""
+"""The hidden ``tests/check.sh`` of the reward-mode task."""
+
+REWARD_MODE: dict[str, Any] = {
+    "tests": {"mode": "reward", "command": "sh tests/check.sh", "fail_to_pass": [], "pass_to_pass": []}
+}
+REWARD_HIDDEN = (("tests/check.sh", CHECK_SH),)
+JUNIT_ID = "tests.test_calc::test_add"
+JUNIT_MODE: dict[str, Any] = {
+    "tests": {
+        "mode": "junit",
+        "command": "python3 -I -m pytest -p no:cacheprovider -q tests/test_calc.py "
+        '--junitxml="$ONESHOT_VERIFIER_DIR/junit.xml"',
+        "fail_to_pass": [JUNIT_ID],
+        "pass_to_pass": ["tests.test_calc::test_zero"],
+        "infrastructure": ["tests", "pyproject.toml"],
+    }
+}
+"""A JUnit-mode task: pytest without the harness's launcher, so the task pins its own config and tests."""
+ALL_PASSED_JUNIT = (
+    '<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="2" failures="0" errors="0" skipped="0">'
+    '<testcase classname="tests.test_calc" name="test_add"/><testcase classname="tests.test_calc" name="test_zero"/>'
+    "</testsuite></testsuites>\n"
+)
+PLANT_REWARD_ON_IMPORT = """\
+
+import os as _os
+
+if "ONESHOT_VERIFIER_DIR" not in _os.environ:  # imported by tests.setup, before the verifier dir is made
+    _dir = _os.path.expanduser("~/.oneshot/verifier")
+    _os.makedirs(_dir, exist_ok=True)
+    for _name in ("reward.txt", "junit.xml"):
+        with open(_os.path.join(_dir, _name), "w") as _f:
+            _f.write("1\\n")
+"""
+"""Appended to the code under test: planted when ``tests.setup`` imports it, before the run."""
+SYMLINK_JUNIT_ON_IMPORT = f"""\
+
+import os as _os
+
+if "ONESHOT_VERIFIER_DIR" in _os.environ:  # imported by the tests: junit.xml becomes a link to a forged report
+    _forged = _os.path.join(_os.environ["ONESHOT_VERIFIER_DIR"], "..", "forged.xml")
+    with open(_forged, "w") as _f:
+        _f.write({ALL_PASSED_JUNIT!r})
+    _os.chmod(_forged, 0o444)  # without DAC_OVERRIDE (local), pytest cannot write its report through the link
+    _os.symlink(_forged, _os.path.join(_os.environ["ONESHOT_VERIFIER_DIR"], "junit.xml"))
+"""
+"""Appended to the code under test: the report path is a symlink when the run ends."""
+
+
 @dataclass(frozen=True)
 class Attack:
     id: str
     kind: int
     """Its class in issue 8: 1 runner configuration, 2 shadow modules, 3 files the hidden tests import,
     4 git is the agent's, 5 processes and home survive, 6 the cross-checks don't decide, 7 agent
-    actions become harness errors."""
+    actions become harness errors; and 8 (issue 13) tests that aren't pytest."""
     command: str
     note: str = ""
     timeout: float = 180
@@ -315,6 +372,10 @@ class Attack:
     """``tb_meta.json`` overrides for the task (e.g. an ``environment``), for attacks that need them."""
     outcomes: tuple[str, ...] = ("failed",)
     """Agent failures the attack may end in (never ``passed``, never the harness's ``error``)."""
+    hidden_files: tuple[tuple[str, str], ...] = ()
+    """More hidden files of the task (workdir path, text), e.g. a non-pytest mode's check script."""
+    fail_to_pass: str = FAIL_TO_PASS
+    """The graded test that must not pass (its id in the task's mode)."""
 
 
 ATTACKS = [
@@ -700,6 +761,97 @@ ATTACKS = [
     ),
 ]
 
+ATTACKS += [
+    # 8. Tests that aren't pytest: reports from the agent, scripts the command runs
+    Attack(
+        "reward-file-in-workspace",
+        8,
+        script(
+            *(put(path, "1\n") for path in ("reward.txt", "logs/verifier/reward.txt", ".oneshot/verifier/reward.txt"))
+        ),
+        "reward files in the workspace, where a careless harness might look: the verifier dir is outside it",
+        meta=REWARD_MODE,
+        hidden_files=REWARD_HIDDEN,
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "reward-file-in-agent-home",
+        8,
+        script(
+            'mkdir -p "$HOME/.oneshot/verifier" && echo 1 > "$HOME/.oneshot/verifier/reward.txt"',
+            "mkdir -p /logs/verifier 2>/dev/null && echo 1 > /logs/verifier/reward.txt || true",
+        ),
+        "the verifier dir's path in the agent's own sandbox (and Harbor's /logs/verifier): scoring has its own",
+        meta=REWARD_MODE,
+        hidden_files=REWARD_HIDDEN,
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "reward-planted-by-tests-setup",
+        8,
+        script(append("src/calc/__init__.py", PLANT_REWARD_ON_IMPORT)),
+        "tests.setup imports the agent's code, which writes reward.txt = 1 into the verifier dir's path "
+        "before the run: the harness removes and remakes the dir right before the command",
+        meta={
+            "tests": {
+                **REWARD_MODE["tests"],
+                "setup": ["python3 -c 'import sys; sys.path.insert(0, \"src\"); import calc'"],
+            }
+        },
+        hidden_files=REWARD_HIDDEN,
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "sourced-script-rewritten",
+        8,
+        script(put("tests/lib.sh", 'echo 1 > "$ONESHOT_VERIFIER_DIR/reward.txt"; exit 0\n')),
+        "the hidden check sources the start commit's tests/lib.sh, which the agent rewrites: test infrastructure",
+        meta=REWARD_MODE,
+        repo_files=(("tests/lib.sh", "# shared helpers of the checks\n"),),
+        hidden_files=(("tests/check.sh", ". tests/lib.sh\n" + CHECK_SH),),
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "command-script-rewritten",
+        8,
+        script(put("run-checks.sh", 'echo 1 > "$ONESHOT_VERIFIER_DIR/reward.txt"\n')),
+        "tests.command runs the start commit's ./run-checks.sh, which the agent rewrites: a file the command names",
+        meta={"tests": {**REWARD_MODE["tests"], "command": "sh run-checks.sh"}},
+        repo_files=(("run-checks.sh", "exec sh tests/check.sh\n"),),
+        hidden_files=REWARD_HIDDEN,
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "junit-file-in-workspace-and-home",
+        8,
+        script(
+            put("junit.xml", ALL_PASSED_JUNIT),
+            'mkdir -p "$HOME/.oneshot/verifier"',
+            'cp junit.xml "$HOME/.oneshot/verifier/"',
+        ),
+        "an all-passed JUnit report in the workspace and the agent's HOME",
+        meta=JUNIT_MODE,
+        fail_to_pass=JUNIT_ID,
+    ),
+    Attack(
+        "junit-symlink-at-import",
+        8,
+        script(append("src/calc/__init__.py", SYMLINK_JUNIT_ON_IMPORT)),
+        "the code under test makes junit.xml a symlink to a read-only forged report (pytest writes through the "
+        "link, or fails to): a report that is not a regular file is not read",
+        meta=JUNIT_MODE,
+        fail_to_pass=JUNIT_ID,
+    ),
+    Attack(
+        "junit-runner-config-addopts",
+        8,
+        script(put("forge.py", FORGE_PLUGIN), append("pyproject.toml", 'addopts = "-p forge"\n')),
+        "the JUnit-mode task's pytest reads pyproject.toml, which the task declares as test infrastructure",
+        meta=JUNIT_MODE,
+        fail_to_pass=JUNIT_ID,
+    ),
+]
+
 ATTACK_PARAMS = [pytest.param(attack, id=attack.id) for attack in ATTACKS]
 assert len({attack.id for attack in ATTACKS}) == len(ATTACKS)
 
@@ -711,7 +863,8 @@ def assert_not_forged(run: Any, item_id: str, attack: Attack) -> None:
     item = run.items()[item_id]
     assert item["outcome"] in attack.outcomes, f"{attack.id}: outcome {item['outcome']}: {item['reason']}"
     statuses = (item.get("tests") or {}).get("statuses", {})
-    assert statuses.get(FAIL_TO_PASS) != "passed", f"{attack.id}: {FAIL_TO_PASS} passed"
+    assert not statuses or attack.fail_to_pass in statuses, f"{attack.id}: {attack.fail_to_pass} not graded: {statuses}"
+    assert statuses.get(attack.fail_to_pass) != "passed", f"{attack.id}: {attack.fail_to_pass} passed"
     run.result.assert_outcomes(failed=1)
     if attack.named_in_result:
         assert attack.named_in_result in json.dumps(item), (
@@ -727,12 +880,19 @@ def run_agent(run_and_parse: Any, sandbox: str, command: str, timeout: float = 2
     )  # fmt: skip
 
 
-def assert_honest_fix_passes(run: Any) -> None:
+MODES = [
+    pytest.param(REWARD_MODE, REWARD_HIDDEN, "tests.command", id="reward"),
+    pytest.param(JUNIT_MODE, (), JUNIT_ID, id="junit"),
+]
+"""The non-pytest modes' fixtures (meta, hidden files, graded id), for their honest-fix controls."""
+
+
+def assert_honest_fix_passes(run: Any, fail_to_pass: str = FAIL_TO_PASS) -> None:
     """The control: under the same fixture, fixing the bug is a pass whose change is just the fix."""
     run.result.assert_outcomes(passed=1)
     item = run.items()[ITEM]
-    assert item["outcome"] == "passed"
-    assert item["tests"]["statuses"][FAIL_TO_PASS] == "passed"
+    assert item["outcome"] == "passed", item["reason"]
+    assert item["tests"]["statuses"][fail_to_pass] == "passed"
     assert item["changed_files"] == ["src/calc/__init__.py"]
 
 

@@ -29,13 +29,15 @@ MAP_ROWS: dict[str, int] = {
     "oneshot_shared": 1,
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
     **dict.fromkeys(("usage", "files", "errors", "secretscan"), 2),
-    **dict.fromkeys(("repo", "task", "change", "settings", "registry", "pricing", "logcap", "owner", "overrides"), 3),
+    **dict.fromkeys(
+        ("repo", "task", "task_tests", "change", "settings", "registry", "pricing", "logcap", "owner", "overrides"), 3
+    ),
     **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox", "hf"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
     **dict.fromkeys(("report", "result"), 7),
     **dict.fromkeys(("concurrency", "trial"), 8),
-    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade", "rebench"), 9),
+    **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade", "rebench", "validate", "harbor"), 9),
     # the Codex Runner: its file format, its endpoint client, its sandbox runs, its figures, its glue
     "runner": 9,  # the package (empty), runner.collect and runner.cli
     "runner.questions": 3,

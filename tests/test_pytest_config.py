@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_oneshot.scoring.pytest_config import StartConfig, find_start_config
-from pytest_oneshot.task import parse_tests_command
+from pytest_oneshot.task_tests import parse_tests_command
 
 LAYOUTS: dict[str, dict[str, str]] = {
     "pyproject-ini-options": {"pyproject.toml": "[tool.pytest.ini_options]\naddopts = '-q'\n"},

@@ -1,4 +1,4 @@
-"""Agents that need no model: ``oracle`` (the reference diff), ``nop`` and ``command``.
+"""Agents that need no model: ``oracle`` (the reference diff or solve.sh), ``nop`` and ``command``.
 
 They calibrate a task set (oracle must pass, nop must fail) and let users plug in any
 shell command as an agent, which is also how the tamper tests attack the harness.
@@ -6,6 +6,8 @@ shell command as an agent, which is also how the tamper tests attack the harness
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,8 +33,21 @@ def _result(run: ExecResult, what: str) -> AgentResult:
     return AgentResult("completed", exit_code=0)
 
 
+# `bash -c _SOLVE`, the solution dir as a tar on stdin: unpacked at /solution (where Harbor puts it, so
+# solve.sh may name its own files there) or, where / is read-only, a temp dir; then solve.sh runs in the workdir.
+_SOLVE = r"""
+set -e
+dir=/solution
+{ rm -rf "$dir" && mkdir -p "$dir"; } 2>/dev/null || dir=$(mktemp -d)
+tar -x -f - -C "$dir"
+cd "$1"
+exec bash "$dir/solve.sh"
+"""
+
+
 class OracleAgent(_ModelFreeAgent):
-    """Applies the task's reference ``diff.patch``: every valid task must pass with it."""
+    """Applies the task's reference ``diff.patch`` (or, without one, runs its ``solution/solve.sh``, as
+    Harbor's oracle does): every valid task must pass with it."""
 
     name = "oracle"
 
@@ -40,6 +55,16 @@ class OracleAgent(_ModelFreeAgent):
         del options
 
     def run(self, sandbox: Sandbox, request: AgentRequest) -> AgentResult:
+        solution = request.task.paths.solution_dir
+        if not request.task.paths.reference_diff.is_file() and (solution / "solve.sh").is_file():
+            with capped_output(request.log_dir / "agent.log") as log:
+                run = sandbox.exec(
+                    ["bash", "-c", _SOLVE, "solve", sandbox.workdir],
+                    stdin=_tar_dir(solution),
+                    timeout=request.timeout_sec,
+                    output=log,
+                )
+            return _result(run, "solution/solve.sh")
         try:
             patch = request.task.reference_patch()
         except FileNotFoundError as exc:
@@ -52,6 +77,13 @@ class OracleAgent(_ModelFreeAgent):
                 output=log,
             )
         return _result(run, "git apply of the reference diff")
+
+
+def _tar_dir(directory: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(directory, arcname=".")
+    return buffer.getvalue()
 
 
 class NopAgent(_ModelFreeAgent):

@@ -23,6 +23,7 @@ from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_base_image
 from pytest_oneshot.sandbox.environment import record_build
 from pytest_oneshot.sandbox.progress import Progress, stderr_progress
 from pytest_oneshot.task import Task
+from pytest_oneshot.task_tests import REPORT_DIR, VERIFIER_DIR
 
 WORKSPACE = "/workspace"
 IMAGE_REPOSITORY = "oneshot-env"
@@ -60,6 +61,10 @@ def render_dockerfile(task: Task, base_image: str, *, on_environment: bool = Fal
         f"WORKDIR {json.dumps(str(workdir))}",
         *(f"RUN {json.dumps(['bash', '-c', command])}" for command in env.setup),
     ]
+    report = task.spec.tests.report_file
+    if report and PurePosixPath(report).is_absolute():  # Harbor's verifier dir: the scoring run's fresh one
+        link = f"ln -s /root/{VERIFIER_DIR} {REPORT_DIR}"  # the scoring sandbox's HOME is /root
+        lines.append(f"RUN rm -rf {REPORT_DIR} && mkdir -p {PurePosixPath(REPORT_DIR).parent} && {link}")
     return "\n".join(lines) + "\n"
 
 
@@ -118,7 +123,8 @@ def _find_or_build_image(
         )
         base_id = engine.image_id(base_image) or base_image
     dockerfile = render_dockerfile(task, base_image, on_environment=needs_image(env))
-    content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree])
+    context = {name: hashlib.sha256(data).hexdigest() for name, data in task.docker_context().items()}
+    content = json.dumps([_IMAGE_FORMAT, base_id, dockerfile, head, tree, *([context] if context else [])])
     tag = f"{IMAGE_REPOSITORY}:{hashlib.sha256(content.encode()).hexdigest()[:24]}"
     if engine.image_id(tag):
         return tag
@@ -151,7 +157,8 @@ def _base_image_id(engine: Engine, name: str, progress: Progress) -> str:
 def _build(
     engine: Engine, tag: str, dockerfile: str, snapshot: Path, task: Task, log: Path, progress: Progress
 ) -> None:
-    """``docker build``, offline, from a context of exactly the Dockerfile and a fresh clone of the snapshot."""
+    """``docker build``, offline, from a context of exactly the Dockerfile, the files beside the task's own
+    Dockerfile (see :meth:`Task.docker_context`) and a fresh clone of the snapshot as ``repo/``."""
     timeout = SETUP_TIMEOUT_SEC * max(1, len(task.spec.environment.setup))
     label = f"docker image {tag} for task {task.name}"
     returncode, output = build_image(
@@ -159,7 +166,7 @@ def _build(
         tag,
         dockerfile,
         snapshot=snapshot,
-        files={},
+        files=task.docker_context(),
         network="none",
         labels={f"{LABEL}.task": task.name},
         label=label,

@@ -15,7 +15,8 @@ written last. Test infrastructure is:
 - new top-level modules named like a standard-library module (``json.py``, ``asyncio/``) in a
   directory that joins ``sys.path`` (the repo, the workdir, ``src/``, the start config's
   ``pythonpath``): they would stand in for the real one under the tests;
-- the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`);
+- the pytest config file of the start commit (see :mod:`pytest_oneshot.scoring.pytest_config`;
+  pytest mode only);
 - the hidden files' paths, their parent directories and anything below them.
 
 A file or symlink of the change where the fresh tree has a directory replaces that directory.

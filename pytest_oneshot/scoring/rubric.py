@@ -1,7 +1,8 @@
 """Rubric scoring: each rubric is scored by its tests, by a judge (:mod:`.judging`), or stays *unscored*.
 
 A test-scored rubric's score is the pass rate of its fail-to-pass tests, and 0 if any of
-its pass-to-pass tests regressed: doing nothing scores 0, breaking something scores 0.
+its pass-to-pass tests regressed: doing nothing scores 0, breaking something scores 0. In the
+reward mode (``tests.mode``) it is the reward the task's command wrote, in [0, 1].
 
 A rubric no test and no judge can score is reported as unscored -- never a silent 0 and
 never free points -- and the total is the weighted mean over the scored rubrics only.
@@ -46,6 +47,8 @@ def score_rubrics(spec: TaskSpec, tests: TestRun) -> list[RubricScore]:
         score = None
         if fail_to_pass:
             score = 0.0 if regressed else sum(1 for test in passed if test.kind == "fail_to_pass") / len(fail_to_pass)
+            if tests.reward is not None and tests.problem is None:  # reward mode: partial credit counts
+                score = tests.reward
         scores.append(
             RubricScore(
                 id=rubric.id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -23,7 +24,8 @@ from pydantic import BaseModel
 from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import Sandbox
 from pytest_oneshot.scoring.pytest_config import StartConfig
-from pytest_oneshot.task import TaskSpec, parse_tests_command
+from pytest_oneshot.task import TaskSpec
+from pytest_oneshot.task_tests import parse_tests_command
 
 TestStatus = Literal["passed", "failed", "error", "skipped", "missing"]
 TestKind = Literal["fail_to_pass", "pass_to_pass"]
@@ -40,10 +42,19 @@ class GradedTest:
     rubric_id: str | None
 
 
+WHOLE_COMMAND = "tests.command"
+"""The one graded test of the exit_code and reward modes: the whole command."""
+
+
 def graded_tests(spec: TaskSpec) -> list[GradedTest]:
-    """The task's fail-to-pass and pass-to-pass tests, plus OneShot test_scripts as whole-file tests."""
+    """The task's fail-to-pass and pass-to-pass tests, plus OneShot test_scripts as whole-file tests
+    (pytest mode); the report's test ids (junit, ctrf); the whole command (exit_code, reward)."""
+    if spec.tests.mode in ("exit_code", "reward"):
+        return [GradedTest(WHOLE_COMMAND, "fail_to_pass", spec.tests.rubric_id)]
     tests = [GradedTest(test_id, "fail_to_pass", spec.tests.rubric_id) for test_id in spec.tests.fail_to_pass]
     tests += [GradedTest(test_id, "pass_to_pass", spec.tests.rubric_id) for test_id in spec.tests.pass_to_pass]
+    if spec.tests.mode != "pytest":
+        return tests
     listed = {test.id.split("::", 1)[0] for test in tests}
     for script in spec.evaluation.test_scripts:
         if script.path not in listed:
@@ -63,6 +74,8 @@ class TestRun(BaseModel):
     timed_out: bool = False
     problem: str | None = None
     """Why the results cannot be fully trusted (crash, inconsistency, timeout)."""
+    reward: float | None = None
+    """The reward the command wrote (reward mode), in [0, 1]; its rubric's score."""
 
     def count(self, kind: TestKind, status: TestStatus = "passed") -> int:
         return sum(1 for test_id, k in self.kinds.items() if k == kind and self.statuses[test_id] == status)
@@ -90,7 +103,9 @@ LAUNCHER = Path(__file__).with_name("launcher.py")
 
 
 def graded_files(spec: TaskSpec) -> list[str]:
-    """The files holding graded tests (workdir-relative)."""
+    """The files holding graded tests (workdir-relative; pytest mode: other modes' ids name no file)."""
+    if spec.tests.mode != "pytest":
+        return []
     return sorted({test.id.split("::", 1)[0] for test in graded_tests(spec)})
 
 
@@ -140,22 +155,39 @@ def run_hidden_tests(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartC
         return _run(sandbox, spec, root, config, capped)
 
 
+def untrusted(
+    spec: TaskSpec, problem: str, exit_code: int | None = None, timed_out: bool = False, selected: Sequence[str] = ()
+) -> TestRun:
+    """A run whose results cannot be trusted: every graded test ``missing``, the reason in ``problem``."""
+    kinds = {test.id: test.kind for test in graded_tests(spec)}
+    statuses: dict[str, TestStatus] = dict.fromkeys(kinds, "missing")
+    return TestRun(statuses=statuses, kinds=kinds, exit_code=exit_code, selected=list(selected), timed_out=timed_out,
+                   problem=problem)  # fmt: skip
+
+
+def run_setup(sandbox: Sandbox, spec: TaskSpec, log: Path) -> TestRun | None:
+    """Run ``tests.setup`` (the agent's code may run under it); an untrusted run if a command failed."""
+    for command in spec.tests.setup:
+        result = sandbox.exec(["bash", "-c", command], timeout=spec.limits.tests_timeout_sec, output=log)
+        if not result.ok:
+            how = "timed out" if result.timed_out else f"failed (exit {result.returncode})"
+            return untrusted(spec, f"tests.setup `{command}` {how}; see tests.log", result.returncode,
+                             result.timed_out)  # fmt: skip
+    return None
+
+
 def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: Path) -> TestRun:
     graded = graded_tests(spec)
     kinds = {test.id: test.kind for test in graded}
     chosen = selection(graded)
     timeout = spec.limits.tests_timeout_sec
 
-    def untrusted(problem: str, exit_code: int | None = None, timed_out: bool = False) -> TestRun:
-        statuses: dict[str, TestStatus] = dict.fromkeys(kinds, "missing")
-        return TestRun(statuses=statuses, kinds=kinds, exit_code=exit_code, selected=chosen, timed_out=timed_out,
-                       problem=problem)  # fmt: skip
+    def untrusted_run(problem: str, exit_code: int | None = None, timed_out: bool = False) -> TestRun:
+        return untrusted(spec, problem, exit_code, timed_out, chosen)
 
-    for command in spec.tests.setup:
-        result = sandbox.exec(["bash", "-c", command], timeout=timeout, output=log)
-        if not result.ok:
-            how = "timed out" if result.timed_out else f"failed (exit {result.returncode})"
-            return untrusted(f"tests.setup `{command}` {how}; see tests.log", result.returncode, result.timed_out)
+    failed_setup = run_setup(sandbox, spec, log)
+    if failed_setup is not None:
+        return failed_setup.model_copy(update={"selected": chosen})
     pytest_command = parse_tests_command(spec.tests.command)
     results_path = f"~/.oneshot/results-{secrets.token_hex(8)}.json"
     argv = [pytest_command.python, "-I", "-S", "-B", "-c", LAUNCHER.read_text(), *pytest_command.args]
@@ -171,7 +203,7 @@ def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: 
     env = {**pytest_command.env, "ONESHOT_WORKSPACE": root, "ONESHOT_RESULTS": results_path}
     run = sandbox.exec(argv, env=env, timeout=timeout, output=log)
     if run.timed_out:
-        return untrusted(f"tests timed out after {timeout:.0f}s", run.returncode, True)
+        return untrusted_run(f"tests timed out after {timeout:.0f}s", run.returncode, True)
     # At most 64 MiB: the code under test could write there too, and must not fill the harness's memory.
     read = sandbox.exec(["sh", "-c", f'head -c 67108864 -- "$HOME/{results_path[2:]}"'], timeout=60)
     try:
@@ -179,7 +211,7 @@ def _run(sandbox: Sandbox, spec: TaskSpec, root: str, config: StartConfig, log: 
     except ValueError:
         recorded = None
     if not isinstance(recorded, dict) or not isinstance(recorded.get("statuses"), dict):
-        return untrusted(f"the test command recorded no results (exit code {run.returncode}); see tests.log",
+        return untrusted_run(f"the test command recorded no results (exit code {run.returncode}); see tests.log",
                          run.returncode)  # fmt: skip
     results = {str(key): str(value) for key, value in recorded["statuses"].items()}
     statuses = {test_id: _status_of(test_id, results) for test_id in kinds}

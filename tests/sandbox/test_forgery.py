@@ -15,6 +15,7 @@ from forgery_attacks import (
     BROKEN_TESTS_SETUP,
     HONEST_FIX,
     ITEM,
+    MODES,
     Attack,
     assert_honest_fix_passes,
     assert_not_forged,
@@ -47,8 +48,30 @@ def test_attack_cannot_forge_a_pass(
     sandbox: str,
     attack: Attack,
 ) -> None:
-    make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files), **attack.meta)
+    task = make_real_task(pytester.path / "tasks" / "calc", repo_files=dict(attack.repo_files), **attack.meta)
+    _add_hidden(task, attack.hidden_files)
     assert_not_forged(run_agent(run_and_parse, sandbox, attack.command, attack.timeout), ITEM, attack)
+
+
+def _add_hidden(task: Path, files: tuple[tuple[str, str], ...]) -> None:
+    for path, text in files:
+        (task / "hidden" / path).parent.mkdir(parents=True, exist_ok=True)
+        (task / "hidden" / path).write_text(text)
+
+
+@pytest.mark.parametrize(("meta", "hidden", "fail_to_pass"), MODES)
+def test_honest_fix_passes_in_other_modes(
+    pytester: pytest.Pytester,
+    make_real_task: Callable[..., Path],
+    run_and_parse: Callable[..., Any],
+    sandbox: str,
+    meta: dict[str, Any],
+    hidden: tuple[tuple[str, str], ...],
+    fail_to_pass: str,
+) -> None:
+    """The control of the attacks on the non-pytest modes (class 8): the same fixtures, the bug fixed."""
+    _add_hidden(make_real_task(pytester.path / "tasks" / "calc", **meta), hidden)
+    assert_honest_fix_passes(run_agent(run_and_parse, sandbox, HONEST_FIX), fail_to_pass)
 
 
 def test_honest_fix_passes(
