@@ -327,6 +327,55 @@ ALL_PASSED_JUNIT = (
     '<testcase classname="tests.test_calc" name="test_add"/><testcase classname="tests.test_calc" name="test_zero"/>'
     "</testsuite></testsuites>\n"
 )
+CHECK_WRITES_LAST = """\
+#!/bin/bash
+# Harbor's style: the code runs in a child, the reward (1 or 0) is always written last.
+out=$(python3 -I -c 'import sys; sys.path.insert(0, "src"); from calc import add; print(add(2, 3), add(-1, 1))')
+reward=0
+if [ "$out" = "5 0" ]; then reward=1; fi
+echo "$reward" > "$ONESHOT_VERIFIER_DIR/reward.txt"
+"""
+"""A check that always writes a reward, last (so planting one early is overwritten)."""
+REWARD_THEN_KILL_CHECK = """\
+
+import os as _os
+import signal as _signal
+
+if _os.environ.get("ONESHOT_VERIFIER_DIR"):  # under the check: plant the reward, then kill the shells above us
+    with open(_os.path.join(_os.environ["ONESHOT_VERIFIER_DIR"], "reward.txt"), "w") as _f:
+        _f.write("1\\n")
+    _pid = _os.getppid()
+    while _pid > 1:
+        with open(f"/proc/{_pid}/stat") as _s:
+            _fields = _s.read().rsplit(")", 1)
+        _comm, _ppid = _fields[0].split("(", 1)[1], int(_fields[1].split()[1])
+        if _comm not in ("bash", "sh", "dash"):
+            break
+        _os.kill(_pid, _signal.SIGKILL)
+        _pid = _ppid
+"""
+"""Appended to the code under test: a reward of 1, then the check is killed before it writes its own."""
+DEEP_CTRF = """\
+
+import os as _os
+
+if _os.environ.get("ONESHOT_VERIFIER_DIR"):  # a report json.loads cannot parse without running out of stack
+    with open(_os.path.join(_os.environ["ONESHOT_VERIFIER_DIR"], "ctrf.json"), "w") as _f:
+        _f.write("[" * 200000)
+"""
+DEEP_RESULTS = """\
+
+import os as _os
+
+for _var in open("/proc/self/environ", "rb").read().split(b"\\0"):  # the launcher popped it; the kernel kept it
+    if _var.startswith(b"ONESHOT_RESULTS="):
+        _path = _os.path.expanduser(_var.split(b"=", 1)[1].decode())
+        _os.makedirs(_os.path.dirname(_path), exist_ok=True)
+        with open(_path, "w") as _f:
+            _f.write("[" * 200000)
+        _os._exit(1)
+"""
+"""Appended to the code under test: nested JSON where the harness reads its results (a RecursionError)."""
 PLANT_REWARD_ON_IMPORT = """\
 
 import os as _os
@@ -849,6 +898,37 @@ ATTACKS += [
         "the JUnit-mode task's pytest reads pyproject.toml, which the task declares as test infrastructure",
         meta=JUNIT_MODE,
         fail_to_pass=JUNIT_ID,
+    ),
+    Attack(
+        "reward-then-kill-check",
+        8,
+        script(append("src/calc/__init__.py", REWARD_THEN_KILL_CHECK)),
+        "the check writes its reward last; the code under test plants 1 and SIGKILLs the check first: a reward "
+        "counts only from a command that exits 0",
+        meta={"tests": {**REWARD_MODE["tests"], "command": "bash tests/check.sh"}},
+        hidden_files=(("tests/check.sh", CHECK_WRITES_LAST),),
+        fail_to_pass="tests.command",
+    ),
+    Attack(
+        "ctrf-deeply-nested",
+        8,
+        script(append("src/calc/__init__.py", DEEP_CTRF)),
+        "the code under test writes a deeply nested ctrf.json: a RecursionError out of the parser was an error",
+        meta={
+            "tests": {
+                "mode": "ctrf",
+                "command": "python3 -I -c 'import sys; sys.path.insert(0, \"src\"); import calc'",
+                "fail_to_pass": ["test_add"],
+                "pass_to_pass": [],
+            }
+        },
+        fail_to_pass="test_add",
+    ),
+    Attack(
+        "pytest-results-deeply-nested",
+        8,
+        script(append("src/calc/__init__.py", DEEP_RESULTS)),
+        "pytest mode: deeply nested JSON in the launcher's results file (its path read from /proc/self/environ)",
     ),
 ]
 

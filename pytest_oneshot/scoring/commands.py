@@ -11,7 +11,7 @@ nothing of the agent's change can be there, and nothing an earlier command left.
 paths under ``/logs/verifier/`` are read there too: the docker image links ``/logs/verifier`` to it.
 
 A report that is missing, not a regular file, unparsable, out of range, or disagrees with the
-command's exit code makes the run untrusted (``problem``): a failed item, never a pass and never a
+command's exit code (a reward above 0 counts only from a command that exits 0) makes the run untrusted (``problem``): a failed item, never a pass and never a
 harness error, since the agent's code runs under the command and can cause each of these.
 """
 
@@ -138,6 +138,8 @@ def _run(sandbox: Sandbox, spec: TaskSpec, log: Path) -> TestRun:
         data = _read_report(sandbox, directory, report)
         if spec.tests.mode == "reward":
             reward = parse_reward(data, report)
+            if reward > 0 and run.returncode != 0:  # e.g. the code under test planted it, then killed the check
+                raise ReportError(f"{report} holds reward {reward:g} but the test command did not exit 0")
             status = "passed" if reward == 1.0 else "failed"
             return TestRun(statuses={WHOLE_COMMAND: status}, kinds=kinds, exit_code=run.returncode, reward=reward)
         results, failed = (parse_junit if spec.tests.mode == "junit" else parse_ctrf)(data, report)

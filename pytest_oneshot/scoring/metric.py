@@ -75,7 +75,7 @@ def parse_value(text: str, metric: MetricSpec, *, from_file: bool) -> float:
     if metric.json_key:
         try:
             raw = json.loads(text if from_file else _last_line(text))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise ValueError(f"not JSON: {exc}") from None
         for part in metric.json_key.split("."):
             if not isinstance(raw, dict) or part not in raw:

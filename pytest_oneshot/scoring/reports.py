@@ -27,7 +27,7 @@ def parse_reward(data: bytes, name: str) -> float:
     try:
         text = data.decode("utf-8").strip()
         value = json.loads(text)["reward"] if name.endswith(".json") else float(text)
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):  # RecursionError: [[[[...
         raise ReportError(f"the reward file {name} holds no number: {data[:80]!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ReportError(f"the reward file {name} holds no number: {data[:80]!r}")
@@ -101,7 +101,7 @@ def parse_ctrf(data: bytes, name: str) -> tuple[dict[str, str], int]:
     try:
         results_block = json.loads(data)["results"]
         tests, summary = results_block["tests"], results_block.get("summary", {})
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nesting json cannot parse
         raise ReportError(f"the CTRF report {name} is not CTRF JSON (results.tests)") from None
     if not isinstance(tests, list) or not isinstance(summary, dict):
         raise ReportError(f"the CTRF report {name}: results.tests must be a list and results.summary an object")
