@@ -39,7 +39,7 @@ from pytest_oneshot.repo import snapshot
 from pytest_oneshot.report.rundir import item_dir_name, write_judge_file, write_phase_start, write_trial_files
 from pytest_oneshot.result import AgentSummary, Outcome, TrialResult
 from pytest_oneshot.sandbox import Sandbox, SandboxFactory, SandboxSpec, repo_root
-from pytest_oneshot.scoring.commands import command_infrastructure, run_command_tests
+from pytest_oneshot.scoring.commands import command_infrastructure, command_paths, run_command_tests
 from pytest_oneshot.scoring.judging import judge_rubrics, unscored
 from pytest_oneshot.scoring.metric import MetricResult, metric_outcome, run_metric
 from pytest_oneshot.scoring.overlay import default_infrastructure, scored_tree
@@ -407,7 +407,7 @@ def _write_change(
 def _score_metric(state: _TrialState, change: Change, root: str, fresh: Manifest) -> tuple[TestRun, MetricResult]:
     """Measure the metric at the start commit (its own fresh sandbox), then on the scored tree.
 
-    The metric's files and its output file are infrastructure: kept as at the start."""
+    The metric's files, its output file and the files its command names are infrastructure: kept as at the start."""
     metric, run_dir = state.config.task.spec.metric, state.config.run_dir
     assert metric is not None and state.baseline is not None and state.baseline_started is not None
     state.baseline_started.result()
@@ -416,7 +416,7 @@ def _score_metric(state: _TrialState, change: Change, root: str, fresh: Manifest
     before = run_metric(state.baseline, metric, run_dir / "metric-before.log")
     if before.problem is not None:  # nothing of the agent's is involved: the task's metric does not run
         raise InfraError("tests", f"metric at the start commit: {before.problem}; see metric-before.log")
-    kept = [*metric.files, *([metric.output] if metric.output else [])]
+    kept = [*metric.files, *([metric.output] if metric.output else []), *command_paths(metric.command)]
     _write_change(state, change, root, fresh, infrastructure=kept, config_file=None)
     assert state.scoring is not None
     after = run_metric(state.scoring, metric, run_dir / "metric-after.log")

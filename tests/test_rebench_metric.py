@@ -5,6 +5,7 @@ that forges the metric's output file (and guts the metric script) gaining nothin
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -38,8 +39,11 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def rebench_task(tmp_path: Path, pytester: pytest.Pytester) -> Path:
-    """``predict`` always says 0 (accuracy 0.5 on x % 2); the metric writes results/metric.json."""
+def rebench_task(tmp_path: Path, pytester: pytest.Pytester, request: pytest.FixtureRequest) -> Path:
+    """``predict`` always says 0 (accuracy 0.5 on x % 2); the metric writes results/metric.json.
+
+    Parametrized indirectly, the project is in that ``repo.subdir``."""
+    subdir: str = getattr(request, "param", "")
     upstream = tmp_path / "upstream"
     upstream.mkdir()
     files = {
@@ -48,19 +52,19 @@ def rebench_task(tmp_path: Path, pytester: pytest.Pytester) -> Path:
         "bench/data.json": json.dumps([[x, x % 2] for x in range(10)]),
     }
     for rel, text in files.items():
-        (upstream / rel).parent.mkdir(parents=True, exist_ok=True)
-        (upstream / rel).write_text(text)
+        (upstream / subdir / rel).parent.mkdir(parents=True, exist_ok=True)
+        (upstream / subdir / rel).write_text(text)
     _git(upstream, "init", "-q", "-b", "main")
     _git(upstream, "add", "-A")
     _git(upstream, "commit", "-qm", "start")
     start = _git(upstream, "rev-parse", "HEAD")
-    (upstream / "model.py").write_text("def predict(x):\n    return 1\n")  # a later commit the agent must not see
+    (upstream / subdir / "model.py").write_text("def predict(x):\n    return 1\n")  # a later commit, never seen
     _git(upstream, "commit", "-qam", "later")
     task = pytester.path / "tasks" / "improve-model"
     task.mkdir(parents=True)
     meta: dict[str, Any] = {
         "task_id": "improve-model",
-        "repo": {"git_url": upstream.as_uri(), "branch": "main", "start_commit_sha": start},
+        "repo": {"git_url": upstream.as_uri(), "branch": "main", "start_commit_sha": start, "subdir": subdir},
         "lm": {"instructions": "Make model.predict more accurate on bench/data.json."},
         "environment": {"setup": ["echo done > installed.txt"]},
         "metric": {
@@ -124,6 +128,45 @@ def test_an_agent_forging_the_metric_output_gains_nothing(
     assert (metric["before"], metric["after"], metric["delta"], metric["improved"]) == (0.5, 0.5, 0.0, False)
     assert set(item["reset_to_start"]) == {"results/metric.json", "bench/score.py", "bench/data.json"}
     assert "not resolved" in item["reason"]
+
+
+MODEL_REPLACING_THE_WORKDIR = """\
+import os
+if os.path.isfile("bench/score.py") and not os.path.isdir("../proj_old"):  # imported under the metric
+    workdir = os.getcwd()
+    os.rename(workdir, workdir + "_old")  # score.py keeps its cwd, and writes its results in there
+    os.makedirs(workdir + "/results")
+    with open(workdir + "/results/metric.json", "w") as out:
+        out.write('{"accuracy": 1.0}')  # where the harness reads, by path, after the command
+
+
+def predict(x):
+    return 0
+"""
+
+
+@pytest.mark.parametrize("rebench_task", ["proj"], indirect=True)
+def test_an_agent_replacing_the_metrics_workdir_gains_nothing(
+    rebench_task: Path, run_and_parse: Callable[..., Any]
+) -> None:
+    item = _run(run_and_parse, f"printf %s {shlex.quote(MODEL_REPLACING_THE_WORKDIR)} > model.py")
+    assert item["outcome"] == "failed"
+    assert item["metric"]["after"] is None and item["metric"]["before"] == 0.5
+    assert "working directory was replaced" in item["reason"], item["reason"]
+
+
+def test_the_files_a_metric_command_names_are_kept_as_at_the_start(
+    rebench_task: Path, run_and_parse: Callable[..., Any]
+) -> None:
+    meta_file = rebench_task / "tb_meta.json"
+    meta = json.loads(meta_file.read_text())
+    meta["metric"]["files"] = ["bench/data.json"]  # the command's own script is not declared
+    meta_file.write_text(json.dumps(meta))
+    forged = 'import json, os\nos.makedirs("results")\njson.dump({"accuracy": 1.0}, open("results/metric.json", "w"))\n'
+    forge = f"printf %s {shlex.quote(forged)} > bench/score.py"
+    item = _run(run_and_parse, forge)
+    assert item["outcome"] == "failed"
+    assert item["metric"]["after"] == 0.5 and "bench/score.py" in item["reset_to_start"]
 
 
 def test_a_metric_that_fails_at_the_start_commit_is_an_error_not_the_agents(

@@ -3,7 +3,9 @@
 Both runs happen in fresh sandboxes the agent never reached (the "before" one on the start tree, the
 "after" one on the scored tree, where ``metric.files`` and the output file are kept as at the start).
 Before each run the output file is removed, so a value is only ever read from what *this* run
-wrote: an output file the agent's change carries, or a stale one, is never read. The value is the
+wrote: an output file the agent's change carries, or a stale one, is never read; a workdir that is
+not the same directory after the command (renamed away, a new one with a forged output in its place)
+makes the run untrusted. The value is the
 last ``pattern`` match, the ``json_key`` of the output's JSON, or the last non-empty line, in the
 output file or else in the command's output (stdout and stderr, head and tail kept).
 
@@ -103,8 +105,11 @@ def run_metric(sandbox: Sandbox, metric: MetricSpec, log: Path) -> MetricRun:
         removed = sandbox.exec(["rm", "-rf", "--", metric.output], timeout=60)
         if not removed.ok:
             return MetricRun(problem=f"could not remove {metric.output} before the run: {removed.text()[-200:]}")
+    workdir = _identity(sandbox)
     with capped_output(log) as capped:
         run = sandbox.exec(["bash", "-c", metric.command], timeout=metric.timeout_sec, output=capped)
+    if workdir is None or _identity(sandbox) != workdir:  # renamed away under the command, a new one in its place
+        return MetricRun(exit_code=run.returncode, problem="the working directory was replaced during the run")
     if run.timed_out:
         return MetricRun(exit_code=run.returncode, timed_out=True, problem=f"timed out after {metric.timeout_sec:g}s")
     if run.returncode != 0:
@@ -119,6 +124,12 @@ def run_metric(sandbox: Sandbox, metric: MetricSpec, log: Path) -> MetricRun:
         where = metric.output or "its output"
         return MetricRun(exit_code=run.returncode, problem=f"no metric value in {where}: {exc}")
     return MetricRun(value=value, exit_code=run.returncode)
+
+
+def _identity(sandbox: Sandbox) -> str | None:
+    """The workdir's device and inode: the output file is read by path, after the command, from this directory."""
+    found = sandbox.exec(["stat", "-c", "%d:%i", "."], timeout=60)
+    return found.stdout.decode().strip() if found.ok else None
 
 
 def metric_outcome(metric: MetricSpec, before: MetricRun, after: MetricRun) -> tuple[TestRun, MetricResult]:
