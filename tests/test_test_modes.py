@@ -146,6 +146,11 @@ def test_files_the_command_names_are_test_infrastructure(tmp_path: Path) -> None
     assert command_paths('CI=1 bash tests/run.sh --out="$ONESHOT_VERIFIER_DIR/x" ./check node t.js ../up /abs') == [
         "tests/run.sh", "check", "t.js",
     ]  # fmt: skip
+    chained = "bash runtests && cd scripts && bash check.sh; bash -c 'sh ci/x.sh' | python3 -c 'import a.b'"
+    assert command_paths(chained) == [
+        "runtests", "scripts/check.sh", "scripts/ci/x.sh",
+    ]  # fmt: skip
+    assert command_paths("cd /elsewhere && sh check.sh") == [], "not a workspace path"
     task = _load(tmp_path, {"mode": "exit_code", "command": "sh run-checks.sh"})
     assert command_infrastructure(task.spec, ["test/add.test.js", "data/x.json"]) == [
         "data/x.json", "run-checks.sh", "test",

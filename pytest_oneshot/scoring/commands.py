@@ -11,8 +11,9 @@ nothing of the agent's change can be there, and nothing an earlier command left.
 paths under ``/logs/verifier/`` are read there too: the docker image links ``/logs/verifier`` to it.
 
 A report that is missing, not a regular file, unparsable, out of range, or disagrees with the
-command's exit code (a reward above 0 counts only from a command that exits 0) makes the run untrusted (``problem``): a failed item, never a pass and never a
-harness error, since the agent's code runs under the command and can cause each of these.
+command's exit code (a reward above 0 counts only from a command that exits 0) makes the run
+untrusted (``problem``): a failed item, never a pass and never a harness error, since the agent's
+code runs under the command and can cause each of these.
 """
 
 from __future__ import annotations
@@ -48,20 +49,39 @@ exec head -c "$3" -- "$p"
 """
 
 
+_INTERPRETERS = frozenset({"bash", "sh", "dash", "zsh", "python", "python3", "node", "ruby", "perl", "source", "."})
+_SHELLS = frozenset({"bash", "sh", "dash", "zsh"})
+_SEPARATORS = frozenset({"&&", "||", ";", "|", "&", "(", ")", ";;"})
+
+
 def command_paths(command: str) -> list[str]:
-    """Workdir-relative paths a test command names (``bash tests/run.sh``, ``./check``, ``node t.js``)."""
+    """Workdir-relative paths a test command names (``bash tests/run.sh``, ``./check``, ``node t.js``,
+    ``bash runtests``), after a ``cd DIR`` as ``DIR/...``, and inside ``bash -c '...'``."""
     try:
-        words = shlex.split(command)
+        lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        words = list(lexer)
     except ValueError:
         return []
-    found = []
-    for word in words:
+    found: list[str] = []
+    cwd: PurePosixPath | None = PurePosixPath()  # None: after a cd out of the workdir
+    for index, word in enumerate(words):
+        before = words[index - 1] if index else ""
+        if word in _SEPARATORS or cwd is None:
+            continue
+        if before == "-c":  # a shell's script is searched too; other interpreters' code is not a path
+            if index >= 2 and PurePosixPath(words[index - 2]).name in _SHELLS:
+                found += [str(cwd / path) for path in command_paths(word)]
+            continue
         value = word.split("=", 1)[-1]
         path = PurePosixPath(value)
-        if value.startswith(("-", "$")) or path.is_absolute() or ".." in path.parts or str(path) == ".":
+        outside = path.is_absolute() or ".." in path.parts
+        if before == "cd":
+            cwd = None if outside or value.startswith(("-", "$", "~")) else cwd / path
+        elif value.startswith(("-", "$")) or outside or str(path) == ".":
             continue
-        if "/" in value or path.suffix:
-            found.append(str(path))
+        elif "/" in value or path.suffix or PurePosixPath(before).name in _INTERPRETERS:
+            found.append(str(cwd / path))
     return found
 
 
