@@ -10,7 +10,7 @@ So each route runs the same limiter (:mod:`pytest_oneshot.model.sidecar`) in a S
   that starts the gateway, never as an argument or in an image; a replayed cassette is written in
   through a command, and then the sidecar has no network at all (``block_network``); otherwise it may
   reach only the upstream's host (``outbound_domain_allowlist``);
-- the gateway listens on :data:`PORT`, exposed as an ``encrypted_ports`` tunnel; the agent gets the
+- the gateway listens on a port (:data:`PORTS`), exposed as an ``encrypted_ports`` tunnel; the agent gets the
   tunnel's URL plus ``/r/<token>`` (:attr:`SidecarRoute.base_url`), and its own Sandbox may reach that
   host only (:class:`~pytest_oneshot.sandbox.modal.ModalSandbox`, ``SandboxSpec.model_url``);
 - the counts (requests, refusals, tokens) are the sidecar's journal, read with ``cat`` when the trial
@@ -38,9 +38,11 @@ from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox.modal_client import TAG, app_for, modal_client
 from pytest_oneshot.usage import TokenUsage
 
-__all__ = ["PORT", "ModalRouteHost", "SidecarRoute"]
+__all__ = ["ModalRouteHost", "SidecarRoute"]
 
-PORT: Final = 8787
+PORTS: Final = (20000, 40000)
+"""The gateway's port is drawn from these per route (any is free in a Sandbox; the test double's may share
+this machine's network)."""
 KEY_ENV: Final = "ONESHOT_GATEWAY_KEY"  # = pytest_oneshot.model.sidecar.KEY_ENV, which this row cannot import
 TOKEN_ENV: Final = "ONESHOT_GATEWAY_TOKEN"  # = pytest_oneshot.model.sidecar.TOKEN_ENV
 PACKAGES: Final = ("aiohttp", "pydantic")
@@ -144,6 +146,7 @@ class ModalRouteHost:
         app = app_for(modal, self._options)
         name = f"model gateway of {session_id}"
         tags = {f"{TAG}.run_id": self._run_id, f"{TAG}.trial": f"{session_id}-gateway", **Owner.current().labels()}
+        token, port = secrets.token_urlsafe(24), PORTS[0] + secrets.randbelow(PORTS[1] - PORTS[0])
         network: dict[str, Any] = {"block_network": True}
         if cassette is None:
             assert upstream is not None
@@ -151,17 +154,16 @@ class ModalRouteHost:
         try:
             sandbox = modal.Sandbox.create(
                 "sleep", "infinity", app=app, image=sidecar_image(modal, app), tags=tags, timeout=_LIFETIME_SEC,
-                cpu=(0.125, 1.0), memory=(256, 1024), encrypted_ports=[PORT], **network,
+                cpu=(0.125, 1.0), memory=(256, 1024), encrypted_ports=[port], **network,
             )  # fmt: skip
         except modal.exception.Error as exc:
             raise OneshotError(f"modal sandbox: creating the {name} failed: {exc}") from None
-        token = secrets.token_urlsafe(24)
         route = SidecarRoute(modal, sandbox, "", limit, name)
         with self._lock:
             self._routes.add(route)
         _live.add(route)
         try:
-            argv = ["python", "-m", "pytest_oneshot.model.sidecar", "--port", str(PORT), "--journal", _JOURNAL]
+            argv = ["python", "-m", "pytest_oneshot.model.sidecar", "--port", str(port), "--journal", _JOURNAL]
             if cassette is not None:
                 _run(modal, sandbox, "sh", "-c", _WRITE, _CASSETTE, stdin=cassette.read_bytes())
                 argv += ["--cassette", _CASSETTE]
@@ -172,7 +174,7 @@ class ModalRouteHost:
             secret = modal.Secret.from_dict({TOKEN_ENV: token, **({KEY_ENV: api_key} if api_key else {})})
             gateway = sandbox.exec(*argv, workdir="/root", secrets=[secret])
             _await_journal(modal, sandbox, gateway, name)
-            tunnel = sandbox.tunnels()[PORT]
+            tunnel = sandbox.tunnels()[port]
         except BaseException:
             with contextlib.suppress(InfraError):  # terminated all the same; the start's error is the news
                 route.close()
