@@ -11,7 +11,7 @@ import json
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 
 from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec, SandboxUnavailableError, default_sandbox_registry
-from pytest_oneshot.sandbox.modal import CLIENT_ENV, ModalSandbox
+from pytest_oneshot.sandbox.modal import ModalSandbox
 from pytest_oneshot.sandbox.modal_image import DEFAULT_BASE, modal_dockerfile
 from pytest_oneshot.task import load_task
 
@@ -99,16 +99,6 @@ def test_the_image_is_the_docker_sandboxs_dockerfile(make_real_task: Callable[..
     deps = load_task(make_real_task(tmp_path / "deps", environment={"pip": ["-e", "."]}))
     text = modal_dockerfile(deps, "oneshot-base:bookworm")
     assert text.count("FROM ") == 1 and "/opt/oneshot/venv" in text and "COPY oneshot-build-ca" not in text
-
-
-@pytest.fixture
-def modal_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Any) -> Iterator[Path]:
-    """The modal sandbox on the double, its state (and call journal) in a fresh dir."""
-    home = tmp_path / "fake-modal"
-    monkeypatch.setenv(CLIENT_ENV, "fake_modal")
-    monkeypatch.setenv("FAKE_MODAL_HOME", str(home))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")])))
-    yield home
 
 
 def _spec(task_dir: Path, **kwargs: Any) -> SandboxSpec:
