@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.model.cassette import Turn, Usage, exec_command, message
+from pytest_oneshot.model.gateway import ModelGateway
 from pytest_oneshot.model.scripted import ScriptedResponsesServer
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.sandbox.modal import ModalSandbox
@@ -148,3 +150,23 @@ def test_a_sidecar_is_tagged_read_back_terminated_and_reaped(
     )
     assert ModalSandbox.cleanup_stale({"modal_app": "oneshot-test"}) == [orphan.sandbox.object_id]
     assert orphan.sandbox.poll() is not None
+
+
+class _NeverStarted:
+    """A trace recorder that fails the test if the gateway starts it."""
+
+    def start(self, upstream: str) -> str:
+        raise AssertionError("a remote route has no loopback to record on")
+
+    def export(self, session_id: str, requests: int, wait_sec: float) -> tuple[dict[str, Any], bool]:
+        raise AssertionError("nothing was recorded")
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
+
+def test_tracing_a_remote_gateway_is_an_error_saying_why() -> None:
+    gateway = ModelGateway(host=lambda: ModalRouteHost({}, "r"), recorder=_NeverStarted())
+    with pytest.raises(OneshotError, match="--oneshot-trace records on this machine's loopback"):
+        gateway.open("t", upstream="http://127.0.0.1:9/v1")
+    assert gateway.remote
