@@ -7,18 +7,19 @@ Only module-level hooks live here; stateful parts are plugin objects registered 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytest
 
 from pytest_oneshot import hookspecs
 from pytest_oneshot.agent import default_agent_registry
 from pytest_oneshot.errors import OneshotError
-from pytest_oneshot.model.gateway import ModelGateway
+from pytest_oneshot.model.gateway import ModelGateway, RouteHost
 from pytest_oneshot.model.replay import ReplayService
 from pytest_oneshot.overrides import OverridesFile, load_overrides
 from pytest_oneshot.sandbox import default_sandbox_registry
@@ -70,13 +71,13 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = workerinput["oneshot_run_id"] if workerinput else _new_run_id()
     cli = {option.name: config.getoption(option.key) for option in OPTIONS}
     ini = {option.name: config.getini(option.key) for option in OPTIONS}
-    try:
-        settings = resolve(cli, ini, os.environ, base_dir=config.invocation_params.dir, run_id=run_id)
-        gateway = ModelGateway.from_settings(settings)
-    except OneshotError as exc:
-        raise pytest.UsageError(str(exc)) from None
     registries = Registries(sandbox=default_sandbox_registry(), agent=default_agent_registry())
     config.hook.pytest_oneshot_register(registries=registries)
+    try:
+        settings = resolve(cli, ini, os.environ, base_dir=config.invocation_params.dir, run_id=run_id)
+        gateway = ModelGateway.from_settings(settings, host=functools.partial(_route_host, registries, settings))
+    except OneshotError as exc:
+        raise pytest.UsageError(str(exc)) from None
     chosen = (
         (registries.sandbox, settings.sandbox),
         (registries.agent, settings.agent),
@@ -99,6 +100,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[gateway_key] = gateway
     if workerinput is None:
         _register_reports(config, settings)
+
+
+def _route_host(registries: Registries, settings: OneshotSettings) -> RouteHost | None:
+    """The sandbox's own model gateway host (``model_route_host(options, run_id)``: a remote backend's, whose
+    agents cannot reach this machine's loopback); None: the loopback gateway. Asked when a route first opens."""
+    make = getattr(registries.sandbox.get(settings.sandbox), "model_route_host", None)
+    return None if make is None else cast("RouteHost", make(settings.sandbox_options(), settings.run_id))
 
 
 def _run_overrides(settings: OneshotSettings) -> OverridesFile | None:

@@ -245,9 +245,10 @@ def _run_phases(
             memory_mb=task.spec.environment.memory_mb,
             mounts=config.agent.mounts(),
             options=config.sandbox_options,
+            model_url=state.route.endpoint.base_url if state.route else None,
         )
         state.scoring_spec = dataclasses.replace(
-            spec, trial_id=f"{spec.trial_id}-score", network="none", mounts={}, scoring=True
+            spec, trial_id=f"{spec.trial_id}-score", network="none", mounts={}, scoring=True, model_url=None
         )
         state.scoring = config.sandbox_factory(state.scoring_spec)
         state.fresh = executor.submit(_start_fresh, state.scoring)
@@ -424,15 +425,24 @@ def _score_metric(state: _TrialState, change: Change, root: str, fresh: Manifest
 
 
 def _open_route(state: _TrialState) -> ModelRoute:
-    """The trial's model route: to the task's cassette server in replay mode, else the model API."""
+    """The trial's model route: to the task's cassette server in replay mode (a remote gateway serves the
+    cassette itself), else the model API."""
     config = state.config
-    upstream = config.replay.endpoint(config.task, config.model, config.trial_id) if config.replay else None
     gateway = config.gateway or state.private_gateway
     if gateway is None:
         gateway = state.private_gateway = ModelGateway()
+    upstream = cassette = None
+    if config.replay is not None and gateway.remote:
+        cassette = config.replay.cassette(config.task, config.model)
+    elif config.replay is not None:
+        upstream = config.replay.endpoint(config.task, config.model, config.trial_id)
     try:
         return gateway.open(
-            config.trial_id, model=config.model, limit=config.task.spec.limits.token_limit, upstream=upstream
+            config.trial_id,
+            model=config.model,
+            limit=config.task.spec.limits.token_limit,
+            upstream=upstream,
+            cassette=cassette,
         )
     except OneshotError as exc:
         raise InfraError("prepare", str(exc)) from None

@@ -35,7 +35,7 @@ MAP_ROWS: dict[str, int] = {
     **dict.fromkeys(("agent", "workspace", "scoring", "judge", "sandbox", "hf"), 4),
     "model": 5,  # cassette, catalog, serving, the package
     **dict.fromkeys(("agent.codex", "model.gateway", "model.limiter", "model.replay", "model.scripted"), 6),
-    **dict.fromkeys(("report", "result"), 7),
+    **dict.fromkeys(("report", "result", "model.sidecar"), 7),
     **dict.fromkeys(("concurrency", "trial"), 8),
     **dict.fromkeys(("plugin", "collect", "hookspecs", "stash", "cli", "regrade", "rebench", "validate", "harbor"), 9),
     # the Codex Runner: its file format, its endpoint client, its sandbox runs, its figures, its glue

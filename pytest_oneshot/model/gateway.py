@@ -14,6 +14,10 @@ the first route, so runs without model agents pay nothing. Each xdist worker has
 gateway; their recorders append to the run's one SQLite database (WAL mode: writers queue on a
 lock, readers never block). The recorder is ``proxy/``'s, found through the ``pytest_oneshot.recorders``
 entry point (:class:`TraceRecorder`), so the harness and the proxy never import each other.
+
+Where the limiter runs is a :class:`RouteHost`: on this machine's loopback by default; for agents in a
+remote sandbox that cannot reach it (``--oneshot-sandbox=modal``), the sandbox's own host (a sidecar
+Sandbox per route, :mod:`pytest_oneshot.sandbox.modal_gateway`), which also serves a replayed cassette.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, final
@@ -36,7 +40,7 @@ from pytest_oneshot.registry import Registry
 from pytest_oneshot.usage import TokenUsage
 
 if TYPE_CHECKING:  # the limiter (aiohttp) is imported only when a route opens: sandboxes load the plugin too
-    from pytest_oneshot.model.limiter import Route, TokenLimiter
+    from pytest_oneshot.model.limiter import TokenLimiter
     from pytest_oneshot.settings import OneshotSettings
 
 __all__ = [
@@ -45,7 +49,9 @@ __all__ = [
     "ModelGateway",
     "ModelRoute",
     "RecorderFactory",
+    "RouteHost",
     "RouteReport",
+    "RouteView",
     "TraceRecorder",
 ]
 
@@ -83,6 +89,74 @@ class RecorderFactory(Protocol):
         """
 
 
+class RouteView(Protocol):
+    """One route as its host counts it (:class:`~pytest_oneshot.model.limiter.Route` on loopback)."""
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def usage(self) -> TokenUsage: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def refused(self) -> int: ...
+
+
+class RouteHost(Protocol):
+    """Where routes are served: each adds the key, counts tokens and refuses requests past its limit."""
+
+    remote: bool
+    """Its routes are reached from outside this machine: a replay is served by the host itself (``cassette``),
+    and a loopback recorder cannot stand in front of them."""
+
+    def add(
+        self, session_id: str, upstream: str | None, *, limit: int | None, api_key: str | None, cassette: Path | None
+    ) -> RouteView:
+        """A new route to ``upstream``, or replaying ``cassette`` (a remote host only).
+
+        Raises:
+            OneshotError: the route cannot be served (naming why).
+        """
+
+    def remove(self, route: RouteView) -> None:
+        """Stop serving ``route``; its counts stay readable."""
+
+    def stop(self) -> None:
+        """Stop every route. Idempotent."""
+
+
+@final
+class _LoopbackHost:
+    """Routes on this machine's loopback (the limiter is started on the first)."""
+
+    remote = False
+
+    def __init__(self) -> None:
+        self._limiter: TokenLimiter | None = None
+
+    def add(
+        self, session_id: str, upstream: str | None, *, limit: int | None, api_key: str | None, cassette: Path | None
+    ) -> RouteView:
+        from pytest_oneshot.model.limiter import TokenLimiter
+
+        if cassette is not None or upstream is None:
+            raise OneshotError("the loopback gateway forwards to an upstream URL (a replay server's included)")
+        if self._limiter is None:
+            self._limiter = TokenLimiter().start()
+        return self._limiter.add_route(upstream, limit=limit, api_key=api_key)
+
+    def remove(self, route: RouteView) -> None:
+        if self._limiter is not None:
+            self._limiter.remove_route(route)  # type: ignore[arg-type]  # its own Route
+
+    def stop(self) -> None:
+        if self._limiter is not None:
+            self._limiter.stop()
+            self._limiter = None
+
+
 @dataclass(frozen=True)
 class RouteReport:
     """A finished route: what the trial's agent spent, and where its trace went."""
@@ -101,7 +175,7 @@ class ModelRoute:
     """One trial's path to its model; hand :attr:`endpoint` to the agent."""
 
     def __init__(
-        self, gateway: ModelGateway, route: Route, endpoint: ModelEndpoint, session_id: str, model: str | None
+        self, gateway: ModelGateway, route: RouteView, endpoint: ModelEndpoint, session_id: str, model: str | None
     ) -> None:
         self.endpoint = endpoint
         self.session_id = session_id
@@ -150,6 +224,8 @@ class ModelGateway:
         api_key: sent only to ``upstream``, never to a route's own upstream (a replay server).
         prices: the price table for :attr:`RouteReport.cost_usd`.
         recorder: records every request (``--oneshot-trace``); None: no tracing.
+        host: makes the :class:`RouteHost` when the first route opens (the sandbox's own, for a remote
+            sandbox); None, or it returns None: this machine's loopback.
     """
 
     def __init__(
@@ -159,6 +235,7 @@ class ModelGateway:
         api_key: str | None = None,
         prices: Mapping[str, Price] = DEFAULT_PRICES,
         recorder: TraceRecorder | None = None,
+        host: Callable[[], RouteHost | None] | None = None,
     ) -> None:
         if urlsplit(upstream).scheme not in ("http", "https"):
             raise OneshotError(f"model base URL must be http(s)://HOST[:PORT]/PATH (got {upstream!r})")
@@ -167,12 +244,15 @@ class ModelGateway:
         self._api_key = api_key
         self._recorder = recorder
         self._recorder_url: str | None = None
-        self._limiter: TokenLimiter | None = None
+        self._make_host = host
+        self._host: RouteHost | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: OneshotSettings) -> ModelGateway:
-        """The session's gateway (no server started yet).
+    def from_settings(
+        cls, settings: OneshotSettings, host: Callable[[], RouteHost | None] | None = None
+    ) -> ModelGateway:
+        """The session's gateway (no server started yet); ``host`` as in the constructor (the sandbox's).
 
         Raises:
             OneshotError: a bad prices file, or ``--oneshot-trace`` without a recorder that can run
@@ -192,10 +272,22 @@ class ModelGateway:
             api_key=os.environ.get(settings.api_key_env) or None,
             prices=load_prices(settings.prices),
             recorder=recorder,
+            host=host,
         )
 
+    @property
+    def remote(self) -> bool:
+        """Whether routes are served away from this machine (then a replay is opened with ``cassette``)."""
+        return self._routes().remote
+
     def open(
-        self, session_id: str, *, model: str | None = None, limit: int | None = None, upstream: str | None = None
+        self,
+        session_id: str,
+        *,
+        model: str | None = None,
+        limit: int | None = None,
+        upstream: str | None = None,
+        cassette: Path | None = None,
     ) -> ModelRoute:
         """A new route for one trial.
 
@@ -205,22 +297,28 @@ class ModelGateway:
             limit: total tokens after which requests are refused with HTTP 429 ``insufficient_quota``.
             upstream: serve this route from another endpoint (a replay server) instead of
                 :attr:`upstream`; it gets no API key.
+            cassette: replay this cassette from the host itself (a :attr:`remote` host only); no API key.
         Raises:
-            OneshotError: no API key for the OpenAI API, or the tracing proxy could not start
-                (its log's last line).
+            OneshotError: no API key for the OpenAI API, the tracing proxy could not start (its log's
+                last line), or the host could not serve the route.
         """
-        from pytest_oneshot.model.limiter import TokenLimiter
-
-        if upstream is None and self._api_key is None and self.upstream == DEFAULT_BASE_URL:
+        replay = upstream is not None or cassette is not None
+        if not replay and self._api_key is None and self.upstream == DEFAULT_BASE_URL:
             raise OneshotError(
                 f"no API key for {self.upstream}: set OPENAI_API_KEY (or the variable named by "
                 "--oneshot-api-key-env), or replay the recorded sessions with --oneshot-model=replay"
             )
+        host = self._routes()
+        if host.remote and self._recorder is not None:
+            raise OneshotError(
+                "--oneshot-trace records on this machine's loopback, which this sandbox's model traffic never "
+                "crosses (its gateway runs beside the agent); run without --oneshot-trace"
+            )
+        api_key = None if replay else self._api_key
+        route = host.add(
+            session_id, None if cassette else upstream or self.upstream, limit=limit, api_key=api_key, cassette=cassette
+        )
         with self._lock:
-            if self._limiter is None:
-                self._limiter = TokenLimiter().start()
-            api_key = None if upstream else self._api_key
-            route = self._limiter.add_route(upstream or self.upstream, limit=limit, api_key=api_key)
             if self._recorder is None:
                 return ModelRoute(self, route, ModelEndpoint(route.base_url), session_id, model)
             if self._recorder_url is None:
@@ -229,6 +327,12 @@ class ModelGateway:
             url = self._recorder_url
         endpoint = ModelEndpoint(url + urlsplit(route.base_url).path, {SESSION_HEADER: session_id})
         return ModelRoute(self, route, endpoint, session_id, model)
+
+    def _routes(self) -> RouteHost:
+        with self._lock:
+            if self._host is None:
+                self._host = (self._make_host() if self._make_host else None) or _LoopbackHost()
+            return self._host
 
     def _export(self, route: ModelRoute, dest: Path) -> bool | None:
         """Write ``route``'s session once the recorder has committed all its requests (or at the
@@ -239,20 +343,21 @@ class ModelGateway:
         write_atomic(dest, json.dumps(session, indent=2, ensure_ascii=False).encode())
         return complete
 
-    def _remove(self, route: Route) -> None:
+    def _remove(self, route: RouteView) -> None:
         with self._lock:
-            if self._limiter is not None:
-                self._limiter.remove_route(route)
+            host = self._host
+        if host is not None:
+            host.remove(route)
 
     def close(self) -> None:
-        """Stop the recorder (it commits what it holds), then the limiter. Idempotent."""
+        """Stop the recorder (it commits what it holds), then the routes' host. Idempotent."""
         with self._lock:
             if self._recorder is not None and self._recorder_url is not None:
                 self._recorder.stop()
                 self._recorder_url = None
-            if self._limiter is not None:
-                self._limiter.stop()
-                self._limiter = None
+            if self._host is not None:
+                self._host.stop()
+                self._host = None
 
     def __enter__(self) -> ModelGateway:
         return self

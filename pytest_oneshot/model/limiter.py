@@ -13,11 +13,14 @@ upstream base URL: ``POST /r/<token>/responses`` goes to ``{upstream}/responses`
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -27,6 +30,7 @@ from yarl import URL
 
 from oneshot_shared.sse import event_end_offsets, parse_events
 from oneshot_shared.wire import SESSION_HEADER
+from pytest_oneshot.files import write_atomic
 from pytest_oneshot.model.serving import BackgroundServer, api_error
 from pytest_oneshot.usage import TokenUsage
 
@@ -63,6 +67,9 @@ class Route:
     """Requests received on this route, refused ones included."""
     refused: int = 0
     """Requests answered with 429 because the budget was spent."""
+    journal: Path | None = None
+    """Where every change of the counts is written (JSON, :meth:`counts`) before the agent sees its effect:
+    the harness reads a remote gateway's counts from there (:mod:`pytest_oneshot.model.sidecar`)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -72,14 +79,25 @@ class Route:
     def charge(self, usage: TokenUsage) -> None:
         with self._lock:
             self.usage = self.usage + usage
+            self._save()
 
     def receive(self) -> None:
         with self._lock:
             self.requests += 1
+            self._save()
 
     def refuse(self) -> None:
         with self._lock:
             self.refused += 1
+            self._save()
+
+    def counts(self) -> dict[str, Any]:
+        """What the route has seen, as JSON: ``requests``, ``refused`` and ``usage`` (the API's flat counts)."""
+        return {"requests": self.requests, "refused": self.refused, "usage": dict(self.usage.__dict__)}
+
+    def _save(self) -> None:
+        if self.journal is not None:
+            write_atomic(self.journal, json.dumps(self.counts()).encode())
 
 
 class TokenLimiter:
@@ -91,18 +109,30 @@ class TokenLimiter:
         self._lock = threading.Lock()
         self._session: aiohttp.ClientSession | None = None
 
-    def add_route(self, upstream: str, *, limit: int | None = None, api_key: str | None = None) -> Route:
+    def add_route(
+        self,
+        upstream: str,
+        *,
+        limit: int | None = None,
+        api_key: str | None = None,
+        token: str | None = None,
+        journal: Path | None = None,
+    ) -> Route:
         """A new route to ``upstream`` (a base URL such as ``https://api.openai.com/v1``).
 
         Args:
             limit: total tokens (input + output) after which requests are refused.
             api_key: sent upstream as ``Authorization: Bearer``; whatever the client sent is dropped.
+            token: the route's path segment (``/r/<token>``), the only thing a client needs to use it
+                (default: a random one).
+            journal: see :attr:`Route.journal`.
         """
         if urlsplit(upstream).scheme not in ("http", "https"):
             raise ValueError(f"upstream must be an http(s) URL (got {upstream!r})")
-        token = secrets.token_hex(8)
+        token = token or secrets.token_hex(8)
         base_url = f"http://{self._server.host}:{self._server.port}/r/{token}"
-        route = Route(upstream.rstrip("/"), limit, base_url, api_key)
+        route = Route(upstream.rstrip("/"), limit, base_url, api_key, journal=journal)
+        route._save()
         with self._lock:
             self._routes[token] = route
         return route

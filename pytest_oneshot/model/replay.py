@@ -73,6 +73,21 @@ class ReplayService:
         Raises:
             InfraError: the cassette is missing or malformed (phase ``prepare``).
         """
+        path = self.cassette(task, model)
+        if path is None:
+            return None
+        from pytest_oneshot.model.cassette import load_cassette
+
+        return self._serve(key, load_cassette(path))
+
+    @staticmethod
+    def cassette(task: Task, model: str | None) -> Path | None:
+        """The cassette file ``task`` replays for ``model``, checked; None when ``model`` is not a replay
+        (a remote gateway serves it itself: :attr:`ModelGateway.remote`).
+
+        Raises:
+            InfraError: the cassette is missing or malformed (phase ``prepare``).
+        """
         name = cassette_name(model)
         if name is None:
             return None
@@ -82,10 +97,10 @@ class ReplayService:
         if not path.is_file():
             raise InfraError("prepare", f"{path}: no cassette to replay for --oneshot-model={model}")
         try:
-            cassette = load_cassette(path)
+            load_cassette(path)
         except TaskFormatError as exc:
             raise InfraError("prepare", str(exc)) from None
-        return self._serve(key, cassette)
+        return path
 
     def judge_endpoint(self, path: Path, rubric_id: str, diff_sha256: str, key: str) -> str:
         """Base URL serving the answer recorded in judge cassette ``path`` for ``rubric_id``.

@@ -69,6 +69,9 @@ class SandboxSpec:
     """Host paths mounted read-only at the given sandbox path (e.g. an agent binary)."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Session settings for backends (``docker_image``, ``cache_dir``); each reads the keys it knows."""
+    model_url: str | None = None
+    """Where the agent's model traffic goes (its gateway route), for a backend that lets only that host
+    through (``network="loopback"`` on a remote backend); None: no model agent."""
     scoring: bool = False
     """A scoring sandbox: the agent never reaches it. When the task has ``tests.setup`` commands
     (which may run the agent's code before pytest starts), they must not be able to change the

@@ -11,24 +11,21 @@ machine's cores (``--oneshot-concurrency N`` keeps N trials in flight per pytest
   command travel as an ephemeral ``modal.Secret``, never as an argument of a call (a command agent's
   model key among them); nothing is baked into an image. Files go in and out through commands
   (:mod:`shell`, :mod:`archive`), so the contract holds as in the docker sandbox.
-- ``network="loopback"`` (an agent that talks to the harness's model gateway) cannot be served: the
-  gateway listens on this machine's loopback, which Modal's cloud cannot reach. Such a trial is an
-  error saying so; model-free agents (oracle, nop, command) run.
+- ``network="loopback"`` (a model agent, codex): the harness's gateway on this machine's loopback is out
+  of Modal's reach, so the trial's route runs in a sidecar Sandbox (:mod:`modal_gateway`, this backend's
+  :meth:`ModalSandbox.model_route_host`) that holds the key; the agent's Sandbox may reach that route's
+  tunnel host only (``outbound_domain_allowlist``), and sees a random route token, never the key.
 - The trials on Modal at once are what this machine keeps in flight: ``-n`` workers times
   ``--oneshot-concurrency N`` (plus the next N items' sandboxes started ahead), two Sandboxes each.
 
-The client is the ``modal`` package (``pip install 'pytest-oneshot[modal]'``), imported only here and
-only when this backend is used; ``ONESHOT_MODAL_CLIENT`` names another module with the same surface
-(the test suite's double of Modal's cloud).
+The client is imported only when this backend is used (:mod:`modal_client`).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import math
-import os
 import re
 import threading
 import time
@@ -36,6 +33,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, final
+from urllib.parse import urlsplit
 
 from typing_extensions import override
 
@@ -45,12 +43,13 @@ from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, shell
 from pytest_oneshot.sandbox.archive import archive_by_exec
 from pytest_oneshot.sandbox.docker import SANDBOX_ENV
 from pytest_oneshot.sandbox.docker_image import WORKSPACE
+from pytest_oneshot.sandbox.modal_client import CLIENT_ENV, TAG, app_for, modal_client
+from pytest_oneshot.sandbox.modal_gateway import ModalRouteHost
 from pytest_oneshot.sandbox.modal_image import mount_volumes, task_image
 from pytest_oneshot.sandbox.process import KILL_GRACE_SEC, OnOutput, Running, Sink, drive
 
-CLIENT_ENV = "ONESHOT_MODAL_CLIENT"
-TAG = "oneshot"
-"""Prefix of the tags on every Modal Sandbox of this backend."""
+__all__ = ["CLIENT_ENV", "ModalSandbox", "modal_client"]
+
 _LIFETIME_MARGIN_SEC = 3600
 _MAIN_PID_FILE = "/tmp/.oneshot-main.pid"
 # The Sandbox's main process: it keeps the Sandbox up, so it must outlive the stop before an archive;
@@ -59,35 +58,6 @@ _MAIN = f"echo $$ >{_MAIN_PID_FILE}; exec sleep infinity"
 _MAIN_START_SEC = 30.0
 # `sh -c _IN_DIR DIR ARGV...`: run ARGV in DIR (a missing DIR is a failed command, as the contract asks).
 _IN_DIR = 'cd "$0" && exec "$@"'
-
-
-def modal_client() -> Any:
-    """The ``modal`` module (or the one ``ONESHOT_MODAL_CLIENT`` names).
-
-    Raises:
-        SandboxUnavailableError: it is not installed.
-    """
-    name = os.environ.get(CLIENT_ENV) or "modal"
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise SandboxUnavailableError(
-            f"the modal sandbox needs the Modal client ({exc}): pip install 'pytest-oneshot[modal]'"
-        ) from None
-
-
-_apps: dict[str, Any] = {}
-_apps_lock = threading.Lock()
-
-
-def _app(modal: Any, name: str) -> Any:
-    with _apps_lock:
-        if name not in _apps:
-            try:
-                _apps[name] = modal.App.lookup(name, create_if_missing=True)
-            except modal.exception.Error as exc:  # no token (modal token new), or no answer from Modal
-                raise SandboxUnavailableError(f"modal sandbox: cannot reach Modal App {name!r}: {exc}") from None
-        return _apps[name]
 
 
 @final
@@ -111,7 +81,7 @@ class ModalSandbox(Sandbox):
         """
         try:
             modal = modal_client()
-            app = _app(modal, options.get("modal_app") or "pytest-oneshot")
+            app = app_for(modal, options)
         except SandboxUnavailableError:
             return []
         mine = {f"{TAG}.owner.host": Owner.current().host}
@@ -124,17 +94,31 @@ class ModalSandbox(Sandbox):
                     removed.append(str(sandbox.object_id))
         return removed
 
+    @staticmethod
+    def model_route_host(options: Mapping[str, str], run_id: str) -> ModalRouteHost:
+        """Where a trial's model route runs: a sidecar Sandbox beside the agent's (see :mod:`modal_gateway`)."""
+        return ModalRouteHost(options, run_id)
+
+    def _network(self) -> dict[str, Any]:
+        """No network; for a model agent, only its route's host (its gateway's tunnel)."""
+        spec = self.spec
+        if spec.network != "loopback":
+            return {"block_network": True}
+        host = urlsplit(spec.model_url or "").hostname
+        if host is None:
+            raise SandboxUnavailableError(
+                "modal sandbox: this agent needs a server on this machine's loopback, which Modal's cloud cannot "
+                "reach; a model agent's gateway runs beside it (a sidecar Sandbox) only in a trial, which gives "
+                "the sandbox its route (SandboxSpec.model_url)"
+            )
+        return {"block_network": False, "outbound_domain_allowlist": [host]}
+
     @override
     def start(self) -> None:
         spec = self.spec
-        if spec.network == "loopback":
-            raise SandboxUnavailableError(
-                "modal sandbox: this agent talks to the harness's model gateway on this machine's loopback, "
-                "which Modal's cloud cannot reach; run model agents with --oneshot-sandbox=docker or local "
-                "(model-free agents such as oracle, nop and command run on Modal)"
-            )
+        network = self._network()
         self._modal = modal = modal_client()
-        app = _app(modal, spec.options.get("modal_app") or "pytest-oneshot")
+        app = app_for(modal, spec.options)
         image = task_image(modal, app, spec.task, spec.repo_snapshot, spec.options.get("modal_image") or "")
         volumes, links = mount_volumes(modal, spec.mounts)
         limits = spec.task.spec.limits
@@ -153,8 +137,8 @@ class ModalSandbox(Sandbox):
                 workdir=self.workdir,
                 cpu=(spec.cpus, spec.cpus),
                 memory=(spec.memory_mb, spec.memory_mb),
-                block_network=True,
                 volumes=volumes,
+                **network,
             )
         except modal.exception.Error as exc:
             raise InfraError("sandbox", f"creating the {self.name} failed: {exc}") from None

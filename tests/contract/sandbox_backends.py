@@ -55,8 +55,8 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
     },
     "third-party": {"limits": f"it wraps the local sandbox: {_NO_LIMITS}"},
     "modal-double": {
-        "loopback": "Modal's cloud cannot reach this machine's loopback (the harness's model gateway): "
-        "the modal sandbox refuses network='loopback' with the reason"
+        "loopback": "Modal's cloud cannot reach this machine's loopback: with network='loopback' a modal sandbox "
+        "reaches only its model route's host (the trial's gateway sidecar), and without a route it refuses to start"
     },
 }
 """Per backend, the promises it does not keep, and why: those tests skip with the reason."""

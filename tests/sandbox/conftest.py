@@ -15,6 +15,7 @@ from pytest_oneshot.repo import snapshot
 from pytest_oneshot.sandbox import SandboxSpec
 from pytest_oneshot.sandbox.docker import DockerSandbox
 from pytest_oneshot.sandbox.dockerd import Engine
+from pytest_oneshot.sandbox.modal_client import CLIENT_ENV
 from pytest_oneshot.task import Task, load_task
 
 CANARY = "sk-oneshot-canary-7f3a9c2e"
@@ -129,3 +130,19 @@ def any_sandbox(make_sandbox: MakeSandbox, request: pytest.FixtureRequest) -> Ma
         return sandbox
 
     return make
+
+
+MODAL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+"""Where the test double of Modal's client (``fake_modal``) lives."""
+
+
+@pytest.fixture
+def modal_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Engine) -> Path:
+    """The modal sandbox on the double, its state (and call journal) in a fresh dir."""
+    home = tmp_path / "fake-modal"
+    monkeypatch.setenv(CLIENT_ENV, "fake_modal")
+    monkeypatch.setenv("FAKE_MODAL_HOME", str(home))
+    path = os.pathsep.join(filter(None, [str(MODAL_FIXTURES), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
+    monkeypatch.syspath_prepend(str(MODAL_FIXTURES))  # this process's own calls too
+    return home

@@ -6,20 +6,22 @@ The Sandbox contract itself runs on the double as the ``modal-double`` backend o
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
 import secrets
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_oneshot.model import sidecar
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.sandbox import SandboxSpec, SandboxUnavailableError, default_sandbox_registry
-from pytest_oneshot.sandbox.modal import CLIENT_ENV, ModalSandbox
+from pytest_oneshot.sandbox import SandboxSpec, SandboxUnavailableError, default_sandbox_registry, modal_gateway
+from pytest_oneshot.sandbox.modal import ModalSandbox
 from pytest_oneshot.sandbox.modal_image import DEFAULT_BASE, modal_dockerfile
 from pytest_oneshot.task import load_task
 
@@ -47,6 +49,13 @@ SURFACE: dict[str, tuple[Any, Any]] = {
     "Sandbox.terminate": (fake_modal.Sandbox.terminate, real_modal.Sandbox.terminate),
     "Sandbox.get_tags": (fake_modal.Sandbox.get_tags, real_modal.Sandbox.get_tags),
     "Sandbox.list": (fake_modal.Sandbox.list, real_modal.Sandbox.list),
+    "Sandbox.tunnels": (fake_modal.Sandbox.tunnels, real_modal.Sandbox.tunnels),
+    "Image.debian_slim": (fake_modal.Image.debian_slim, real_modal.Image.debian_slim),
+    "Image.pip_install": (fake_modal.Image.pip_install, real_modal.Image.pip_install),
+    "Image.add_local_python_source": (
+        fake_modal.Image.add_local_python_source,
+        real_modal.Image.add_local_python_source,
+    ),
     "ContainerProcess.poll": (fake_modal.ContainerProcess.poll, real_modal.container_process.ContainerProcess.poll),
     "ContainerProcess.wait": (fake_modal.ContainerProcess.wait, real_modal.container_process.ContainerProcess.wait),
     "StreamWriter.write": (fake_modal.StreamWriter.write, real_modal.io_streams.StreamWriter.write),
@@ -77,6 +86,18 @@ def test_the_double_has_the_real_clients_signatures(name: str) -> None:
     assert set(missing) <= set(double.parameters), f"{name}: the real client requires {missing}"
 
 
+def test_the_tunnel_has_the_real_clients_fields() -> None:
+    """The gateway sidecar's route is built from ``Tunnel.url`` (the double's is plain HTTP: see its docstring)."""
+    real = {field.name for field in dataclasses.fields(real_modal._tunnel.Tunnel)}
+    assert {field.name for field in dataclasses.fields(fake_modal.Tunnel)} == real
+    assert isinstance(real_modal._tunnel.Tunnel.url, property) and isinstance(fake_modal.Tunnel.url, property)
+
+
+def test_the_sidecars_variables_are_the_hosts() -> None:
+    """The sidecar program and the code that starts it name the Secret's variables alike (neither imports the other)."""
+    assert (sidecar.KEY_ENV, sidecar.TOKEN_ENV) == (modal_gateway.KEY_ENV, modal_gateway.TOKEN_ENV)
+
+
 def test_the_exceptions_caught_are_the_real_clients() -> None:
     for name in ("Error", "NotFoundError", "SandboxTerminatedError", "ImageBuildError"):
         real = getattr(real_modal.exception, name)
@@ -99,16 +120,6 @@ def test_the_image_is_the_docker_sandboxs_dockerfile(make_real_task: Callable[..
     deps = load_task(make_real_task(tmp_path / "deps", environment={"pip": ["-e", "."]}))
     text = modal_dockerfile(deps, "oneshot-base:bookworm")
     assert text.count("FROM ") == 1 and "/opt/oneshot/venv" in text and "COPY oneshot-build-ca" not in text
-
-
-@pytest.fixture
-def modal_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Any) -> Iterator[Path]:
-    """The modal sandbox on the double, its state (and call journal) in a fresh dir."""
-    home = tmp_path / "fake-modal"
-    monkeypatch.setenv(CLIENT_ENV, "fake_modal")
-    monkeypatch.setenv("FAKE_MODAL_HOME", str(home))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FIXTURES), os.environ.get("PYTHONPATH")])))
-    yield home
 
 
 def _spec(task_dir: Path, **kwargs: Any) -> SandboxSpec:
@@ -135,11 +146,13 @@ def test_the_model_key_travels_as_a_secret_never_as_an_argument(
 
 
 @pytest.mark.docker
-def test_loopback_is_refused_with_the_reason(
+def test_loopback_without_a_model_route_is_refused_with_the_reason(
     modal_double: Path, make_real_task: Callable[..., Path], tmp_path: Path
 ) -> None:
+    """A model agent's route is its trial's gateway sidecar (tests/sandbox/test_modal_agents.py); without one,
+    what the agent would need is on this machine's loopback."""
     sandbox = ModalSandbox(_spec(make_real_task(tmp_path / "task"), network="loopback"))
-    with pytest.raises(SandboxUnavailableError, match="Modal's cloud cannot reach"):
+    with pytest.raises(SandboxUnavailableError, match=r"Modal's cloud cannot reach.*gateway runs beside it"):
         sandbox.start()
 
 
@@ -190,3 +203,15 @@ def test_live_oracle_and_nop_on_modal(shipped_tasks: Path, run_and_parse: Callab
     for agent, outcome in (("oracle", "passed"), ("nop", "failed")):
         run = run_and_parse("tasks/fix-off-by-one", "--oneshot-sandbox=modal", f"--oneshot-agent={agent}", timeout=1800)
         run.result.assert_outcomes(**{outcome: 1})
+
+
+@pytest.mark.codex
+@pytest.mark.skipif(not LIVE, reason="live Modal test: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (modal token new)")
+def test_live_codex_through_its_gateway_sidecar(
+    shipped_tasks: Path, codex_bin: Path, run_and_parse: Callable[..., Any]
+) -> None:
+    """On Modal itself: codex replays the task's cassette from its trial's gateway sidecar, over the tunnel."""
+    run = run_and_parse("tasks/fix-off-by-one", "--oneshot-sandbox=modal", "--oneshot-agent=codex", timeout=1800)
+    run.result.assert_outcomes(passed=1)
+    item = run.items()["fix-off-by-one[replay-r0]"]
+    assert item["model_requests"] >= 2 and item["tokens_agree"] is True
