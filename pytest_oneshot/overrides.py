@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.errors import TaskFormatError, describe, validation_error
 from pytest_oneshot.secretscan import redact
 from pytest_oneshot.task import (
     Rubric,
@@ -48,8 +48,6 @@ from pytest_oneshot.task import (
     TaskSpec,
     TestScript,
     check_task,
-    describe,
-    validation_error,
 )
 from pytest_oneshot.task_tests import TestsSpec
 

@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails
 
-from pytest_oneshot.errors import TaskFormatError
+from pytest_oneshot.errors import TaskFormatError, validation_error
 from pytest_oneshot.files import file_digest
-from pytest_oneshot.task_tests import TestsSpec
+from pytest_oneshot.task_tests import MetricSpec, TestsSpec
 
 META_FILE = "tb_meta.json"
 
@@ -160,51 +159,6 @@ class LimitsSpec(_Model):
     agent_timeout_sec: float = Field(600.0, gt=0)
     tests_timeout_sec: float = Field(300.0, gt=0)
     token_limit: int | None = Field(None, gt=0)
-
-
-class MetricSpec(_Model):
-    """A research-bench task's score: a metric measured before and after the agent's change.
-
-    The command, its files and the parsing are the task's: ``files`` (and the output file) are scored
-    as at the start whatever the agent did to them, the output file is removed before each run, and
-    both runs happen in fresh sandboxes the agent never reached.
-    """
-
-    command: str = Field(..., min_length=1, description="shell command run from the workdir, before and after")
-    output: str = Field("", description="workdir-relative file the command writes the value to ('': its stdout)")
-    pattern: str | None = Field(None, description="regex with one group; the last match is the value")
-    json_key: str | None = Field(None, description="dotted key of the value in the output's JSON")
-    direction: Literal["higher", "lower"] = Field("higher", description="which way is better")
-    min_improvement: float = Field(0.0, ge=0, description="the item passes when the improvement is larger")
-    files: list[str] = Field(default_factory=list, description="workdir paths of the metric, kept as at the start")
-    timeout_sec: float = Field(600.0, gt=0)
-
-    @field_validator("output")
-    @classmethod
-    def _relative_output(cls, value: str) -> str:
-        if value and (Path(value).is_absolute() or ".." in Path(value).parts):
-            raise ValueError(f"must be a relative path inside the workdir (got {value!r})")
-        return value
-
-    @field_validator("files")
-    @classmethod
-    def _relative_files(cls, value: list[str]) -> list[str]:
-        for path in value:
-            if not path or Path(path).is_absolute() or ".." in Path(path).parts:
-                raise ValueError(f"must be relative paths inside the workdir (got {path!r})")
-        return value
-
-    @field_validator("pattern")
-    @classmethod
-    def _one_group(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                groups = re.compile(value).groups
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-            if groups != 1:
-                raise ValueError(f"needs exactly one group, the value (got {groups}: {value!r})")
-        return value
 
 
 class Sensitivity(_Model):
@@ -488,35 +442,6 @@ def _is_bytecode(path: Path) -> bool:
     return "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo")
 
 
-_NAMED_FIELD = re.compile(r"^(?P<name>[a-z_]+): (?P<problem>.+)$", re.S)
-
-
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def describe(error: ErrorDetails) -> tuple[str | None, str]:
-    """A pydantic error as (field path, one-line problem)."""
-    where = _field_path(tuple(error.get("loc", ()))) or None
-    message = str(error.get("msg", "invalid"))
-    message = message.removeprefix("Value error, ")
-    if error.get("type") == "missing":
-        return where, "required field is missing"
-    if error.get("type") == "extra_forbidden":
-        return where, "unknown field (check the spelling; see the task format in README)"
-    if error.get("type") in ("model_type", "dict_type", "model_attributes_type"):
-        return where, f"must be an object (got {error.get('input')!r})"
-    if "input" in error and error.get("type") != "value_error":
-        return where, f"{message} (got {error['input']!r})"
-    named = _NAMED_FIELD.match(message)  # a model's own rule naming the field at fault: "report: ..."
-    if named and error.get("type") == "value_error":
-        return f"{where}.{named['name']}" if where else named["name"], named["problem"]
-    return where, message
-
-
 def load_task(task_dir: Path) -> Task:
     """Read and validate ``task_dir/tb_meta.json``.
 
@@ -544,15 +469,6 @@ def load_task(task_dir: Path) -> Task:
     task = Task(spec, paths)
     check_task(task, meta_file)
     return task
-
-
-def validation_error(file: str, exc: ValidationError, note: str = "") -> TaskFormatError:
-    """The first problem of ``exc`` (and how many more) as a one-line error naming ``file`` and the field."""
-    where, problem = describe(exc.errors()[0])
-    more = exc.error_count() - 1
-    if more:
-        problem += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return TaskFormatError(file, where, problem + note)
 
 
 def check_task(task: Task, file: str, note: str = "") -> None:

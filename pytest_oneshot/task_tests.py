@@ -1,4 +1,5 @@
-"""A task's ``tests`` block: how its hidden tests run (``tests.mode``) and what they grade.
+"""A task's ``tests`` block: how its hidden tests run (``tests.mode``) and what they grade; and the
+``metric`` block of tasks scored by an improvement instead.
 
 ``pytest`` mode runs the graded node ids through the harness's launcher; the other modes run any
 shell command and read its exit code, a reward file or a JUnit/CTRF report from the verifier dir
@@ -135,4 +136,51 @@ class TestsSpec(BaseModel):
         for path in value or []:
             if not path or Path(path).is_absolute() or ".." in Path(path).parts:
                 raise ValueError(f"must be relative paths inside the workdir (got {path!r})")
+        return value
+
+
+class MetricSpec(BaseModel):
+    """A research-bench task's score: a metric measured before and after the agent's change.
+
+    The command, its files and the parsing are the task's: ``files`` (and the output file) are scored
+    as at the start whatever the agent did to them, the output file is removed before each run, and
+    both runs happen in fresh sandboxes the agent never reached.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(..., min_length=1, description="shell command run from the workdir, before and after")
+    output: str = Field("", description="workdir-relative file the command writes the value to ('': its stdout)")
+    pattern: str | None = Field(None, description="regex with one group; the last match is the value")
+    json_key: str | None = Field(None, description="dotted key of the value in the output's JSON")
+    direction: Literal["higher", "lower"] = Field("higher", description="which way is better")
+    min_improvement: float = Field(0.0, ge=0, description="the item passes when the improvement is larger")
+    files: list[str] = Field(default_factory=list, description="workdir paths of the metric, kept as at the start")
+    timeout_sec: float = Field(600.0, gt=0)
+
+    @field_validator("output")
+    @classmethod
+    def _relative_output(cls, value: str) -> str:
+        if value and (Path(value).is_absolute() or ".." in Path(value).parts):
+            raise ValueError(f"must be a relative path inside the workdir (got {value!r})")
+        return value
+
+    @field_validator("files")
+    @classmethod
+    def _relative_files(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path or Path(path).is_absolute() or ".." in Path(path).parts:
+                raise ValueError(f"must be relative paths inside the workdir (got {path!r})")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if groups != 1:
+                raise ValueError(f"needs exactly one group, the value (got {groups}: {value!r})")
         return value

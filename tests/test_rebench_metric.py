@@ -17,7 +17,8 @@ from judge_answers import answer, verdict_json
 from pytest_oneshot.errors import TaskFormatError
 from pytest_oneshot.model.scripted import ScriptedResponsesServer
 from pytest_oneshot.scoring.metric import parse_value
-from pytest_oneshot.task import MetricSpec, load_task
+from pytest_oneshot.task import load_task
+from pytest_oneshot.task_tests import MetricSpec
 
 SCORE_PY = """\
 import json, os, subprocess, sys

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pytest_oneshot.logcap import capped_output
 from pytest_oneshot.sandbox import Sandbox
 from pytest_oneshot.scoring.tests import TestRun
-from pytest_oneshot.task import MetricSpec
+from pytest_oneshot.task_tests import MetricSpec
 
 __all__ = ["METRIC_TEST_ID", "MetricResult", "MetricRun", "metric_outcome", "parse_value", "run_metric"]
 
