@@ -49,7 +49,7 @@ from pytest_oneshot.task import (
     TestScript,
     check_task,
 )
-from pytest_oneshot.task_tests import TestsSpec
+from pytest_oneshot.task_tests import TestMode, TestsSpec
 
 
 class _Model(BaseModel):
@@ -98,8 +98,12 @@ class RepoOverride(_Model):
 
 
 class TestsOverride(_Model):
+    """A ``replace`` keeps how the task's tests run (``mode``, ``command``, ``report``) unless given here."""
+
     __test__ = False
+    mode: TestMode | None = None
     command: str | None = None
+    report: str | None = None
     fail_to_pass: list[str] | None = None
     pass_to_pass: list[str] | None = None
     rubric_id: str | None = None
@@ -304,7 +308,9 @@ def _apply_evaluation(data: dict[str, Any], evaluation: EvaluationOverride) -> N
     tests = given.get("tests", {})
     if evaluation.mode == "replace":
         data["evaluation"] = {"rubrics": given["rubrics"], "test_scripts": given["test_scripts"]}
-        data["tests"] = TestsSpec.model_validate(tests).model_dump()
+        how = ("mode", "command", "report")  # a new mode brings its own command and report
+        runs_as = {} if "mode" in tests else {key: data["tests"][key] for key in how if data["tests"].get(key)}
+        data["tests"] = TestsSpec.model_validate({**runs_as, **tests}).model_dump()
         return
     for key, identity in (("rubrics", "id"), ("test_scripts", "path")):
         merged = {item[identity]: item for item in data["evaluation"][key]}

@@ -254,3 +254,22 @@ def test_legacy_model_settings_say_what_replaced_them() -> None:
 )
 def test_remove_path_globs(pattern: str, path: str, matches: bool) -> None:
     assert bool(glob_regex(pattern).fullmatch(path)) is matches
+
+
+def test_a_replaced_evaluation_keeps_how_the_tests_run(tmp_path: Path) -> None:
+    """A reward-mode task (a Harbor import, say) stays one: ``replace`` swaps what is graded, not the runner."""
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    tests = {"mode": "reward", "command": "bash /tests/test.sh", "report": "/logs/verifier/reward.txt"}
+    (task_dir / "tb_meta.json").write_text(
+        json.dumps({"task_id": "t", "repo": {"start_commit_sha": "a" * 40}, "tests": tests})
+    )
+    overrides = tmp_path / "o.json"
+    overrides.write_text(
+        json.dumps({"evaluation": {"rubrics": [{"id": "r", "weight": 1}], "tests": {"rubric_id": "r"}}})
+    )
+    replaced = apply_overrides(load_task(task_dir), load_overrides(overrides)).spec.tests
+    assert (replaced.mode, replaced.command, replaced.report, replaced.rubric_id) == (*tests.values(), "r")
+    overrides.write_text(json.dumps({"evaluation": {"tests": {"mode": "exit_code", "command": "sh check.sh"}}}))
+    given = apply_overrides(load_task(task_dir), load_overrides(overrides)).spec.tests
+    assert (given.mode, given.command, given.report) == ("exit_code", "sh check.sh", None)
