@@ -40,6 +40,8 @@ from pytest_oneshot.task_tests import REPORT_DIR, parse_tests_command
 TASK_TOML = "task.toml"
 INSTRUCTION = "instruction.md"
 DOCKERFILE = "environment/Dockerfile"
+COMPOSE = "environment/docker-compose.yaml"
+"""Harbor's docker backend merges it over its own compose file (its ``main`` service is the task's container)."""
 TESTS_AT = ".harbor/tests"
 """Where Harbor's ``tests/`` go in the workspace (hidden files; ``/tests`` links there)."""
 _FIXED_DATES = {"GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z"}
@@ -239,8 +241,31 @@ def _test_sh(task: Task, workdir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export_task(task: Task, dest: Path, base_image: str) -> Path:
+def _compose(task: Task) -> str:
+    """``environment/docker-compose.yaml`` of a task without network: Harbor's ``main`` service gets
+    ``network_mode: none`` (Harbor respects a task's own networking), and its image builds with no
+    network too unless the build needs one (the task's own Dockerfile, ``pip``, ``system_packages``)."""
+    env = task.spec.environment
+    lines = [
+        "# Written by `oneshot harbor export`: the task's container has no network.",
+        "services:",
+        "  main:",
+        "    network_mode: none",
+    ]
+    if not (env.dockerfile or env.pip or env.system_packages):
+        lines += ["    build:", "      network: none"]
+    return "\n".join(lines) + "\n"
+
+
+def export_task(task: Task, dest: Path, base_image: str, *, offline_docker: bool = False) -> Path:
     """Write ``task`` as a Harbor task directory at ``dest`` (which must not exist).
+
+    A task without network says so twice: ``allow_internet = false`` in ``task.toml`` (every Harbor
+    backend enforces it or rejects the task) and ``network_mode: none`` in ``environment/docker-compose.yaml``
+    (Harbor's docker backend). ``offline_docker`` drops the first: Harbor's docker backend enforces
+    ``allow_internet = false`` with an egress-control sidecar whose images it pulls from Docker Hub,
+    which a host without a registry cannot do; the compose file alone keeps the container offline
+    there, and a backend that ignores it would give the task a network.
 
     Raises:
         TaskFormatError: the task has no reference diff for ``solution/solve.sh``.
@@ -259,6 +284,9 @@ def export_task(task: Task, dest: Path, base_image: str) -> Path:
         (dest / "environment" / name).parent.mkdir(parents=True, exist_ok=True)
         (dest / "environment" / name).write_bytes(data)
     (dest / DOCKERFILE).write_text(_harbor_dockerfile(task, base_image, workdir))
+    offline = task.spec.environment.network == "none"
+    if offline:
+        (dest / COMPOSE).write_text(_compose(task))
     (dest / INSTRUCTION).write_text(task.instructions)
     marker = "ONESHOT_PATCH_EOF"
     (dest / "solution").mkdir()
@@ -289,8 +317,10 @@ def export_task(task: Task, dest: Path, base_image: str) -> Path:
         "[environment]",
         f"cpus = {max(1, round(spec.environment.cpus))}",
         f"memory_mb = {spec.environment.memory_mb}",
-        f"allow_internet = {'true' if spec.environment.network != 'none' else 'false'}",
     ]
+    if offline and offline_docker:
+        toml.append(f"# no network all the same: network_mode: none in {COMPOSE} (exported with --offline-docker)")
+    toml.append(f"allow_internet = {'false' if offline and not offline_docker else 'true'}")
     (dest / TASK_TOML).write_text("\n".join(toml) + "\n")
     return dest
 
@@ -310,7 +340,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    export_task(load_task(args.task), args.dest, args.base_image)
+    export_task(load_task(args.task), args.dest, args.base_image, offline_docker=args.offline_docker)
     print(f"exported {args.task} -> {args.dest} (run: harbor run -p {args.dest} -a oracle)")
     return 0
 
@@ -329,4 +359,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     exports.add_argument("dest", type=Path, metavar="DEST", help="new Harbor task directory")
     exports.add_argument("--base-image", default=BASE_IMAGE, metavar="IMAGE",
                          help=f"FROM image for tasks without a Dockerfile (default: {BASE_IMAGE})")  # fmt: skip
+    exports.add_argument(
+        "--offline-docker",
+        action="store_true",
+        help="keep the network off with environment/docker-compose.yaml only, not task.toml's allow_internet: "
+        "Harbor's docker backend then needs no egress-control sidecar (whose images it pulls), so the task runs "
+        "where no registry is reachable; backends that ignore the compose file give the task a network",
+    )
     exports.set_defaults(func=_export)

@@ -94,3 +94,21 @@ def test_export_writes_harbors_layout(tmp_path: Path, make_task: Callable[..., P
     dockerfile = (out / "environment" / "Dockerfile").read_text()
     assert dockerfile.startswith("FROM oneshot-base:bookworm\n") and dockerfile.rstrip().endswith("WORKDIR /app")
     assert config["metadata"]["tags"] == ["bugfix"]
+    compose = (out / "environment" / "docker-compose.yaml").read_text()
+    assert "  main:\n    network_mode: none\n    build:\n      network: none\n" in compose
+
+
+def test_export_network_settings(tmp_path: Path, make_task: Callable[..., Path]) -> None:
+    """No network: task.toml says so unless --offline-docker, which leaves it to the compose file alone;
+    a task with network (loopback) gets neither; a build that needs a network keeps Harbor's default."""
+    task = load_task(make_task(tmp_path / "calc"))
+    out = export_task(task, tmp_path / "offline" / "calc", "oneshot-base:bookworm", offline_docker=True)
+    assert tomllib.loads((out / "task.toml").read_text())["environment"]["allow_internet"] is True
+    assert "network_mode: none" in (out / "environment" / "docker-compose.yaml").read_text()
+    loopback = load_task(make_task(tmp_path / "loopback", environment={"network": "loopback"}))
+    out = export_task(loopback, tmp_path / "harbor" / "loopback", "oneshot-base:bookworm")
+    assert tomllib.loads((out / "task.toml").read_text())["environment"]["allow_internet"] is True
+    assert not (out / "environment" / "docker-compose.yaml").exists()
+    pip = load_task(make_task(tmp_path / "pip", environment={"pip": ["-e", "."]}))
+    compose = (export_task(pip, tmp_path / "harbor" / "pip", "x") / "environment" / "docker-compose.yaml").read_text()
+    assert "network_mode: none" in compose and "build:" not in compose

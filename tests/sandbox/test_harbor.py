@@ -1,7 +1,8 @@
 """Harbor interop in the docker sandbox: a Harbor task collected directly and imported (``oneshot harbor
 import``) passes with ``oracle`` (its solve.sh) and fails with ``nop``; a task of ours exported (``oneshot
-harbor export``) does the same when collected back, and loads in Harbor itself (``harbor run`` with its
-oracle where Harbor's docker backend can run: it needs Python >= 3.12 and ``docker compose``)."""
+harbor export``) does the same when collected back, and runs in Harbor itself: ``harbor run`` on Harbor's
+docker backend gives the oracle reward 1 and nop reward 0 (it needs Python >= 3.12 and the ``docker compose``
+v2 plugin, which ``scripts/install-deps`` installs; offline, on our engine, with nothing pulled)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_oneshot.sandbox.dockerd import Engine
 
 HARBOR_TASK = Path(__file__).resolve().parent.parent / "fixtures" / "harbor_tasks" / "fix-greeting"
 VALIDATE = ("--oneshot-sandbox=docker", "--oneshot-agent=nop", "--oneshot-validate", "-m", "oneshot_validate", "-rA")
@@ -124,30 +127,55 @@ from harbor.models.task.task import Task
 task = Task(task_dir=sys.argv[1])
 print(task.name, task.config.verifier.timeout_sec, task.config.agent.timeout_sec, task.config.environment.cpus)
 print(task.instruction.strip())
+print(task.config.environment.network_mode.value)
 """
 
 
+OFFLINE_HARBOR = {"HARBOR_TELEMETRY": "0", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+"""Harbor's telemetry (PostHog) and LiteLLM's model price list (GitHub) are what it reaches out for."""
+
+
+def harbor_run(harbor: Path, task: Path, agent: str, jobs: Path, env: dict[str, str]) -> list[str]:
+    """``harbor run`` of ``task`` with ``agent`` on Harbor's docker backend; the rewards its verifier wrote.
+    Harbor runs in a network namespace of its own where bubblewrap is installed (it needs only the
+    engine's unix socket), so it reaches no address but loopback."""
+    argv = [str(harbor), "run", "-p", str(task), "-a", agent, "-o", str(jobs), "-y"]
+    if shutil.which("bwrap"):
+        argv = ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--", *argv]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return [path.read_text().strip() for path in sorted(jobs.rglob("verifier/reward.txt"))]
+
+
 @pytest.mark.harbor
-def test_exported_task_runs_under_harbor(tmp_path: Path, make_task: Callable[..., Path], harbor_bin: Path) -> None:
+@pytest.mark.docker
+def test_exported_task_runs_under_harbor(
+    tmp_path: Path, make_task: Callable[..., Path], harbor_bin: Path, engine: Engine
+) -> None:
+    """The export runs under ``harbor run`` itself: the oracle's reward is 1 and nop's is 0. It is exported
+    with ``--offline-docker`` (no network from its compose file alone: Harbor's own no-network policy needs
+    an egress-control sidecar image pulled from Docker Hub), on our engine, with no pull and no network."""
     task = make_task(tmp_path / "ours" / "calc")
     exported = tmp_path / "calc"
-    oneshot("harbor", "export", task, exported)
-    loaded = subprocess.run(
-        [str(harbor_bin.parent / "python"), "-c", LOAD_WITH_HARBOR, str(exported)], capture_output=True, text=True
-    )
+    oneshot("harbor", "export", "--offline-docker", task, exported)
+    env = {**os.environ, **OFFLINE_HARBOR, "DOCKER_HOST": engine.host}
+    load = [str(harbor_bin.parent / "python"), "-c", LOAD_WITH_HARBOR, str(exported)]
+    loaded = subprocess.run(load, capture_output=True, text=True, env=env)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert loaded.stdout.splitlines() == ["calc 60.0 60.0 1", "calc.add subtracts instead of adding; fix it."]
-    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-    if compose.returncode != 0:
+    assert loaded.stdout.splitlines() == ["calc 60.0 60.0 1", "calc.add subtracts instead of adding; fix it.", "public"]
+    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, env=env)
+    if compose.returncode != 0 or " v2." not in compose.stdout:
+        said = (compose.stderr.strip() or compose.stdout.strip() or "no output").splitlines()[0][:80]
         pytest.skip(
             "the task loads in Harbor's own model; `harbor run` needs the `docker compose` v2 plugin, which is not "
-            f"installed here ({compose.stderr.strip().splitlines()[0][:60]}; Debian bookworm packages compose v1 only)"
+            f"installed here (`docker compose version`: {said}; scripts/install-deps installs it)"
         )
-    jobs = tmp_path / "jobs"
-    run = subprocess.run(
-        [str(harbor_bin), "run", "-p", str(exported), "-a", "oracle", "-o", str(jobs)],
-        capture_output=True, text=True, timeout=900,
+    compose_file = exported / "environment" / "docker-compose.yaml"  # Harbor merges it over its own
+    config = subprocess.run(
+        ["docker", "compose", "-f", str(compose_file), "config", "--format", "json"],
+        capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    rewards = [path.read_text().strip() for path in jobs.rglob("verifier/reward.txt")]
-    assert rewards == ["1"], run.stdout[-3000:]
+    main = json.loads(config.stdout)["services"]["main"]
+    assert main["network_mode"] == "none" and main["build"]["network"] == "none", main
+    assert harbor_run(harbor_bin, exported, "oracle", tmp_path / "oracle", env) == ["1"]
+    assert harbor_run(harbor_bin, exported, "nop", tmp_path / "nop", env) == ["0"]
