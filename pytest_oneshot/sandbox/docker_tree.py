@@ -1,16 +1,21 @@
-"""The docker backend's scoring sandbox: the task image's own files, mounted from its layers, no container.
+"""The docker backend's sandboxes: the task image's own files, mounted from its layers, no container.
 
-A docker trial scores the agent's change in a sandbox of the task image that the agent never reached.
-A second container costs the engine ~0.3 s of CPU to create, start and remove, as much as the tests.
+A container costs the engine ~0.3 s of CPU to create, start and remove, as much as a trial's tests.
 When the engine runs on this host and keeps the image as overlay2 layers we can read (we are root),
-each command mounts those layers read-only in a mount namespace of its own and runs under bubblewrap
-on them: the same files, python and packages as a container of the image, the image's environment,
-no network, no process of the agent, the task's CPU and memory limits as a cgroup (:mod:`cgroup`),
-docker's default capabilities less ``MKNOD``. The workspace, HOME (/root), /tmp and /run are host
-dirs of this sandbox (the workspace a copy of the image's), as in a container they outlive a command.
+each command mounts those layers in a mount namespace of its own and runs under bubblewrap on them:
+the same files, python and packages as a container of the image, the image's environment, the
+task's CPU and memory limits as a cgroup (:mod:`cgroup`), docker's default capabilities less
+``MKNOD``, the network of a container (none, or the host's for ``loopback``, as ``--network host``).
+The workspace, HOME (/root), /tmp and /run are host dirs of this sandbox (the workspace a copy of
+the image's); as in a container they outlive a command.
 
-Elsewhere (a remote engine, another storage driver, cgroup v2, not root, a spec with mounts)
-the sandbox is a container as before (:class:`DockerSandbox`); so it is for the agent's sandboxes.
+The scoring sandbox mounts the image read-only: nothing can change the python, plugins or shell
+under the tests. The agent's sandbox gets a writable system, as its container had (an overlay upper
+dir of its own, thrown away with the sandbox: only the repo's files leave it), and its mounts (an
+agent binary) read-only.
+
+Elsewhere (a remote engine, another storage driver, cgroup v2, not root) the sandbox is a
+container (:class:`DockerSandbox`).
 """
 
 from __future__ import annotations
@@ -40,14 +45,14 @@ _CAPABILITIES = (
     "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
     "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
 )  # fmt: skip
-# `sh -c _MOUNT_AND_RUN sh MOUNT OVERLAY_DIR LOWERDIRS ROOTFS PROCS... -- ARGV...`: join the limits'
-# cgroups, mount the image read-only at ROOTFS (this mount namespace only), then run ARGV.
+# `sh -c _MOUNT_AND_RUN sh MOUNT OVERLAY_DIR OPTIONS ROOTFS PROCS... -- ARGV...`: join the limits'
+# cgroups, mount the image at ROOTFS with these overlay options (this mount namespace only), run ARGV.
 _MOUNT_AND_RUN = r"""
 set -e
-mount=$1; cd "$2"; lower=$3; rootfs=$4; shift 4
+mount=$1; cd "$2"; options=$3; rootfs=$4; shift 4
 while [ "$1" != -- ]; do echo $$ >"$1"; shift; done
 shift
-"$mount" -t overlay oneshot-tree -o "ro,lowerdir=$lower" "$rootfs"
+"$mount" -t overlay oneshot-tree -o "$options" "$rootfs"
 cd /
 exec "$@"
 """
@@ -111,10 +116,12 @@ def _init_layer(cache_dir: Path) -> Path:
 
 
 class ImageTreeSandbox:
-    """A scoring sandbox on the task image's files (see the module docstring); a container when it cannot be."""
+    """A sandbox on the task image's files (see the module docstring); a container when it cannot be."""
 
     def __init__(self, spec: SandboxSpec) -> None:
         self.spec = spec
+        self.writable_system = not spec.scoring
+        """The agent's sandbox: its system changes go to an upper dir of its own."""
         self.base_image = spec.options.get("docker_image") or BASE_IMAGE
         self.cache_dir = Path(spec.options["cache_dir"]) if spec.options.get("cache_dir") else None
         self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
@@ -134,7 +141,8 @@ class ImageTreeSandbox:
             engine, spec.task, spec.repo_snapshot, base_image=self.base_image, cache_dir=self.cache_dir
         )
         tools = [shutil.which(name) for name in ("unshare", "mount", "bwrap")]
-        tree = image_tree(engine, image) if os.geteuid() == 0 and all(tools) and not spec.mounts else None
+        mountable = self.writable_system or not spec.mounts  # a read-only root has no mount points to make
+        tree = image_tree(engine, image) if os.geteuid() == 0 and all(tools) and mountable else None
         self._limits = cgroup.Limits.create(spec.cpus, spec.memory_mb) if tree else None
         if tree is None or self._limits is None:
             self._as_container()
@@ -142,13 +150,15 @@ class ImageTreeSandbox:
         unshare, mount, bwrap = (str(tool) for tool in tools)
         self._root = root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
         Owner.claim(root)  # a later session removes it if this process is SIGKILLed
-        for name in ("rootfs", "workspace", "home", "tmp", "run"):
+        for name in ("rootfs", "workspace", "home", "tmp", "run", "upper", "work"):
             (root / name).mkdir()
         self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
         lower = ":".join([str(_init_layer(self.cache_dir or default_cache_dir())), *tree.layers])
+        options = f"lowerdir={lower},upperdir={root / 'upper'},workdir={root / 'work'}"
         self._prefix = [
-            unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_AND_RUN, "sh",
-            mount, str(tree.overlay_dir), lower, str(root / "rootfs"), *map(str, self._limits.procs), "--",
+            unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_AND_RUN, "sh", mount,
+            str(tree.overlay_dir), options if self.writable_system else f"ro,lowerdir={lower}", str(root / "rootfs"),
+            *map(str, self._limits.procs), "--",
         ]  # fmt: skip
         self._bwrap = self._bwrap_argv(bwrap)
         self._env = {**tree.env, **SANDBOX_ENV, "HOME": "/root", MARKER: root.name}
@@ -173,9 +183,12 @@ class ImageTreeSandbox:
             argv += ["--cap-add", f"CAP_{capability}"]
         if self.spec.network == "loopback":
             argv.append("--share-net")
-        argv += ["--ro-bind", str(root / "rootfs"), "/", "--proc", "/proc", "--dev", "/dev"]
+        argv += ["--bind" if self.writable_system else "--ro-bind", str(root / "rootfs"), "/"]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
         for name, target in (("workspace", WORKSPACE), ("home", "/root"), ("tmp", "/tmp"), ("run", "/run")):
             argv += ["--bind", str(root / name), target]
+        for host, target in self.spec.mounts.items():
+            argv += ["--ro-bind", str(Path(host).resolve()), target]
         argv += ["--tmpfs", "/sys", "--ro-bind", str(self._limits.cpu), "/sys/fs/cgroup/cpu"]
         return [*argv, "--ro-bind", str(self._limits.memory), "/sys/fs/cgroup/memory"]
 
@@ -230,10 +243,10 @@ class ImageTreeSandbox:
 
 
 class DockerFactory:
-    """The ``docker`` backend: a container per agent sandbox; scoring sandboxes on the image's files."""
+    """The ``docker`` backend: sandboxes on the image's files, containers where they cannot be."""
 
     def __call__(self, spec: SandboxSpec) -> Sandbox:
-        return ImageTreeSandbox(spec) if spec.scoring else DockerSandbox(spec)
+        return ImageTreeSandbox(spec)
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:

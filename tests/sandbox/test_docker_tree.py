@@ -1,6 +1,7 @@
-"""The docker backend's scoring sandbox on the image's layers (:mod:`docker_tree`): a trial starts one
-container, the tree is the image, the code under the tests cannot lift its limits, and where the
-image cannot be mounted from here scoring is a container as before."""
+"""The docker backend's sandboxes on the image's layers (:mod:`docker_tree`): a trial starts no
+container, the tree is the image, the code under the tests cannot lift its limits or change the
+system, the agent's system is writable and its own, and where the image cannot be mounted from here
+the sandbox is a container as before."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def tree(docker_task: DockerTask, request: pytest.FixtureRequest) -> Callable[..
     return make
 
 
-def test_a_docker_trial_starts_one_container(
+def test_a_docker_trial_starts_no_container(
     engine: Engine, shipped_tasks: Path, run_and_parse: Callable[..., Any]
 ) -> None:
     since = int(time.time())
@@ -47,7 +48,7 @@ def test_a_docker_trial_starts_one_container(
     )
     names = [event["Actor"]["Attributes"]["name"] for event in created]
     names = [name for name in names if run.report["run_id"] in name]  # other tests may run meanwhile
-    assert len(names) == 1 and "-score" not in names[0], names
+    assert names == [], "the agent's and the scoring sandbox are trees of the image's layers"
 
 
 def test_the_tree_is_the_image_with_its_setup(tree: Callable[..., ImageTreeSandbox]) -> None:
@@ -70,6 +71,31 @@ def test_the_code_under_the_tests_cannot_lift_its_limits_or_see_the_host(
         assert result.returncode != 0, (script, result.text())
     processes = sandbox.exec(["sh", "-c", "ls /proc | grep -c '^[0-9]'"]).stdout
     assert int(processes) <= 4, "a pid namespace of its own: the shell, ls, grep (and bubblewrap's init)"
+
+
+def test_the_agents_tree_has_a_writable_system_of_its_own_and_its_mounts(
+    docker_task: DockerTask, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    (tmp_path / "tool").write_text("#!/bin/sh\necho tool\n")
+    (tmp_path / "tool").chmod(0o755)
+    task, snap = docker_task()
+    agent, scoring = (
+        ImageTreeSandbox(
+            SandboxSpec(task=task, repo_snapshot=snap, trial_id=f"tree-{role}", run_id="t", scoring=role == "score",
+                        mounts={tmp_path: "/opt/oneshot-tool"} if role == "agent" else {})
+        )
+        for role in ("agent", "score")
+    )  # fmt: skip
+    for sandbox in (agent, scoring):
+        request.addfinalizer(sandbox.stop)
+        sandbox.start()
+        assert sandbox.container is None
+    changed = agent.exec(["sh", "-c", "echo mine > /usr/local/lib/agent.txt && /opt/oneshot-tool/tool"])
+    assert changed.stdout == b"tool\n", changed.text()
+    assert agent.exec(["cat", "/usr/local/lib/agent.txt"]).stdout == b"mine\n", "kept from one command to the next"
+    assert agent.exec(["sh", "-c", "echo x > /opt/oneshot-tool/tool"]).returncode != 0, "mounts are read-only"
+    assert scoring.exec(["test", "-e", "/usr/local/lib/agent.txt"]).returncode != 0, "the image is unchanged"
+    assert scoring.exec(["sh", "-c", "echo x > /usr/local/lib/agent.txt"]).returncode != 0, "read-only system"
 
 
 @pytest.mark.parametrize("why", ["mounts", "no-cgroup-v1"])
