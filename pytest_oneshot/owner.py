@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,14 +74,18 @@ class Owner:
         return cls.from_labels(labels) if isinstance(labels, dict) else None
 
 
-def remove_dead_dirs(parent: Path, prefix: str) -> list[str]:
-    """Remove the directories in ``parent`` named ``prefix*`` whose recorded owner is dead; return them."""
+def remove_dead_dirs(parent: Path, prefix: str, before: Callable[[Path], None] | None = None) -> list[str]:
+    """Remove the directories in ``parent`` named ``prefix*`` whose recorded owner is dead; return them.
+
+    ``before``: called on each first (to stop what still runs there)."""
     removed = []
     for directory in parent.glob(f"{prefix}*"):
         if directory.is_symlink() or not directory.is_dir() or directory.stat().st_uid != os.getuid():
             continue
         owner = Owner.of(directory)
         if owner is not None and owner.is_dead():
+            if before is not None:
+                before(directory)
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(str(directory))
     return removed

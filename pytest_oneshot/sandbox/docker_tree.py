@@ -6,6 +6,7 @@ each command mounts those layers in a mount namespace of its own and runs under 
 the same files, python and packages as a container of the image, the image's environment, the
 task's CPU and memory limits as a cgroup (:mod:`cgroup`), docker's default capabilities less
 ``MKNOD``, the network of a container (none, or the host's for ``loopback``, as ``--network host``).
+A model agent's sandbox, which reaches the harness's model gateway on loopback, is still a container.
 The workspace, HOME (/root), /tmp and /run are host dirs of this sandbox (the workspace a copy of
 the image's); as in a container they outlive a command.
 
@@ -122,6 +123,8 @@ class ImageTreeSandbox:
         self.spec = spec
         self.writable_system = not spec.scoring
         """The agent's sandbox: its system changes go to an upper dir of its own."""
+        self.model_agent = self.writable_system and spec.network == "loopback"
+        """An agent talking to the harness's model gateway: a container (``--network host``) for now."""
         self.base_image = spec.options.get("docker_image") or BASE_IMAGE
         self.cache_dir = Path(spec.options["cache_dir"]) if spec.options.get("cache_dir") else None
         self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
@@ -142,7 +145,8 @@ class ImageTreeSandbox:
         )
         tools = [shutil.which(name) for name in ("unshare", "mount", "bwrap")]
         mountable = self.writable_system or not spec.mounts  # a read-only root has no mount points to make
-        tree = image_tree(engine, image) if os.geteuid() == 0 and all(tools) and mountable else None
+        usable = os.geteuid() == 0 and all(tools) and mountable and not self.model_agent
+        tree = image_tree(engine, image) if usable else None
         self._limits = cgroup.Limits.create(spec.cpus, spec.memory_mb) if tree else None
         if tree is None or self._limits is None:
             self._as_container()
@@ -250,10 +254,11 @@ class DockerFactory:
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
-        """Containers, scoring trees and cgroups of runs that died."""
+        """Containers, trees (their processes first: a SIGKILLed run's agent may still run) and cgroups of
+        runs that died."""
         return [
             *DockerSandbox.cleanup_stale(options),
-            *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX),
+            *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX, lambda root: kill_host_tree(None, root.name)),
             *cgroup.remove_stale(),
         ]
 

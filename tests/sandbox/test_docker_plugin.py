@@ -1,5 +1,5 @@
 """The plugin on ``--oneshot-sandbox=docker``: shipped tasks pass with oracle and fail with nop
-(also under xdist), and a SIGKILLed run leaves no container once reaped."""
+(also under xdist), and a SIGKILLed run leaves no process, tree or container once reaped."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 
 from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import cgroup
 from pytest_oneshot.sandbox.dockerd import Engine
+from pytest_oneshot.sandbox.process import MARKER
 
 pytestmark = pytest.mark.docker
 
@@ -55,24 +55,29 @@ def _trees_of(pid: int) -> list[str]:
     return [str(path) for path in (*dirs, *groups)]
 
 
-def _top(engine: Engine, container: str) -> object:
-    """The container's processes (nothing when it is not running, or gone)."""
-    try:
-        return engine.api.top(container)
-    except docker.errors.APIError:
-        return None
+def _sleeps_in_trees(pid: int) -> list[int]:
+    """The agent's ``sleep 300`` processes in the trees of run ``pid`` (marked with a tree's name)."""
+    marks = tuple(f"{MARKER}={Path(tree).name}/".encode() for tree in _trees_of(pid) if "oneshot-tree-" in tree)
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            sleeps = (proc / "cmdline").read_bytes() == b"sleep\x00300\x00"
+            if sleeps and any(var.startswith(marks) for var in (proc / "environ").read_bytes().split(b"\x00")):
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found
 
 
-def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine) -> subprocess.Popen[bytes]:
-    """A pytest run whose agent sleeps, returned once the sleep runs in its container (a trial
-    also has a scoring container, started while the agent works)."""
+def _run_until_agent_starts(pytester: pytest.Pytester, task: str) -> subprocess.Popen[bytes]:
+    """A pytest run whose agent sleeps, returned once the sleep runs in its tree of the image (a trial
+    also has a scoring tree, started while the agent works)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{task}"]
     argv += ["--oneshot-sandbox=docker", "--oneshot-agent=command", "--oneshot-agent-cmd=sleep 300"]
     run: subprocess.Popen[bytes] = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
     while time.monotonic() < deadline and run.poll() is None:
-        containers = _containers_of(engine, run.pid)
-        if any("sleep 300" in str(_top(engine, container)) for container in containers):
+        if _sleeps_in_trees(run.pid):
             return run
         time.sleep(0.5)
     run.kill()
@@ -82,13 +87,12 @@ def _run_until_agent_starts(pytester: pytest.Pytester, task: str, engine: Engine
 def test_the_next_run_reaps_what_a_sigkilled_run_left(
     pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine
 ) -> None:
-    run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
+    run = _run_until_agent_starts(pytester, docker_tasks[0])
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert _containers_of(engine, run.pid), "SIGKILL leaves the container behind: only the reaper can remove it"
-    assert _trees_of(run.pid), "and the scoring tree started while the agent works"
+    assert _trees_of(run.pid), "SIGKILL leaves the trees behind (bubblewrap's pid namespace ends their processes)"
     pytester.runpytest_subprocess("--collect-only", "tasks", "--oneshot-sandbox=docker")  # session start reaps
-    assert _containers_of(engine, run.pid) == [] and _trees_of(run.pid) == []
+    assert _sleeps_in_trees(run.pid) == [] and _trees_of(run.pid) == [] and _containers_of(engine, run.pid) == []
 
 
 def test_an_unknown_base_image_is_a_clear_error(docker_tasks: list[str], run_and_parse: Callable[..., Any]) -> None:
@@ -98,8 +102,10 @@ def test_an_unknown_base_image_is_a_clear_error(docker_tasks: list[str], run_and
     assert "oneshot-no-such-image:0" in run.items()["fix-off-by-one[nop-r0]"]["reason"]
 
 
-def test_ctrl_c_removes_the_container(pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine) -> None:
-    run = _run_until_agent_starts(pytester, docker_tasks[0], engine)
+def test_ctrl_c_stops_the_agent_and_removes_its_tree(
+    pytester: pytest.Pytester, docker_tasks: list[str], engine: Engine
+) -> None:
+    run = _run_until_agent_starts(pytester, docker_tasks[0])
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) != 0
-    assert _containers_of(engine, run.pid) == [] and _trees_of(run.pid) == []
+    assert _sleeps_in_trees(run.pid) == [] and _trees_of(run.pid) == [] and _containers_of(engine, run.pid) == []
