@@ -56,6 +56,8 @@ def slow_task(work: Path, latency: float) -> Path:
          "usage": usage, "latency_sec": latency},
     ]  # fmt: skip
     cassette_path.write_text(json.dumps(cassette))
+    # The recorded judge answers are for the shipped diff, not this one: its rubric stays unjudged.
+    shutil.rmtree(task / "cassettes" / "judge", ignore_errors=True)
     return task
 
 
