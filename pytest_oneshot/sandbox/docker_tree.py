@@ -6,7 +6,6 @@ each command mounts those layers in a mount namespace of its own and runs under 
 the same files, python and packages as a container of the image, the image's environment, the
 task's CPU and memory limits as a cgroup (:mod:`cgroup`), docker's default capabilities less
 ``MKNOD``, the network of a container (none, or the host's for ``loopback``, as ``--network host``).
-A model agent's sandbox, which reaches the harness's model gateway on loopback, is still a container.
 The workspace, HOME (/root), /tmp and /run are host dirs of this sandbox (the workspace a copy of
 the image's); as in a container they outlive a command.
 
@@ -123,8 +122,6 @@ class ImageTreeSandbox:
         self.spec = spec
         self.writable_system = not spec.scoring
         """The agent's sandbox: its system changes go to an upper dir of its own."""
-        self.model_agent = self.writable_system and spec.network == "loopback"
-        """An agent talking to the harness's model gateway: a container (``--network host``) for now."""
         self.base_image = spec.options.get("docker_image") or BASE_IMAGE
         self.cache_dir = Path(spec.options["cache_dir"]) if spec.options.get("cache_dir") else None
         self.workdir = str(PurePosixPath(WORKSPACE, spec.task.spec.repo.subdir))
@@ -145,7 +142,7 @@ class ImageTreeSandbox:
         )
         tools = [shutil.which(name) for name in ("unshare", "mount", "bwrap")]
         mountable = self.writable_system or not spec.mounts  # a read-only root has no mount points to make
-        usable = os.geteuid() == 0 and all(tools) and mountable and not self.model_agent
+        usable = os.geteuid() == 0 and all(tools) and mountable
         tree = image_tree(engine, image) if usable else None
         self._limits = cgroup.Limits.create(spec.cpus, spec.memory_mb) if tree else None
         if tree is None or self._limits is None:

@@ -1,5 +1,6 @@
-"""The real Codex CLI inside a container: it replays the task's cassette over ``--network host``
-to the loopback model server, and the hidden tests pass; the key never enters the container."""
+"""The real Codex CLI in a docker sandbox (a tree of the task image's layers, on the host's network as
+``--network host``): it replays the task's cassette to the loopback model gateway, and the hidden
+tests pass; the key never enters the sandbox."""
 
 from __future__ import annotations
 
@@ -16,68 +17,81 @@ pytestmark = [pytest.mark.docker, pytest.mark.codex]
 
 CANARY = "sk-canary-docker-codex-0042"
 
-# A conftest for the run, looking for the key in each container of this process (found by owner
-# label) with the docker CLI. While the agent works: a watcher in the agent's container greps every
-# process's environment and every file written since the container started, a few times a second
-# (codex's CODEX_HOME, say, is removed when it stops). Once the agent is done, before the
-# containers are removed: the container's configuration (env, command, labels, mounts), its image
-# (config and history), the paths it changed, and every file it can see (image layers, its own
-# layer, tmpfs, mounts). Only a part of the key is passed to the watcher, so the whole key never
-# enters the container through the probe.
+# A conftest for the run, looking for the key in every sandbox of this process: the trees of the task
+# image's layers (see docker_tree) it owns. While the agent works, a thread scans a few times a second
+# every file of each tree's host dirs (workspace, HOME, /tmp, /run, the upper dir of its system: codex's
+# CODEX_HOME, say, is removed when it stops) and the environment and command line of every process
+# marked as running in one. Once the agent is done: the same scan, and the task image (config and
+# history). A container of this process, if any, is reported too (there should be none).
 PROBE = """\
-import datetime
 import json
 import os
 import subprocess
+import tempfile
+import threading
+from pathlib import Path
 
-_WATCH = (
-    'while [ ! -e /tmp/.watch-stop ]; do '
-    'grep -lsF -- "$1" /proc/[0-9]*/environ; '
-    'find / \\\\( -path /proc -o -path /sys \\\\) -prune -o -type f -newermt "@$2" -print0 '
-    '| xargs -0r grep -lsF -- "$1"; sleep 0.2; done; echo watched'
-)
-_watchers = {}
+from pytest_oneshot.owner import Owner
+from pytest_oneshot.sandbox.process import MARKER
+
+_found = {"trees": set(), "processes": 0, "files_with_key": set(), "procs_with_key": set(), "scans": 0}
+_stop = threading.Event()
 
 
-def _docker(*args, check=True):
+def _trees():
+    found = Path(tempfile.gettempdir()).glob("oneshot-tree-*")
+    return [tree for tree in found if (owner := Owner.of(tree)) and owner.pid == os.getpid()]
+
+
+def _scan(key):
+    trees = _trees()
+    for tree in trees:
+        _found["trees"].add(tree.name)
+        for path in tree.rglob("*"):
+            try:
+                if path.is_file() and not path.is_symlink() and key in path.read_bytes():
+                    _found["files_with_key"].add(str(path))
+            except OSError:
+                pass
+    marks = tuple(f"{MARKER}={tree.name}/".encode() for tree in trees)
+    for proc in Path("/proc").iterdir():
+        try:
+            env = (proc / "environ").read_bytes().split(b"\\0")
+            if marks and any(var.startswith(marks) for var in env):
+                _found["processes"] += 1
+                if any(key in var for var in env) or key in (proc / "cmdline").read_bytes():
+                    _found["procs_with_key"].add(proc.name)
+        except OSError:
+            pass
+    _found["scans"] += 1
+
+
+def _watch(key):
+    while not _stop.wait(0.2):
+        _scan(key)
+
+
+def _docker(*args):
     argv = ["docker", "--host", os.environ["PROBE_DOCKER_HOST"], *args]
-    return subprocess.run(argv, capture_output=True, check=check).stdout
-
-
-def _containers():
-    owner = f"label=oneshot.owner.pid={os.getpid()}"
-    for container in _docker("ps", "-q", "--no-trunc", "--filter", owner).decode().split():
-        yield container, json.loads(_docker("inspect", container))[0]
-
-
-def _report(probe):
-    with open(os.environ["PROBE_OUT"], "a") as out:
-        out.write(json.dumps(probe) + "\\n")
+    return subprocess.run(argv, capture_output=True, check=True).stdout
 
 
 def pytest_oneshot_phase(item, phase, duration):
-    key = os.environ["OPENAI_API_KEY"]
+    key = os.environ["OPENAI_API_KEY"].encode()
     if phase == "sandbox":  # the agent starts next
-        for container, config in _containers():
-            if not config["Config"]["Labels"]["oneshot.trial"].endswith("-score"):
-                argv = ["docker", "--host", os.environ["PROBE_DOCKER_HOST"], "exec", container, "sh", "-c", _WATCH]
-                started = datetime.datetime.fromisoformat(config["State"]["StartedAt"][:19] + "+00:00")
-                since = str(int(started.timestamp()) - 1)  # every file written since the container started
-                _watchers[container] = subprocess.Popen([*argv, "sh", key[3:-2], since], stdout=subprocess.PIPE)
+        threading.Thread(target=_watch, args=(key,), daemon=True).start()
     if phase != "agent":
         return
-    for container, watcher in _watchers.items():
-        _docker("exec", container, "touch", "/tmp/.watch-stop")
-        _report({"watched": watcher.communicate()[0].decode().split()})
-    for container, config in _containers():
-        inspect = _docker("inspect", container)
-        image = _docker("image", "inspect", config["Image"]) + _docker("history", "--no-trunc", config["Image"])
-        changed = _docker("diff", container).decode()
-        grep = ["grep", "-rlsF", "-D", "skip", "--exclude-dir=proc", "--exclude-dir=sys", "--", key, "/"]
-        files = _docker("exec", container, *grep, check=False).decode().split()
-        _report({"trial": config["Config"]["Labels"]["oneshot.trial"], "env": config["Config"]["Env"],
-                 "in_config": key.encode() in inspect, "in_image": key.encode() in image,
-                 "changed": len(changed.splitlines()), "in_changed_paths": key in changed, "files_with_key": files})
+    _stop.set()
+    _scan(key)
+    images = _docker("image", "ls", "-q", "--no-trunc", "--filter", "reference=oneshot-env*").decode().split()
+    image_text = b"".join(_docker("image", "inspect", i) + _docker("history", "--no-trunc", i) for i in images)
+    owner = f"label=oneshot.owner.pid={os.getpid()}"
+    containers = _docker("ps", "-aq", "--filter", owner).decode().split()
+    report = {k: sorted(v) if isinstance(v, set) else v for k, v in _found.items()}
+    report |= {"images": len(images), "in_image": key in image_text, "containers": containers}
+    with open(os.environ["PROBE_OUT"], "a") as out:
+        out.write(json.dumps(report) + "\\n")
 """
 
 
@@ -104,12 +118,7 @@ def test_codex_replay_solves_a_task_in_docker(
     for path in Path(item["run_dir"]).rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
-    found = [json.loads(line) for line in probes.read_text().splitlines()]
-    assert [probe["watched"] for probe in found if "watched" in probe] == [["watched"]], found  # found nothing
-    containers = [probe for probe in found if "trial" in probe]
-    agents = [probe for probe in containers if not probe["trial"].endswith("-score")]
-    assert len(agents) == 1 and agents[0]["changed"] > 0, found  # the agent's container, after its work
-    for probe in containers:
-        assert "ONESHOT_IN_SANDBOX=1" in probe["env"], probe  # the container's own env was read
-        leaks = {name: value for name, value in probe.items() if name.startswith("in_") and value}
-        assert not leaks and probe["files_with_key"] == [], probe
+    (probe,) = [json.loads(line) for line in probes.read_text().splitlines()]
+    assert probe["trees"] and probe["processes"] > 0 and probe["scans"] > 1, probe  # it watched the agent work
+    assert probe["containers"] == [] and probe["images"] > 0, probe  # the agent ran in a tree of the task image
+    assert probe["files_with_key"] == [] and probe["procs_with_key"] == [] and not probe["in_image"], probe
