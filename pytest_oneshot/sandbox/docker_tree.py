@@ -151,15 +151,17 @@ class ImageTreeSandbox:
         unshare, mount, bwrap = (str(tool) for tool in tools)
         self._root = root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
         Owner.claim(root)  # a later session removes it if this process is SIGKILLed
-        for name in ("rootfs", "workspace", "home", "tmp", "run", "upper", "work"):
+        overlay = ("upper", "work") if self.writable_system else ()  # the system's changes, and overlayfs's scratch
+        for name in ("rootfs", "workspace", "home", "tmp", "run", *overlay):
             (root / name).mkdir()
         self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
         lower = ":".join([str(_init_layer(self.cache_dir or default_cache_dir())), *tree.layers])
-        options = f"lowerdir={lower},upperdir={root / 'upper'},workdir={root / 'work'}"
+        options = f"ro,lowerdir={lower}"
+        if self.writable_system:
+            options = f"lowerdir={lower},upperdir={root / 'upper'},workdir={root / 'work'}"
         self._prefix = [
-            unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_AND_RUN, "sh", mount,
-            str(tree.overlay_dir), options if self.writable_system else f"ro,lowerdir={lower}", str(root / "rootfs"),
-            *map(str, self._limits.procs), "--",
+            unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_AND_RUN, "sh",
+            mount, str(tree.overlay_dir), options, str(root / "rootfs"), *map(str, self._limits.procs), "--",
         ]  # fmt: skip
         self._bwrap = self._bwrap_argv(bwrap)
         self._env = {**tree.env, **SANDBOX_ENV, "HOME": "/root", MARKER: root.name}
@@ -168,7 +170,7 @@ class ImageTreeSandbox:
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", MARKER: root.name},
             timeout=_COPY_TIMEOUT_SEC,
         )
-        if not copy.ok:  # this host cannot mount it after all: a container can still score
+        if not copy.ok:  # this host cannot mount it after all: a container can still serve
             self._as_container()
 
     def _as_container(self) -> None:
