@@ -10,26 +10,35 @@ all of them, and the diff highlighter only picks a CSS class per line.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from pytest_oneshot.files import write_atomic
+
+if TYPE_CHECKING:
+    import jinja2
 
 MAX_DIFF_BYTES = 256 * 1024
 """Per item: a longer diff is cut here (the page links the whole file)."""
 _RUN_FILES = ("diff.patch", "evaluation_results.json", "scoring_results.md", "agent/agent.log", "tests.log")
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,  # every value, whatever the file name: agent text never becomes markup
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """Made on first use: most runs write no page, and jinja2 costs every pytest process 20 ms to import."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,  # every value, whatever the file name: agent text never becomes markup
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def write_html(document: dict[str, Any], path: Path) -> None:
@@ -40,7 +49,7 @@ def render_html(document: dict[str, Any], page_dir: Path) -> str:
     """The page for ``document``; links to run dirs are relative to ``page_dir``, where it will be."""
     items = [_item_view(item, page_dir) for item in document.get("items", [])]
     models = list(dict.fromkeys(item["label"] for item in items))
-    template = _ENV.get_template("report.html.j2")
+    template = _environment().get_template("report.html.j2")
     return template.render(
         doc=document,
         nonce=secrets.token_urlsafe(16),

@@ -16,12 +16,13 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pytest_oneshot.errors import OneshotError
 from pytest_oneshot.runner.questions import Question
+
+if TYPE_CHECKING:  # imported where used: every pytest process imports this module, few generate
+    import aiohttp
 
 __all__ = ["API_SHAPES", "OPENAI_API_URL", "CompletionError", "GenerationSettings", "generate_completions"]
 
@@ -77,6 +78,8 @@ def generate_completions(questions: Sequence[Question], settings: GenerationSett
 async def _generate_all(
     questions: Sequence[Question], settings: GenerationSettings, api_key: str | None
 ) -> list[list[str]]:
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     timeout = aiohttp.ClientTimeout(total=settings.timeout_sec)
     answers: list[list[str]] = []
@@ -94,6 +97,8 @@ async def _generate_all(
 
 
 async def _ask(session: aiohttp.ClientSession, settings: GenerationSettings, question: Question, n: int) -> list[str]:
+    import aiohttp
+
     url = settings.url
     try:
         async with session.post(url, json=settings.body(question, n)) as response:

@@ -6,8 +6,10 @@ each command mounts those layers in a mount namespace of its own and runs under 
 the same files, python and packages as a container of the image, the image's environment, the
 task's CPU and memory limits as a cgroup (:mod:`cgroup`), docker's default capabilities less
 ``MKNOD``, the network of a container (none, or the host's for ``loopback``, as ``--network host``).
-The workspace, HOME (/root), /tmp and /run are host dirs of this sandbox (the workspace a copy of
-the image's); as in a container they outlive a command.
+The workspace, HOME (/root), /tmp and /run are host dirs of this sandbox; as in a container they
+outlive a command. The workspace is an overlay mounted on this host: the image's workspace, copied
+once per image into the cache, under an upper dir of this sandbox's own (so a trial copies nothing,
+and what a sandbox writes never reaches the copy the next one starts from).
 
 The scoring sandbox mounts the image read-only: nothing can change the python, plugins or shell
 under the tests. The agent's sandbox gets a writable system, as its container had (an overlay upper
@@ -21,9 +23,12 @@ container (:class:`DockerSandbox`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +44,7 @@ from pytest_oneshot.sandbox.host_workspace import HostWorkspace
 from pytest_oneshot.sandbox.process import MARKER, kill_host_tree, run_process
 
 _ROOT_PREFIX = "oneshot-tree-"
+_BUILDING_PREFIX = "building-"
 _COPY_TIMEOUT_SEC = 300.0
 # Docker's default capabilities, less MKNOD: no device cgroup guards this sandbox's host-backed dirs.
 _CAPABILITIES = (
@@ -70,6 +76,7 @@ class ImageTree:
     """An image's files as this host keeps them: overlay2 layers, top first, named by their short
     links inside the engine's overlay2 dir (so a long stack still fits in one mount option)."""
 
+    image_id: str
     overlay_dir: Path
     layers: tuple[str, ...]
     env: dict[str, str]
@@ -95,7 +102,7 @@ def image_tree(engine: Engine, image: str) -> ImageTree | None:
     if not all((overlay_dir / link).is_dir() for link in links):
         return None
     env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
-    return ImageTree(overlay_dir, tuple(links), env)
+    return ImageTree(str(info["Id"]), overlay_dir, tuple(links), env)
 
 
 def _init_layer(cache_dir: Path) -> Path:
@@ -113,6 +120,57 @@ def _init_layer(cache_dir: Path) -> Path:
             os.rename(building, layer)
         shutil.rmtree(building, ignore_errors=True)
     return layer
+
+
+def _workspaces_dir(cache_dir: Path) -> Path:
+    """Where the images' workspaces are copied, one dir per image id."""
+    return cache_dir / "docker" / "tree-workspaces"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_MNT_DETACH = 2
+
+
+def _mount_workspace(root: Path, image_workspace: Path) -> bool:
+    """Mount the tree's workspace on this host: ``image_workspace`` under the tree's own upper dir."""
+    options = f"lowerdir={image_workspace},upperdir={root / 'workspace-upper'},workdir={root / 'workspace-work'}"
+    mounted = bool(_libc.mount(b"oneshot-workspace", bytes(root / "workspace"), b"overlay", 0, options.encode()) == 0)
+    if not mounted:
+        code = ctypes.get_errno()
+        warnings.warn(
+            f"docker sandbox: cannot mount the workspace overlay ({errno.errorcode.get(code, code)})", stacklevel=2
+        )
+    return mounted
+
+
+def _stop_tree(root: Path) -> None:
+    """Stop the tree's processes and unmount its workspace, so it can be removed."""
+    kill_host_tree(None, root.name)
+    _libc.umount2(bytes(root / "workspace"), _MNT_DETACH)  # fails harmlessly when it is not mounted
+
+
+def _remove_tree(root: Path) -> None:
+    _stop_tree(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _remove_unused_workspaces(cache_dir: Path) -> list[str]:
+    """The cached workspaces of images the engine no longer has."""
+    workspaces = _workspaces_dir(cache_dir)
+    copies = (
+        [path for path in workspaces.iterdir() if not path.name.startswith(_BUILDING_PREFIX)]
+        if workspaces.is_dir()
+        else []
+    )
+    if not copies:
+        return []
+    engine = ensure_engine()
+    removed = []
+    for copy in copies:
+        if engine.image(f"sha256:{copy.name}") is None:
+            shutil.rmtree(copy, ignore_errors=True)
+            removed.append(str(copy))
+    return removed
 
 
 class ImageTreeSandbox:
@@ -152,10 +210,10 @@ class ImageTreeSandbox:
         self._root = root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
         Owner.claim(root)  # a later session removes it if this process is SIGKILLed
         overlay = ("upper", "work") if self.writable_system else ()  # the system's changes, and overlayfs's scratch
-        for name in ("rootfs", "workspace", "home", "tmp", "run", *overlay):
+        for name in ("rootfs", "workspace", "workspace-upper", "workspace-work", "home", "tmp", "run", *overlay):
             (root / name).mkdir()
-        self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
-        lower = ":".join([str(_init_layer(self.cache_dir or default_cache_dir())), *tree.layers])
+        cache_dir = self.cache_dir or default_cache_dir()
+        lower = ":".join([str(_init_layer(cache_dir)), *tree.layers])
         options = f"ro,lowerdir={lower}"
         if self.writable_system:
             options = f"lowerdir={lower},upperdir={root / 'upper'},workdir={root / 'work'}"
@@ -165,13 +223,33 @@ class ImageTreeSandbox:
         ]  # fmt: skip
         self._bwrap = self._bwrap_argv(bwrap)
         self._env = {**tree.env, **SANDBOX_ENV, "HOME": "/root", MARKER: root.name}
-        copy = run_process(
-            [*self._prefix, "cp", "-a", f"{root / 'rootfs'}{WORKSPACE}/.", str(root / "workspace")],
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", MARKER: root.name},
-            timeout=_COPY_TIMEOUT_SEC,
-        )
-        if not copy.ok:  # this host cannot mount it after all: a container can still serve
-            self._as_container()
+        image_workspace = self._image_workspace(tree, cache_dir)
+        if image_workspace is None or not _mount_workspace(root, image_workspace):
+            self._as_container()  # this host cannot mount it after all: a container can still serve
+            return
+        self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
+
+    def _image_workspace(self, tree: ImageTree, cache_dir: Path) -> Path | None:
+        """The image's workspace as plain files in the cache, copied once per image; None when it cannot be."""
+        copy = _workspaces_dir(cache_dir) / tree.image_id.removeprefix("sha256:")
+        if copy.is_dir():
+            return copy
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=_BUILDING_PREFIX, dir=copy.parent))
+        Owner.claim(building)  # litter of a SIGKILLed copy is removed by a later session
+        try:
+            copied = run_process(
+                [*self._prefix, "cp", "-a", f"{self._root}/rootfs{WORKSPACE}/.", str(building / "workspace")],
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", MARKER: self._env[MARKER]},
+                timeout=_COPY_TIMEOUT_SEC,
+            )
+            if not copied.ok:
+                return None
+            with contextlib.suppress(OSError):  # another worker made it first
+                os.rename(building / "workspace", copy)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+        return copy
 
     def _as_container(self) -> None:
         self._release()
@@ -237,8 +315,7 @@ class ImageTreeSandbox:
 
     def _release(self) -> None:
         if self._root is not None:
-            kill_host_tree(None, self._root.name)
-            shutil.rmtree(self._root, ignore_errors=True)
+            _remove_tree(self._root)
             self._root = None
         if self._limits is not None:
             self._limits.remove()
@@ -254,10 +331,13 @@ class DockerFactory:
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
         """Containers, trees (their processes first: a SIGKILLed run's agent may still run) and cgroups of
-        runs that died."""
+        runs that died; cached image workspaces whose image is gone."""
+        cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else default_cache_dir()
         return [
             *DockerSandbox.cleanup_stale(options),
-            *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX, lambda root: kill_host_tree(None, root.name)),
+            *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX, _stop_tree),
+            *remove_dead_dirs(_workspaces_dir(cache_dir), _BUILDING_PREFIX),
+            *_remove_unused_workspaces(cache_dir),
             *cgroup.remove_stale(),
         ]
 

@@ -55,6 +55,12 @@ def _trees_of(pid: int) -> list[str]:
     return [str(path) for path in (*dirs, *groups)]
 
 
+def _mounts_in(trees: list[str]) -> list[str]:
+    """This host's mounts inside those trees (each tree's workspace is an overlay mounted here)."""
+    mount_points = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [point for point in mount_points if any(point.startswith(f"{tree}/") for tree in trees)]
+
+
 def _sleeps_in_trees(pid: int) -> list[int]:
     """The agent's ``sleep 300`` processes in the trees of run ``pid`` (marked with a tree's name)."""
     marks = tuple(f"{MARKER}={Path(tree).name}/".encode() for tree in _trees_of(pid) if "oneshot-tree-" in tree)
@@ -90,9 +96,12 @@ def test_the_next_run_reaps_what_a_sigkilled_run_left(
     run = _run_until_agent_starts(pytester, docker_tasks[0])
     run.send_signal(signal.SIGKILL)
     run.wait()
-    assert _trees_of(run.pid), "SIGKILL leaves the trees behind (bubblewrap's pid namespace ends their processes)"
+    left = _trees_of(run.pid)
+    assert left, "SIGKILL leaves the trees behind (bubblewrap's pid namespace ends their processes)"
+    assert _mounts_in(left), "and their workspaces mounted"
     pytester.runpytest_subprocess("--collect-only", "tasks", "--oneshot-sandbox=docker")  # session start reaps
     assert _sleeps_in_trees(run.pid) == [] and _trees_of(run.pid) == [] and _containers_of(engine, run.pid) == []
+    assert _mounts_in(left) == []
 
 
 def test_an_unknown_base_image_is_a_clear_error(docker_tasks: list[str], run_and_parse: Callable[..., Any]) -> None:

@@ -98,6 +98,33 @@ def test_the_agents_tree_has_a_writable_system_of_its_own_and_its_mounts(
     assert scoring.exec(["sh", "-c", "echo x > /usr/local/lib/agent.txt"]).returncode != 0, "read-only system"
 
 
+def test_what_a_tree_writes_in_its_workspace_never_reaches_the_next_one(
+    docker_task: DockerTask, request: pytest.FixtureRequest
+) -> None:
+    """The workspace is the image's, copied once into the cache and mounted under each tree's own upper
+    dir: an agent that edits, deletes, chmods and hard-links its files leaves the copy as it was."""
+    task, snap = docker_task()
+
+    def started(role: str) -> ImageTreeSandbox:
+        spec = SandboxSpec(task=task, repo_snapshot=snap, trial_id=f"tree-{role}", run_id="t", scoring=role == "score")
+        sandbox = ImageTreeSandbox(spec)
+        request.addfinalizer(sandbox.stop)
+        sandbox.start()
+        assert sandbox.container is None
+        return sandbox
+
+    agent = started("agent")
+    before = agent.read_file("calc.py")
+    attack = "echo pwned > calc.py && rm -r pkg && chmod 777 . && ln .git/HEAD head && echo new > new.txt"
+    attacked = agent.exec(["sh", "-c", attack])
+    assert attacked.ok, attacked.text()
+    agent.write_file("written.txt", b"by the harness\n")
+    for sandbox in (started("score"), started("agent-2")):
+        seen = sandbox.exec(["sh", "-c", "ls -a; stat -c %a ."]).stdout.decode().split()
+        assert "pkg" in seen and "new.txt" not in seen and "head" not in seen and "written.txt" not in seen
+        assert seen[-1] != "777" and sandbox.read_file("calc.py") == before
+
+
 @pytest.mark.parametrize("why", ["mounts", "no-cgroup-v1"])
 def test_where_the_tree_cannot_be_it_is_a_container(
     docker_task: DockerTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
