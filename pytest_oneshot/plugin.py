@@ -11,6 +11,7 @@ import functools
 import os
 import secrets
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -194,12 +195,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return xdist_scheduler(config, log, config.stash[settings_key].concurrency)
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionstart(session: pytest.Session) -> Generator[None]:
     """Controller only: let the sandbox backend remove what dead runs left behind (e.g. containers).
 
-    A sandbox that cannot be loaded is a usage error here, before any trial: it is the session's
-    one choice, so every item would fail alike.
+    Done after the other plugins' session start, so xdist's workers boot meanwhile (it only removes
+    what dead runs own, so it can overlap their trials). A sandbox that cannot be loaded is a usage
+    error here, before any trial: it is the session's one choice, so every item would fail alike.
     """
+    yield
     if _inert(session.config) or hasattr(session.config, "workerinput"):
         return
     settings = session.config.stash[settings_key]
