@@ -16,6 +16,9 @@ the ``command`` agent making the same fix) and besides the task's own test comma
 in a checkout).
 
     python bench/rollouts.py [--trials 16] [--concurrency 8] [--latency 1.0] [--without-concurrency]
+
+The harness's pytest keeps Python's bytecode cache, as on a user's machine (a
+``PYTHONDONTWRITEBYTECODE`` here is dropped; see ``bench/docker_overhead.py``).
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def main() -> int:
     parser.add_argument("--without-concurrency", action="store_true",
                         help="skip the --oneshot-concurrency runs (to measure a version without it)")  # fmt: skip
     args = parser.parse_args()
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     cores = os.cpu_count() or 1
     n, c = args.trials, args.concurrency
     same_fix = "--oneshot-agent-cmd=sed -i 's|total_items // per_page)|-(-total_items // per_page))|' pager/core.py"
