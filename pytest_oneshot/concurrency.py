@@ -3,14 +3,15 @@
 pytest runs one item at a time, while a trial mostly waits: for its sandboxes to start, for its
 model. So when an item's setup asks for its trial, the trials of the next items this process will
 run -- from ``session.items`` in order, or under xdist from the worker's queue -- are started too,
-in threads: up to N of them run their agents and tests at once, and N more start their sandboxes
-ahead of their turn (a :class:`OrderedGate` lets them on in item order). Each item still receives
-its own result in its own turn, so pytest's reports, JUnit and the JSON report come out as
-without concurrency. ``pytest_oneshot_phase`` is called as each phase ends, from the thread
-running the trial (the phases of different items may interleave). Sandboxes are stopped in the
-background once a trial's files are written, and the session waits for that at its end. Trials
-still running when the session stops (``-x``, Ctrl-C) have their sandboxes stopped and their
-results dropped.
+in threads: up to N of them run their agents at once, and N more start their sandboxes ahead of
+their turn (a :class:`OrderedGate` lets them on in item order); a trial's tests run as the next
+agent starts, so agents waiting on a model leave the CPU to the tests (at most 2N trials are
+unfinished). Each item still receives its own result in its own turn, so pytest's reports, JUnit
+and the JSON report come out as without concurrency. ``pytest_oneshot_phase`` is called as each
+phase ends, from the thread running the trial (the phases of different items may interleave).
+Sandboxes are stopped in the background once a trial's files are written, and the session waits for
+that at its end. Trials still running when the session stops (``-x``, Ctrl-C) have their sandboxes
+stopped and their results dropped.
 """
 
 from __future__ import annotations

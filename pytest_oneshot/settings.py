@@ -142,8 +142,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("rollouts", "Attempts per task and model", "1", _positive_int, metavar="N"),
     Option(
         "concurrency",
-        "Trials in flight per pytest process: the next items' trials run in threads while the current one "
-        "is reported (for model-bound runs; results still come in pytest's order)",
+        "Agents running at once per pytest process: the next items' trials run in threads while the current "
+        "one is reported, each trial's tests as the next agent starts (for model-bound runs; results still "
+        "come in pytest's order)",
         "1",
         _positive_int,
         metavar="N",

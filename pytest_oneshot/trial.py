@@ -62,13 +62,14 @@ class Phase(StrEnum):
 
 
 class Gate(Protocol):
-    """Lets a trial past its sandbox phase: it bounds how many trials run agents and tests at once."""
+    """Lets a trial past its sandbox phase: it bounds how many agents run at once (each trial's tests
+    run as the next agent starts, so a model-bound run keeps the CPU busy while agents wait)."""
 
     def enter(self) -> None:
         """Wait for this trial's turn. Raises InfraError when the session stops meanwhile."""
 
     def leave(self) -> None:
-        """The trial is scored or ended early (idempotent; also when it never entered)."""
+        """The trial's agent is done, or the trial ended early (idempotent; also when it never entered)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,8 @@ def _run_phases(
         finally:
             _close_route(state)
         result.agent = _summarize_agent(config.agent.name, state.agent_result)
+    if config.gate is not None:
+        config.gate.leave()
     with state.phase(Phase.DIFF, on_phase):
         assert state.fresh is not None and state.scoring is not None and state.scoring_spec is not None
         fresh = state.fresh.result()

@@ -12,6 +12,7 @@ import hashlib
 import io
 import shlex
 import tarfile
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -26,9 +27,12 @@ from pytest_oneshot.change import (
     read_archive,
 )
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.sandbox import Sandbox
+from pytest_oneshot.sandbox import Sandbox, SharedStart
 from pytest_oneshot.scoring.overlay import ScoredTree
 
+_FRESH_BY_START: dict[str, Manifest] = {}
+"""Fresh manifests by :meth:`SharedStart.start_key` (a process sees few images)."""
+_FRESH_LOCK = threading.Lock()
 GIT_TIMEOUT_SEC = 120.0
 FILE_TIMEOUT_SEC = 300.0
 _SAFE_GIT = [
@@ -54,9 +58,17 @@ def commit_baseline(sandbox: Sandbox) -> None:
 
 
 def fresh_manifest(sandbox: Sandbox) -> Manifest:
-    """Digests of every file of a workspace nobody has touched yet."""
-    with sandbox.archive_workspace() as archive:
-        return read_archive(archive).files
+    """Digests of every file of a workspace nobody has touched yet (read once per shared start)."""
+    key = sandbox.start_key() if isinstance(sandbox, SharedStart) else None
+    with _FRESH_LOCK:
+        known = _FRESH_BY_START.get(key) if key is not None else None
+    if known is None:
+        with sandbox.archive_workspace() as archive:
+            known = read_archive(archive).files
+        if key is not None:
+            with _FRESH_LOCK:
+                _FRESH_BY_START[key] = known
+    return dict(known)
 
 
 def collect_change(

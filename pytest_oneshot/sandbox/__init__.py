@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import IO, Literal, Protocol
+from typing import IO, Literal, Protocol, runtime_checkable
 
 from pytest_oneshot.errors import SandboxUnavailableError
 from pytest_oneshot.registry import Registry
@@ -165,6 +165,15 @@ class Sandbox(Protocol):
 
     def stop(self) -> None:
         """Release everything (processes, containers, temp dirs). Idempotent."""
+
+
+@runtime_checkable
+class SharedStart(Protocol):
+    """A sandbox whose workspace starts as a shared copy nothing writes to (an image's workspace): the
+    digests of its fresh files are read once per copy, not once per trial."""
+
+    def start_key(self) -> str | None:
+        """Names the exact files the workspace started with (None: not a shared copy, read them)."""
 
 
 def repo_root(sandbox: Sandbox, spec: SandboxSpec) -> str:

@@ -192,6 +192,8 @@ class ImageTreeSandbox:
         self._bwrap: list[str] = []
         self._env: dict[str, str] = {}
         self._files: HostWorkspace | None = None
+        self._start: Path | None = None
+        """The image's workspace copy this tree's workspace is mounted over."""
 
     def start(self) -> None:
         spec, engine = self.spec, ensure_engine()
@@ -228,6 +230,11 @@ class ImageTreeSandbox:
             self._as_container()  # this host cannot mount it after all: a container can still serve
             return
         self._files = HostWorkspace(root / "workspace", root / "workspace" / spec.task.spec.repo.subdir)
+        self._start = image_workspace
+
+    def start_key(self) -> str | None:
+        """The image's workspace copy (named by the image's id): every tree of the image starts as it."""
+        return None if self._start is None or self.container is not None else f"docker-tree:{self._start}"
 
     def _image_workspace(self, tree: ImageTree, cache_dir: Path) -> Path | None:
         """The image's workspace as plain files in the cache, copied once per image; None when it cannot be."""

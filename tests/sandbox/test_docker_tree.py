@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from pytest_oneshot.change import read_archive
 from pytest_oneshot.sandbox import SandboxSpec, cgroup
 from pytest_oneshot.sandbox.docker_tree import ImageTreeSandbox
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.task import Task
+from pytest_oneshot.workspace import fresh_manifest
 
 pytestmark = pytest.mark.docker
 
@@ -125,6 +127,28 @@ def test_what_a_tree_writes_in_its_workspace_never_reaches_the_next_one(
         assert seen[-1] != "777" and sandbox.read_file("calc.py") == before
 
 
+def test_a_fresh_tree_is_read_once_per_image(
+    tree: Callable[..., ImageTreeSandbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every tree of an image starts as its workspace copy, so its digests are read once; a tree the
+    harness wrote to is read again."""
+    first = tree()
+    read = fresh_manifest(first)
+    assert "calc.py" in read and first.start_key() is not None
+    again = ImageTreeSandbox(first.spec)
+    again.start()
+    try:
+        assert again.start_key() == first.start_key()
+        with monkeypatch.context() as patched:
+            patched.setattr(again, "archive_workspace", lambda **_: pytest.fail("read again"))
+            assert fresh_manifest(again) == read
+        again.write_file("calc.py", b"changed\n")
+        with again.archive_workspace() as archive:
+            assert read_archive(archive).files["calc.py"] != read["calc.py"], "the copy is shared, not the tree"
+    finally:
+        again.stop()
+
+
 @pytest.mark.parametrize("why", ["mounts", "no-cgroup-v1"])
 def test_where_the_tree_cannot_be_it_is_a_container(
     docker_task: DockerTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
@@ -138,6 +162,7 @@ def test_where_the_tree_cannot_be_it_is_a_container(
     try:
         sandbox.start()
         assert sandbox.container is not None and sandbox.container.uses_server
+        assert sandbox.start_key() is None, "a container's workspace is its own"
         sandbox.write_file("calc.py", b"x = 1\n")
         assert sandbox.exec(["cat", "calc.py"]).stdout == b"x = 1\n"
     finally:
