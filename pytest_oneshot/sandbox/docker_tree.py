@@ -233,8 +233,10 @@ class ImageTreeSandbox:
         self._start = image_workspace
 
     def start_key(self) -> str | None:
-        """The image's workspace copy (named by the image's id): every tree of the image starts as it."""
-        return None if self._start is None or self.container is not None else f"docker-tree:{self._start}"
+        """The image's workspace copy (named by the image's id): every scoring tree of the image starts as it."""
+        if self._start is None or self.container is not None or self.writable_system:
+            return None  # the agent's tree is never read as a fresh one: no key that an agent's files could fill
+        return f"docker-tree:{self._start}"
 
     def _image_workspace(self, tree: ImageTree, cache_dir: Path) -> Path | None:
         """The image's workspace as plain files in the cache, copied once per image; None when it cannot be."""
