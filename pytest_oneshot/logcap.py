@@ -9,6 +9,7 @@ exec server, ``docker exec``) opens and writes it as a file, and a reader thread
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import threading
@@ -74,14 +75,17 @@ class _Pump:
 
     def finish(self) -> None:
         self._trim()
-        if self.dropped:
-            marker = (
-                f"[oneshot: {self.dropped} bytes of output dropped here; the log keeps the first "
-                f"{self.head} and the last {self.tail} bytes]\n"
-            )
-            self.out.write((b"" if self.last == b"\n" else b"\n") + marker.encode())
-        self.out.write(bytes(self.buffer))
-        self.out.close()
+        with contextlib.suppress(OSError):  # e.g. disk full (the command's own doing): the log keeps what fit
+            if self.dropped:
+                marker = (
+                    f"[oneshot: {self.dropped} bytes of output dropped here; the log keeps the first "
+                    f"{self.head} and the last {self.tail} bytes]\n"
+                )
+                self.out.write((b"" if self.last == b"\n" else b"\n") + marker.encode())
+            self.out.write(bytes(self.buffer))
+            self.out.flush()
+        with contextlib.suppress(OSError):  # closed even when its buffer cannot be written
+            self.out.close()
 
 
 @contextmanager

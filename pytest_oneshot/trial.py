@@ -18,6 +18,7 @@ the agent did. A model agent's traffic goes through a route of the model gateway
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import time
@@ -137,7 +138,8 @@ class _TrialState:
 
     @contextmanager
     def phase(self, phase: Phase, on_phase: Callable[[str, float], None] | None) -> Iterator[None]:
-        write_phase_start(self.config.run_dir, self.result, phase.value)
+        with contextlib.suppress(OSError):  # a disk the agent's code filled: the trial's files are written at its end
+            write_phase_start(self.config.run_dir, self.result, phase.value)
         started = time.monotonic()
         try:
             yield
@@ -178,15 +180,27 @@ def run_trial(config: TrialConfig, on_phase: Callable[[str, float], None] | None
             _close_route(state)  # its token counts and trace belong in the files
             _join_patch(state)
         finally:
-            write_trial_files(config.run_dir, state.result, state.diff)  # before cleanup can fail
-            if state.private_gateway is not None:
-                state.private_gateway.close()
-            executor.shutdown(wait=True)  # a scoring sandbox still starting is stopped below
-            if config.stop_later is not None:
-                config.stop_later(state.stop_sandboxes)
-            else:
-                state.stop_sandboxes()
+            try:
+                _write_files(state)  # before cleanup can fail
+            finally:
+                if state.private_gateway is not None:
+                    state.private_gateway.close()
+                executor.shutdown(wait=True)  # a scoring sandbox still starting is stopped below
+                if config.stop_later is not None:
+                    config.stop_later(state.stop_sandboxes)
+                else:
+                    state.stop_sandboxes()
     return state.result
+
+
+def _write_files(state: _TrialState) -> None:
+    """The trial's files; when they do not fit, the disk may be full of what the agent's code left in
+    the sandboxes (its tests ran there): they are stopped, and the files written again."""
+    try:
+        write_trial_files(state.config.run_dir, state.result, state.diff)
+    except OSError:
+        state.stop_sandboxes()
+        write_trial_files(state.config.run_dir, state.result, state.diff)
 
 
 _WRITE_OUTSIDE_REPO = (
@@ -296,6 +310,8 @@ def _run_phases(
         except UnreadableWorkspace as exc:
             result.outcome, result.reason = "failed", f"the agent's workspace cannot be read: {exc}"
             return
+        finally:
+            state.sandbox.stop()  # what it left (a disk it filled) is gone before its change is tested
         root = repo_root(state.scoring, state.scoring_spec)
         state.patch = executor.submit(render_patch, change, fresh_side(state.scoring, root, change.paths, fresh, repo))
         result.changed_files = change.paths

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -118,3 +119,37 @@ def test_ctrl_c_stops_the_agent_and_removes_its_tree(
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) != 0
     assert _sleeps_in_trees(run.pid) == [] and _trees_of(run.pid) == [] and _containers_of(engine, run.pid) == []
+
+
+_FILL_TMP = "head -c 100M /dev/zero > /tmp/fill"
+_FILL_ON_IMPORT = (
+    'printf \'import os\\nif not os.path.exists("/tmp/fill"):\\n    os.system("%s")\\n\' '
+    "'head -c 100M /dev/zero > /tmp/fill' >> pager/__init__.py"
+)
+
+
+@pytest.mark.parametrize("fill", [_FILL_TMP, _FILL_ON_IMPORT], ids=["agent-phase", "under-the-tests"])
+def test_an_agent_that_fills_the_disk_fails_and_leaves_nothing(
+    pytester: pytest.Pytester,
+    docker_tasks: list[str],
+    run_and_parse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    fill: str,
+) -> None:
+    """The trees' dirs (their /tmp, the workspace's upper dir) and the run dir share a disk the agent,
+    or its code under the tests, fills: its change is still tested and its item fails (not a harness
+    error), and no tree or mount is left."""
+    if os.geteuid() != 0:
+        pytest.skip("mounts a small tmpfs as the disk")
+    disk = pytester.path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "oneshot-test-disk", str(disk)], check=True)
+    try:
+        monkeypatch.setenv("TMPDIR", str(disk))
+        run = run_and_parse("tasks/fix-off-by-one", "--oneshot-sandbox=docker", "--oneshot-agent=command",
+                            f"--oneshot-agent-cmd={fill}; exit 0", f"--oneshot-runs-dir={disk / 'runs'}")  # fmt: skip
+        run.result.assert_outcomes(failed=1)
+        assert run.items()["fix-off-by-one[command-r0]"]["outcome"] == "failed"
+        assert list(disk.glob("oneshot-tree-*")) == [] and _mounts_in([str(disk)]) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=False)
