@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_oneshot.owner import Owner
+from tests.polling import as_from_a_terminal
 
 
 def _sandbox_dirs_of(pid: int) -> list[Path]:
@@ -28,8 +29,8 @@ def _sandbox_dirs_of(pid: int) -> list[Path]:
 def _run_until_agent_starts(pytester: pytest.Pytester) -> tuple[subprocess.Popen[bytes], Path]:
     """A pytest run whose agent sleeps for 300 s, once the agent runs; and the agent's log."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tasks", "--oneshot-agent=command"]
-    run = pytester.popen([*argv, "--oneshot-agent-cmd=echo agent-started; sleep 300"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    argv.append("--oneshot-agent-cmd=echo agent-started; sleep 300")
+    run = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_from_a_terminal)
     deadline = time.monotonic() + 120  # a wait for the agent to start, not a timing assertion
     while time.monotonic() < deadline and run.poll() is None:
         logs = list(pytester.path.glob("runs/*/fix-add__command-r0/agent/agent.log"))

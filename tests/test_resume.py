@@ -22,7 +22,7 @@ import pytest
 
 from pytest_oneshot.task import load_task
 from tests.conftest import ParsedRun
-from tests.polling import wait_for
+from tests.polling import as_from_a_terminal, wait_for
 
 ITEMS = [f"{task}[command-r{rollout}]" for task in ("fix-add", "fix-sum") for rollout in range(3)]
 
@@ -121,7 +121,13 @@ def test_a_stopped_run_resumes_where_it_stopped(
     signal (as from a crash or a terminal's Ctrl-C; sandboxed commands have sessions of their own)."""
     xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *_args(counter, "--oneshot-rollouts=3", *xdist)]
-    run = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = pytester.popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=as_from_a_terminal,
+    )
     in_flight = workers or 1  # agents running at once: one per pytest process (--oneshot-concurrency 1)
     runs = pytester.path / "runs"
     try:

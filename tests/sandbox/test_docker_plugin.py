@@ -19,6 +19,7 @@ from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import cgroup
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.sandbox.process import MARKER
+from tests.polling import as_from_a_terminal
 
 pytestmark = pytest.mark.docker
 
@@ -81,7 +82,9 @@ def _run_until_agent_starts(pytester: pytest.Pytester, task: str) -> subprocess.
     also has a scoring tree, started while the agent works)."""
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"tasks/{task}"]
     argv += ["--oneshot-sandbox=docker", "--oneshot-agent=command", "--oneshot-agent-cmd=sleep 300"]
-    run: subprocess.Popen[bytes] = pytester.popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run: subprocess.Popen[bytes] = pytester.popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_from_a_terminal
+    )
     deadline = time.monotonic() + 300  # a wait for the agent to start, not a timing assertion
     while time.monotonic() < deadline and run.poll() is None:
         if _sleeps_in_trees(run.pid):
