@@ -51,7 +51,10 @@ def bare_time(task_dir: Path, work: Path) -> float:
         (checkout / path).write_bytes(data)
     files = sorted({test.id.split("::", 1)[0] for test in graded_tests(task.spec)})
     command = f"{task.spec.tests.command} -p no:cacheprovider -q {shlex.join(files)}"
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # as in the sandbox: no warm .pyc either way
+    # As in the sandbox: no warm .pyc either way, and `python` is this interpreter (not a shim on PATH,
+    # such as pyenv's, which alone costs ~1 s a call).
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PATH": path}
     subprocess.run(["bash", "-c", command], cwd=checkout, check=True, capture_output=True, env=env)  # warm-up
     started = time.monotonic()
     subprocess.run(["bash", "-c", command], cwd=checkout, check=True, capture_output=True, env=env)

@@ -77,7 +77,7 @@ def load(proxy_url: str, db: Path, key: str, requests: int, sessions: int) -> tu
     def client(session: int) -> None:
         try:
             for n in range(per_session):
-                body = {"model": "bench", "input": [], "metadata": {"marker": f"{session}:{n}"}}
+                body = {"model": "bench", "stream": True, "input": [], "metadata": {"marker": f"{session}:{n}"}}
                 _request(proxy_url, key, body, {"x-oneshot-session": f"bench-{session}"})
         except Exception as error:  # re-raised below, once every thread has finished
             errors.append(error)

@@ -107,44 +107,20 @@ def test_a_stopped_session_leaves_no_trial_running(
     assert len(run.report["items"]) == 1
 
 
-# The first trial, its agent done, waits before its tests until the second trial's agent has
-# started: only a gate that lets the next agent in as soon as an agent is done lets it go on.
+# The first trial, its agent done, waits before its tests until the second trial's agent is done:
+# only a gate that lets the next agent in as soon as an agent is done lets it go on.
 NEXT_AGENT_CONFTEST = """
 import threading
 
-from pytest_oneshot.agent import AgentResult
-
-second_agent = threading.Event()
-agents = []
+second_agent_done = threading.Event()
 waited = []
 
 
-class NextAgent:
-    name = "next"
-    network = "none"
-    uses_model = False
-
-    def __init__(self, options):
-        pass
-
-    def mounts(self):
-        return {}
-
-    def run(self, sandbox, request):
-        agents.append(1)
-        if len(agents) == 2:
-            second_agent.set()
-        applied = sandbox.exec(["git", "apply", "-"], stdin=request.task.reference_patch())
-        return AgentResult("completed" if applied.ok else "agent_error", applied.text())
-
-
-def pytest_oneshot_register(registries):
-    registries.agent.register("next", NextAgent)
-
-
 def pytest_oneshot_phase(item, phase, duration):
+    if item.name.endswith("-r1]") and phase == "agent":
+        second_agent_done.set()
     if item.name.endswith("-r0]") and phase == "diff":
-        waited.append(second_agent.wait(timeout=20))
+        waited.append(second_agent_done.wait(timeout=20))
 
 
 def pytest_sessionfinish(session):
@@ -159,6 +135,6 @@ def test_the_next_agent_starts_while_a_trial_is_scored(
     """``--oneshot-concurrency`` bounds the agents at once: a trial's tests run beside the next agent,
     so agents waiting on a model leave the CPU to them."""
     pytester.makeconftest(NEXT_AGENT_CONFTEST)
-    run = run_and_parse("tasks/fix-off-by-one", "--oneshot-agent=next", "--oneshot-rollouts=2", "-p", "no:randomly")
+    run = run_and_parse("tasks/fix-off-by-one", "--oneshot-agent=oracle", "--oneshot-rollouts=2", "-p", "no:randomly")
     run.result.assert_outcomes(passed=2)
     assert (pytester.path / "waited.txt").read_text() == "[True]", "the second agent waited for the first's tests"
