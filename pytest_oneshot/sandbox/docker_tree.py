@@ -339,16 +339,16 @@ class DockerFactory:
 
     @staticmethod
     def cleanup_stale(options: Mapping[str, str]) -> list[str]:
-        """Containers, trees (their processes first: a SIGKILLed run's agent may still run) and cgroups of
-        runs that died; cached image workspaces whose image is gone."""
+        """Trees (their processes first: a SIGKILLed run's agent may still run), cgroups and partial
+        workspace copies of runs that died, then what needs the engine: their containers, and cached
+        image workspaces whose image is gone (an engine that cannot be reached leaves the rest done)."""
         cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else default_cache_dir()
-        return [
-            *DockerSandbox.cleanup_stale(options),
+        on_this_host = [
             *remove_dead_dirs(Path(tempfile.gettempdir()), _ROOT_PREFIX, _stop_tree),
             *remove_dead_dirs(_workspaces_dir(cache_dir), _BUILDING_PREFIX),
-            *_remove_unused_workspaces(cache_dir),
             *cgroup.remove_stale(),
         ]
+        return [*on_this_host, *DockerSandbox.cleanup_stale(options), *_remove_unused_workspaces(cache_dir)]
 
 
 docker_sandbox = DockerFactory()

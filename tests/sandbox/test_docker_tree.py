@@ -5,6 +5,8 @@ the sandbox is a container as before."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +15,11 @@ from typing import Any
 import pytest
 
 from pytest_oneshot.change import read_archive
+from pytest_oneshot.errors import SandboxUnavailableError
+from pytest_oneshot.owner import Owner
 from pytest_oneshot.sandbox import SandboxSpec, cgroup
-from pytest_oneshot.sandbox.docker_tree import ImageTreeSandbox
+from pytest_oneshot.sandbox.docker import DockerSandbox
+from pytest_oneshot.sandbox.docker_tree import DockerFactory, ImageTreeSandbox
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.task import Task
 from pytest_oneshot.workspace import fresh_manifest
@@ -147,6 +152,25 @@ def test_a_fresh_tree_is_read_once_per_image(
             assert read_archive(archive).files["calc.py"] != read["calc.py"], "the copy is shared, not the tree"
     finally:
         again.stop()
+
+
+def test_a_dead_runs_tree_is_reaped_even_when_the_engine_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    dead = Owner("host", "boot", 1, "0")
+    monkeypatch.setattr(Owner, "of", classmethod(lambda cls, directory: dead))
+    monkeypatch.setattr(Owner, "is_dead", lambda self: True)
+    left = Path(tempfile.mkdtemp(prefix="oneshot-tree-"))
+    request.addfinalizer(lambda: shutil.rmtree(left, ignore_errors=True))
+    (left / "workspace").mkdir()
+
+    def unreachable(options: object) -> list[str]:
+        raise SandboxUnavailableError("no engine at unix:///nowhere")
+
+    monkeypatch.setattr(DockerSandbox, "cleanup_stale", staticmethod(unreachable))
+    with pytest.raises(SandboxUnavailableError):
+        DockerFactory.cleanup_stale({"cache_dir": str(tmp_path)})
+    assert not left.exists(), "the trees need no engine"
 
 
 @pytest.mark.parametrize("why", ["mounts", "no-cgroup-v1"])
