@@ -272,7 +272,8 @@ def _git(scratch: Path, *args: str, stdin: bytes = b"", index: str | None = None
     env = {**_git_env(scratch), "GIT_DIR": str(scratch / "repo.git")}
     if index:
         env["GIT_INDEX_FILE"] = str(scratch / index)
-    proc = subprocess.run(["git", *args], input=stdin, capture_output=True, env=env, check=False)
+    argv = ["git", *args]
+    proc = subprocess.run(argv, input=stdin, capture_output=True, env=env, check=False, start_new_session=True)
     if proc.returncode != 0:
         raise RuntimeError(f"git {args[0]}: {proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
     return proc.stdout
@@ -286,7 +287,10 @@ def ignored_by_start(snapshot: Path, paths: list[str]) -> set[str]:
     proc = subprocess.run(
         ["git", "-c", "core.excludesFile=", "check-ignore", "-z", "--stdin"],
         input=listed, capture_output=True, env=_git_env(snapshot / ".git"), cwd=snapshot, check=False,
+        start_new_session=True,  # like every helper of a trial: a terminal's Ctrl-C is the session's to handle
     )  # fmt: skip
+    if proc.returncode not in (0, 1):  # 1: none of them is ignored; anything else must not read as "none"
+        raise RuntimeError(f"git check-ignore: {proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
     return {name.decode("utf-8", "surrogateescape") for name in proc.stdout.split(b"\0") if name}
 
 

@@ -33,8 +33,10 @@ from pytest_oneshot.sandbox import Sandbox, SandboxSpec
 from pytest_oneshot.trial import TrialConfig, run_trial
 
 _REFILL_SEC = 0.2
-"""How often a waiting xdist worker looks for items xdist sent it meanwhile (without xdist, every
-upcoming item is known from the start, and a finished trial's callback starts the next)."""
+"""How often a waiting item wakes: an xdist worker looks for items xdist sent it meanwhile (without
+xdist, every upcoming item is known from the start, and a finished trial's callback starts the
+next); and a Ctrl-C the kernel gave to a trial's thread reaches the main thread, which only runs
+Python's signal handler once its wait returns (an endless wait hung the session)."""
 
 
 class ConcurrentItem(Protocol):
@@ -154,8 +156,7 @@ class TrialPool:
             trial = self._started[item.nodeid]
         assert trial.future is not None
         try:
-            refill = _REFILL_SEC if self._worker is not None else None
-            while not wait([trial.future], timeout=refill).done:
+            while not wait([trial.future], timeout=_REFILL_SEC).done:
                 self._fill(None)
         finally:  # interrupted (Ctrl-C): the trial stays unfinished, for close() to stop
             if trial.future.done():

@@ -45,6 +45,7 @@ def git(
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C is the session's to handle, not a failed clone's
         )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"git {args[0]} timed out after {timeout:.0f}s") from None
@@ -212,7 +213,12 @@ def _edit_snapshot(task: Task, base: Path, edits: TaskOverrides, dest: Path) -> 
 
 def _hash_object(repo: Path, data: bytes) -> str:
     proc = subprocess.run(
-        ["git", "hash-object", "-w", "--stdin"], cwd=repo, input=data, capture_output=True, check=False
+        ["git", "hash-object", "-w", "--stdin"],
+        cwd=repo,
+        input=data,
+        capture_output=True,
+        check=False,
+        start_new_session=True,
     )
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.decode(errors="replace").strip() or "git hash-object failed")

@@ -78,7 +78,10 @@ def archive_from_command(
     Raises:
         InfraError: with ``check``, the command failed and said why (naming ``what`` it archived).
     """
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    # A session of its own: a terminal's Ctrl-C stops the session, and must not look like an unreadable workspace.
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+    )
     assert proc.stdout is not None and proc.stderr is not None
     try:
         yield proc.stdout
