@@ -149,19 +149,9 @@ def _stop_tree(root: Path) -> None:
     _libc.umount2(bytes(root / "workspace"), _MNT_DETACH)  # fails harmlessly when it is not mounted
 
 
-def _remove_tree(root: Path) -> None:
-    _stop_tree(root)
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def _remove_unused_workspaces(cache_dir: Path) -> list[str]:
     """The cached workspaces of images the engine no longer has."""
-    workspaces = _workspaces_dir(cache_dir)
-    copies = (
-        [path for path in workspaces.iterdir() if not path.name.startswith(_BUILDING_PREFIX)]
-        if workspaces.is_dir()
-        else []
-    )
+    copies = [path for path in _workspaces_dir(cache_dir).glob("*") if not path.name.startswith(_BUILDING_PREFIX)]
     if not copies:
         return []
     engine = ensure_engine()
@@ -324,7 +314,8 @@ class ImageTreeSandbox:
 
     def _release(self) -> None:
         if self._root is not None:
-            _remove_tree(self._root)
+            _stop_tree(self._root)
+            shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
         if self._limits is not None:
             self._limits.remove()
