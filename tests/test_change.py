@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.change import Change, Entry, Tree, compute_change, read_archive, render_patch
+from pytest_oneshot.change import Change, Entry, Tree, compute_change, ignored_by_start, read_archive, render_patch
 
 
 def _archive(root: Path, **kwargs: object) -> Tree:
@@ -115,6 +115,14 @@ def test_new_files_the_start_commit_ignores_are_left_out(start: Path, tmp_path: 
     (agent / "build").mkdir()
     (agent / "build" / "out.py").write_text("x = 1\n")
     assert _change(start, agent).paths == []
+
+
+def test_ignore_rules_that_cannot_be_read_are_an_error_not_none(tmp_path: Path) -> None:
+    """A start whose ignore rules git cannot read (here: no repository at all) must not pass every new
+    file as not ignored."""
+    (tmp_path / "not-a-repo").mkdir()
+    with pytest.raises(RuntimeError, match="check-ignore"):
+        ignored_by_start(tmp_path / "not-a-repo", ["build/out.py"])
 
 
 def test_big_and_special_files_are_left_out_and_named(start: Path, tmp_path: Path) -> None:
