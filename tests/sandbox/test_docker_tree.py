@@ -5,7 +5,10 @@ the sandbox is a container as before."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -16,7 +19,7 @@ import pytest
 
 from pytest_oneshot.change import read_archive
 from pytest_oneshot.errors import SandboxUnavailableError
-from pytest_oneshot.owner import Owner
+from pytest_oneshot.owner import OWNER_FILE, Owner
 from pytest_oneshot.sandbox import SandboxSpec, cgroup
 from pytest_oneshot.sandbox.docker import DockerSandbox
 from pytest_oneshot.sandbox.docker_tree import DockerFactory, ImageTreeSandbox
@@ -157,12 +160,17 @@ def test_a_fresh_tree_is_read_once_per_image(
 def test_a_dead_runs_tree_is_reaped_even_when_the_engine_cannot_be_reached(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    dead = Owner("host", "boot", 1, "0")
-    monkeypatch.setattr(Owner, "of", classmethod(lambda cls, directory: dead))
-    monkeypatch.setattr(Owner, "is_dead", lambda self: True)
+    """Only this tree is dead (its owner ran in another boot of this host): the live trees of runs
+    beside this test, which the reaper must leave alone, stay as they are."""
     left = Path(tempfile.mkdtemp(prefix="oneshot-tree-"))
     request.addfinalizer(lambda: shutil.rmtree(left, ignore_errors=True))
     (left / "workspace").mkdir()
+    dead = Owner(socket.gethostname(), "another-boot", os.getpid(), "0")
+    (left / OWNER_FILE).write_text(json.dumps(dead.labels()))
+    assert Owner.of(left) == dead and dead.is_dead()
+    alive = Path(tempfile.mkdtemp(prefix="oneshot-tree-"))
+    request.addfinalizer(lambda: shutil.rmtree(alive, ignore_errors=True))
+    Owner.claim(alive)
 
     def unreachable(options: object) -> list[str]:
         raise SandboxUnavailableError("no engine at unix:///nowhere")
@@ -171,6 +179,7 @@ def test_a_dead_runs_tree_is_reaped_even_when_the_engine_cannot_be_reached(
     with pytest.raises(SandboxUnavailableError):
         DockerFactory.cleanup_stale({"cache_dir": str(tmp_path)})
     assert not left.exists(), "the trees need no engine"
+    assert alive.exists(), "a live run's tree is not litter"
 
 
 @pytest.mark.parametrize("why", ["mounts", "no-cgroup-v1"])
