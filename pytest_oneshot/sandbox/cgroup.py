@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 V1_ROOT = Path("/sys/fs/cgroup")
 _GROUP = "oneshot"
+_LEAVE_SEC = 2.0
+"""How long :meth:`Limits.remove` waits for killed processes to leave their groups."""
 _PERIOD_US = 100_000
 
 
@@ -56,10 +59,22 @@ class Limits:
         return (self.cpu / "cgroup.procs", self.memory / "cgroup.procs")
 
     def remove(self) -> None:
-        """Remove the groups (once their processes are gone; a group with processes stays)."""
+        """Remove the groups once their processes are gone: processes just SIGKILLed take a moment to
+        leave (rmdir says EBUSY meanwhile); a group still busy after that stays, for a later session."""
+        deadline = time.monotonic() + _LEAVE_SEC
         for group in (self.cpu, self.memory):
-            with contextlib.suppress(OSError):
-                group.rmdir()
+            while not _removed(group) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+
+def _removed(group: Path) -> bool:
+    try:
+        group.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:  # EBUSY: processes still in it
+        return False
+    return True
 
 
 def remove_stale(root: Path = V1_ROOT) -> list[str]:
