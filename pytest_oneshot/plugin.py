@@ -13,19 +13,13 @@ import secrets
 import time
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pytest
 
+from oneshot_shared.errors import OneshotError
 from pytest_oneshot import hookspecs
-from pytest_oneshot.agent import default_agent_registry
-from pytest_oneshot.errors import OneshotError
-from pytest_oneshot.model.gateway import ModelGateway, RouteHost
-from pytest_oneshot.model.replay import ReplayService
-from pytest_oneshot.overrides import OverridesFile, load_overrides
-from pytest_oneshot.sandbox import default_sandbox_registry
-from pytest_oneshot.sandbox.progress import show_progress_through
-from pytest_oneshot.settings import OPTIONS, OneshotSettings, resolve
+from pytest_oneshot.options import OPTIONS
 from pytest_oneshot.stash import (
     Registries,
     dataset_key,
@@ -36,10 +30,19 @@ from pytest_oneshot.stash import (
     settings_key,
     trial_key,
 )
-from pytest_oneshot.task import META_FILE
+
+if TYPE_CHECKING:
+    from pytest_oneshot.model.gateway import RouteHost
+    from pytest_oneshot.overrides import OverridesFile
+    from pytest_oneshot.settings import OneshotSettings
+
+# pytest imports this module in every process, a task's own test run inside a sandbox included
+# (where the plugin is inert): what only a session needs is imported in the hooks that use it.
 
 # Set when a collection error came from something other than a task directory.
 _other_collect_error_key = pytest.StashKey[bool]()
+# The controller's report plugins, unregistered when the session's config ends.
+_reports_key = pytest.StashKey[list[object]]()
 
 
 def _inert(config: pytest.Config) -> bool:
@@ -68,11 +71,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "oneshot_validate: a --oneshot-validate item (oracle or nop)")
     if os.environ.get("ONESHOT_IN_SANDBOX"):
         return
+    from pytest_oneshot.agent import default_agent_registry
+    from pytest_oneshot.judge import default_judge_registry
+    from pytest_oneshot.model.gateway import ModelGateway
+    from pytest_oneshot.model.replay import ReplayService
+    from pytest_oneshot.sandbox import default_sandbox_registry
+    from pytest_oneshot.sandbox.progress import show_progress_through
+    from pytest_oneshot.settings import resolve
+
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     run_id = workerinput["oneshot_run_id"] if workerinput else _new_run_id()
     cli = {option.name: config.getoption(option.key) for option in OPTIONS}
     ini = {option.name: config.getini(option.key) for option in OPTIONS}
-    registries = Registries(sandbox=default_sandbox_registry(), agent=default_agent_registry())
+    registries = Registries(
+        sandbox=default_sandbox_registry(), agent=default_agent_registry(), judge=default_judge_registry()
+    )
     config.hook.pytest_oneshot_register(registries=registries)
     try:
         settings = resolve(cli, ini, os.environ, base_dir=config.invocation_params.dir, run_id=run_id)
@@ -114,6 +127,8 @@ def _run_overrides(settings: OneshotSettings) -> OverridesFile | None:
     """The run's overrides file, read once (a bad one is a usage error naming the file and key)."""
     if settings.overrides is None:
         return None
+    from pytest_oneshot.overrides import load_overrides
+
     try:
         return load_overrides(settings.overrides)
     except OneshotError as exc:
@@ -142,12 +157,18 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
     """Controller only: the session report, and in gating mode the gates (a bad baseline is a usage error)."""
     from pytest_oneshot.report.session import SessionReport
 
+    registered = config.stash[_reports_key] = []
+
+    def register(plugin: object, name: str) -> None:
+        config.pluginmanager.register(plugin, name)
+        registered.append(plugin)
+
     report = SessionReport(config, settings, config.stash.get(dataset_key, None))
-    config.pluginmanager.register(report, SessionReport.plugin_name)
+    register(report, SessionReport.plugin_name)
     if settings.validate_tasks:
         from pytest_oneshot.validate import ValidationSummary
 
-        config.pluginmanager.register(ValidationSummary(), ValidationSummary.plugin_name)
+        register(ValidationSummary(), ValidationSummary.plugin_name)
     if not settings.gating:
         return
     from pytest_oneshot.report.baseline import load_baseline
@@ -157,22 +178,16 @@ def _register_reports(config: pytest.Config, settings: OneshotSettings) -> None:
         baseline = None if settings.baseline is None else load_baseline(settings.baseline)
     except OneshotError as exc:
         raise pytest.UsageError(f"--oneshot-baseline: {exc}") from None
-    config.pluginmanager.register(SessionGates(settings, report, baseline), SessionGates.plugin_name)
+    register(SessionGates(settings, report, baseline), SessionGates.plugin_name)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from pytest_oneshot.report.gates import SessionGates
-    from pytest_oneshot.report.session import SessionReport
-    from pytest_oneshot.validate import ValidationSummary
-
     if gateway_key in config.stash:
         config.stash[gateway_key].close()
     if replay_key in config.stash:
         config.stash[replay_key].close()
-
-    for name in (SessionGates.plugin_name, SessionReport.plugin_name, ValidationSummary.plugin_name):
-        plugin = config.pluginmanager.get_plugin(name)
-        if plugin is not None:
+    for plugin in config.stash.get(_reports_key, []):
+        if config.pluginmanager.is_registered(plugin):
             config.pluginmanager.unregister(plugin)
 
 
@@ -221,9 +236,13 @@ def pytest_sessionstart(session: pytest.Session) -> Generator[None]:
 
 def pytest_collect_directory(path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """A task directory: ``tb_meta.json``, or a Harbor task (``task.toml`` and ``instruction.md``)."""
+    if _inert(parent.config):
+        return None
+    from pytest_oneshot.task import META_FILE
+
     meta = path / META_FILE
     harbor = (path / "task.toml").is_file() and (path / "instruction.md").is_file()
-    if _inert(parent.config) or not (meta.exists() or meta.is_symlink() or harbor):  # a dir or dangling link: report it
+    if not (meta.exists() or meta.is_symlink() or harbor):  # a dir or dangling link: report it
         return None
     from pytest_oneshot.collect import TaskDirectory
 
@@ -286,9 +305,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(wrapper=True)
 def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     report = yield
+    if not report.failed or _inert(collector.config):
+        return report
     from pytest_oneshot.collect import TaskDirectory
 
-    if report.failed and not isinstance(collector, TaskDirectory):
+    if not isinstance(collector, TaskDirectory):
         collector.config.stash[_other_collect_error_key] = True
     return report
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_oneshot.judge import default_judge_registry
-from pytest_oneshot.registry import Registry
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the plugin imports this module in every process, a sandbox's test run included
     from pytest_oneshot.agent import Agent, AgentFactory
     from pytest_oneshot.judge import Judge, JudgeFactory
     from pytest_oneshot.model.gateway import ModelGateway
     from pytest_oneshot.model.replay import ReplayService
     from pytest_oneshot.overrides import OverridesFile
+    from pytest_oneshot.registry import Registry
     from pytest_oneshot.result import TrialResult
     from pytest_oneshot.sandbox import SandboxFactory
     from pytest_oneshot.settings import OneshotSettings
@@ -27,7 +25,7 @@ class Registries:
 
     sandbox: Registry[SandboxFactory]
     agent: Registry[AgentFactory]
-    judge: Registry[JudgeFactory] = field(default_factory=default_judge_registry)
+    judge: Registry[JudgeFactory]
 
 
 settings_key: pytest.StashKey[OneshotSettings] = pytest.StashKey()

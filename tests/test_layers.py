@@ -8,7 +8,10 @@ two modules together, and a circle hidden behind one comes back the day someone 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ MAP_ROWS: dict[str, int] = {
     # the most specific entry wins. Importing from a higher row is an upward import.
     "oneshot_shared": 1,
     "pytest_oneshot": 2,  # the package's own __init__ (empty)
-    **dict.fromkeys(("usage", "files", "errors", "secretscan"), 2),
+    **dict.fromkeys(("usage", "files", "errors", "secretscan", "options"), 2),
     **dict.fromkeys(
         ("repo", "task", "task_tests", "change", "settings", "registry", "pricing", "logcap", "owner", "overrides"), 3
     ),
@@ -266,3 +269,27 @@ def test_the_check_sees_lazy_typing_and_string_imports(tmp_path: Path) -> None:
     }
     (circle,) = _circles(imports)
     assert [edge.source for edge in circle] == ["pkg.a", "pkg.b", "pkg.c"]
+
+
+def test_a_sandboxs_own_pytest_run_imports_only_the_option_table(tmp_path: Path) -> None:
+    """pytest loads the plugin in every process that has it installed, a task's test run in a local
+    sandbox included, where it is inert: there it must cost nothing but its option table (the whole
+    harness, with pydantic's models, was 0.17 s of CPU added to every scoring run)."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    (tmp_path / "conftest.py").write_text(
+        "import json, sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    names = sorted(m for m in sys.modules if m.split('.')[0] in ('pytest_oneshot', 'pydantic'))\n"
+        "    (session.config.rootpath / 'modules.json').write_text(json.dumps(names))\n"
+    )
+    env = {**os.environ, "ONESHOT_IN_SANDBOX": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_one.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    loaded = json.loads((tmp_path / "modules.json").read_text())
+    assert loaded == [
+        "pytest_oneshot",
+        *(f"pytest_oneshot.{name}" for name in ("hookspecs", "options", "plugin", "stash")),
+    ]
