@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -116,12 +117,14 @@ class Change:
         return sorted([*self.files, *self.deleted])
 
 
+def _ignored_name(name: str) -> bool:
+    """A directory that is never a repository's: git's own anywhere, tool caches, build metadata."""
+    return name in _TOOL_CACHES or name.endswith(".egg-info")
+
+
 def _ignored(path: str) -> bool:
     """Never a repository file: git's own directory anywhere, Python bytecode, tool caches."""
-    parts = PurePosixPath(path).parts
-    return any(part in _TOOL_CACHES or part.endswith(".egg-info") for part in parts) or path.endswith(
-        _BYTECODE_SUFFIXES
-    )
+    return path.endswith(_BYTECODE_SUFFIXES) or any(_ignored_name(part) for part in path.split("/"))
 
 
 def _member_path(name: str, prefix: str) -> str | None:
@@ -157,29 +160,6 @@ def _link_digest(target: str) -> str:
     return hashlib.sha256(b"link:" + target.encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def read_archive(
-    archive: IO[bytes],
-    *,
-    baseline: Manifest | None = None,
-    max_file_bytes: int = MAX_FILE_BYTES,
-    max_change_bytes: int = MAX_CHANGE_BYTES,
-    timeout: float = READ_TIMEOUT_SEC,
-) -> Tree:
-    """Read a workspace archive (its first member is the workspace directory itself).
-
-    With ``baseline``, the content of every file that differs from it is kept (up to the caps,
-    beyond which the file is left out), so a change can be made from the result; without it only
-    digests are kept. The archive is streamed: a huge file costs time, never memory.
-
-    Raises:
-        UnreadableWorkspace: the archive is malformed, or reading it takes longer than ``timeout``.
-    """
-    try:
-        return _read(archive, baseline, max_file_bytes, max_change_bytes, time.monotonic() + timeout)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise UnreadableWorkspace(f"its archive is unreadable ({exc})") from None
-
-
 def _printable(path: str) -> str | None:
     """None for a UTF-8 name, else the name with its undecodable bytes shown as escapes."""
     try:
@@ -189,56 +169,211 @@ def _printable(path: str) -> str | None:
     return None
 
 
-def _read(
-    archive: IO[bytes], baseline: Manifest | None, max_file_bytes: int, max_change_bytes: int, deadline: float
+@dataclass
+class _Reading:
+    """One read of a tree, from an archive or from this host's files: its caps and what it kept.
+
+    With ``baseline``, the content of every file that differs from it is kept (up to the caps,
+    beyond which the file is left out), so a change can be made from the result; without it only
+    digests are kept."""
+
+    baseline: Manifest | None
+    max_file_bytes: int
+    max_change_bytes: int
+    deadline: float
+    tree: Tree = field(default_factory=Tree)
+    kept_bytes: int = 0
+
+    def named(self, path: str) -> bool:
+        """Whether ``path`` can be part of a change at all (else it is left out, and said why)."""
+        printable = _printable(path)
+        if printable is not None or len(path) > MAX_PATH_CHARS:
+            self.tree.left_out[printable or path[:200] + "..."] = "a file name that is not UTF-8, or too long"
+            return False
+        return True
+
+    def add_file(self, path: str, size: int, executable: bool, stream: IO[bytes]) -> None:
+        changed = self.baseline is not None
+        if size > self.max_file_bytes:
+            self.tree.left_out[path] = f"{size} bytes, over the {self.max_file_bytes}-byte cap per file"
+            return
+        digest, data = _digest_file(stream, size, changed, self.deadline)
+        entry = Entry("file", digest, executable, data=data)
+        if changed and entry.same_as(self.baseline.get(path) if self.baseline is not None else None):
+            entry = Entry("file", digest, executable)  # unchanged: drop the content
+        elif changed:
+            if self.kept_bytes + size > self.max_change_bytes:
+                self.tree.left_out[path] = f"the change is over its {self.max_change_bytes}-byte cap"
+                return
+            self.kept_bytes += size
+        self.tree.files[path] = entry
+
+    def add_symlink(self, path: str, target: str) -> None:
+        self.tree.files[path] = Entry("symlink", _link_digest(target), target=target)
+
+    def leave_out(self, path: str) -> None:
+        self.tree.left_out[path] = "not a regular file or symlink"
+
+
+def read_archive(
+    archive: IO[bytes],
+    *,
+    baseline: Manifest | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_change_bytes: int = MAX_CHANGE_BYTES,
+    timeout: float = READ_TIMEOUT_SEC,
 ) -> Tree:
-    tree = Tree()
-    kept_bytes = 0
+    """Read a workspace archive (its first member is the workspace directory itself), with
+    ``baseline`` as :class:`_Reading` says. The archive is streamed: a huge file costs time, never memory.
+
+    Raises:
+        UnreadableWorkspace: the archive is malformed, or reading it takes longer than ``timeout``.
+    """
+    reading = _Reading(baseline, max_file_bytes, max_change_bytes, time.monotonic() + timeout)
+    try:
+        _read(archive, reading)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UnreadableWorkspace(f"its archive is unreadable ({exc})") from None
+    return reading.tree
+
+
+def _read(archive: IO[bytes], reading: _Reading) -> None:
+    tree, baseline = reading.tree, reading.baseline
     prefix: str | None = None
     with tarfile.open(fileobj=archive, mode="r|") as tar:
         for member in tar:
-            _within(deadline)
+            _within(reading.deadline)
             if prefix is None:
                 prefix = member.name.rstrip("/") + "/" if member.isdir() else ""
                 if member.isdir():
                     continue
             path = _member_path(member.name, prefix)
-            if path is None or _ignored(path) or member.isdir():
+            if path is None or _ignored(path) or member.isdir() or not reading.named(path):
                 continue
-            printable = _printable(path)
-            if printable is not None or len(path) > MAX_PATH_CHARS:
-                tree.left_out[printable or path[:200] + "..."] = "a file name that is not UTF-8, or too long"
-                continue
-            old = baseline.get(path) if baseline is not None else None
             if member.issym():
-                entry = Entry("symlink", _link_digest(member.linkname), target=member.linkname)
+                reading.add_symlink(path, member.linkname)
             elif member.islnk():  # same content as a file read earlier
                 source = _member_path(member.linkname, prefix)
-                entry_or_none = tree.files.get(source) if source else None
-                if entry_or_none is None or not (entry_or_none.same_as(old) or entry_or_none.data is not None):
+                entry = tree.files.get(source) if source else None
+                old = baseline.get(path) if baseline is not None else None
+                if entry is None or not (entry.same_as(old) or entry.data is not None):
                     tree.left_out[path] = "a hard link to a file whose content the harness did not keep"
                     continue
-                entry = entry_or_none
+                tree.files[path] = entry
             elif member.isreg():
-                changed = baseline is not None
-                if member.size > max_file_bytes:
-                    tree.left_out[path] = f"{member.size} bytes, over the {max_file_bytes}-byte cap per file"
-                    continue
-                executable = bool(member.mode & 0o111)
-                digest, data = _digest_file(tar.extractfile(member) or io.BytesIO(), member.size, changed, deadline)
-                entry = Entry("file", digest, executable, data=data)
-                if changed and entry.same_as(old):
-                    entry = Entry("file", digest, executable)  # unchanged: drop the content
-                elif changed:
-                    if kept_bytes + member.size > max_change_bytes:
-                        tree.left_out[path] = f"the change is over its {max_change_bytes}-byte cap"
-                        continue
-                    kept_bytes += member.size
+                stream = tar.extractfile(member) or io.BytesIO()
+                reading.add_file(path, member.size, bool(member.mode & 0o111), stream)
             else:
-                tree.left_out[path] = "not a regular file or symlink"
-                continue
-            tree.files[path] = entry
-    return tree
+                reading.leave_out(path)
+
+
+def read_host_dir(root: Path, *, timeout: float = READ_TIMEOUT_SEC) -> Tree:
+    """Digests of the files under ``root`` on this host, read as :func:`read_archive` reads its archive
+    (for a fresh workspace: nothing runs in it, nothing is kept).
+
+    Raises:
+        UnreadableWorkspace: a file cannot be read, or reading takes longer than ``timeout``.
+    """
+    reading = _Reading(None, MAX_FILE_BYTES, MAX_CHANGE_BYTES, time.monotonic() + timeout)
+    _walk(root, reading, upper=False)
+    return reading.tree
+
+
+def read_upper(
+    upper: Path,
+    baseline: Manifest,
+    *,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_change_bytes: int = MAX_CHANGE_BYTES,
+    timeout: float = READ_TIMEOUT_SEC,
+) -> Tree:
+    """The tree of an overlay workspace whose fresh files are ``baseline``, from its upper dir alone
+    (:class:`~pytest_oneshot.sandbox.WorkspaceLayers`): the tree :func:`read_archive` reads from an
+    archive of the whole workspace, at the cost of what was written rather than of every file.
+
+    A whiteout (a 0:0 character device) deletes its path, a file or a whole directory; an opaque
+    directory hides everything below it in the fresh files; any other entry stands for itself.
+    Paths the agent never touched are never "left out", even when the fresh read left them out.
+
+    Raises:
+        UnreadableWorkspace: a file cannot be read, or reading takes longer than ``timeout``.
+    """
+    reading = _Reading(baseline, max_file_bytes, max_change_bytes, time.monotonic() + timeout)
+    reading.tree.files.update(baseline)
+    _walk(upper, reading, upper=True)
+    return reading.tree
+
+
+_WHITEOUT_DEVICE = 0
+_OPAQUE_XATTR = "trusted.overlay.opaque"
+
+
+def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
+    """Read the files below ``root`` into ``reading.tree``; in an overlay's upper dir (``upper``),
+    first forget what each entry hides of the fresh files. Symlinks are read, never followed."""
+    fresh_dirs = _parents(reading.tree.files) if upper else set()
+    pending = [(str(root), "")]
+    try:
+        while pending:
+            directory, prefix = pending.pop()
+            with os.scandir(directory) as entries:
+                for item in entries:
+                    _within(reading.deadline)
+                    path = prefix + item.name
+                    info = item.stat(follow_symlinks=False)
+                    if upper:  # a non-dir hides a fresh dir at its path, an opaque dir what was below it
+                        hides_below = not stat.S_ISDIR(info.st_mode) or _is_opaque(item.path)
+                        _forget(reading.tree, path, below=hides_below and path in fresh_dirs)
+                        if stat.S_ISCHR(info.st_mode) and info.st_rdev == _WHITEOUT_DEVICE:
+                            continue  # a whiteout: deleted
+                    if stat.S_ISDIR(info.st_mode):
+                        if not _ignored_name(item.name):
+                            pending.append((item.path, path + "/"))
+                    elif not _ignored(path) and reading.named(path):
+                        _read_entry(reading, path, item.path, info)
+    except OSError as exc:
+        raise UnreadableWorkspace(f"its files are unreadable ({exc})") from None
+
+
+def _read_entry(reading: _Reading, path: str, host_path: str, info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        reading.add_symlink(path, os.readlink(host_path))
+    elif stat.S_ISREG(info.st_mode):
+        if info.st_size > reading.max_file_bytes:  # not opened: its size alone leaves it out
+            reading.add_file(path, info.st_size, False, io.BytesIO())
+            return
+        descriptor = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(descriptor, "rb") as stream:
+            reading.add_file(path, info.st_size, bool(info.st_mode & 0o111), stream)
+    else:
+        reading.leave_out(path)
+
+
+def _is_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError:  # no such attribute (or a filesystem without them)
+        return False
+
+
+def _parents(paths: Iterable[str]) -> set[str]:
+    """Every directory that holds one of ``paths`` (repo-relative)."""
+    found: set[str] = set()
+    for path in paths:
+        head, sep, _ = path.rpartition("/")
+        while sep and head not in found:
+            found.add(head)
+            head, sep, _ = head.rpartition("/")
+    return found
+
+
+def _forget(tree: Tree, path: str, *, below: bool) -> None:
+    """Drop ``path`` from the tree, and with ``below`` everything under it (an overlay hid it)."""
+    tree.files.pop(path, None)
+    if below:
+        under = path + "/"
+        for name in [name for name in tree.files if name.startswith(under)]:
+            del tree.files[name]
 
 
 def compute_change(baseline: Manifest, agent: Tree, snapshot: Path | None = None) -> Change:

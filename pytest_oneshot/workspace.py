@@ -25,9 +25,11 @@ from pytest_oneshot.change import (
     UnreadableWorkspace,
     compute_change,
     read_archive,
+    read_host_dir,
+    read_upper,
 )
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.sandbox import Sandbox, SharedStart
+from pytest_oneshot.sandbox import LayeredWorkspace, Sandbox, SharedStart, WorkspaceLayers
 from pytest_oneshot.scoring.overlay import ScoredTree
 
 _FRESH_BY_START: dict[str, Manifest] = {}
@@ -63,8 +65,12 @@ def fresh_manifest(sandbox: Sandbox) -> Manifest:
     with _FRESH_LOCK:
         known = _FRESH_BY_START.get(key) if key is not None else None
     if known is None:
-        with sandbox.archive_workspace() as archive:
-            known = read_archive(archive).files
+        layers = _layers(sandbox)
+        if layers is not None:
+            known = read_host_dir(layers.merged).files
+        else:
+            with sandbox.archive_workspace() as archive:
+                known = read_archive(archive).files
         if key is not None:
             with _FRESH_LOCK:
                 _FRESH_BY_START[key] = known
@@ -85,13 +91,23 @@ def collect_change(
     Raises:
         UnreadableWorkspace: the agent left its sandbox in a state its files cannot be read from.
     """
+    limits = {"max_file_bytes": max_file_bytes, "max_change_bytes": max_change_bytes}
     try:
-        with sandbox.archive_workspace(stop_processes=True) as archive:
-            limits = {"max_file_bytes": max_file_bytes, "max_change_bytes": max_change_bytes}
-            tree = read_archive(archive, baseline=fresh, **limits)
+        layers = _layers(sandbox, stop_processes=True)
+        if layers is not None:  # what the agent wrote, not the whole workspace
+            tree = read_upper(layers.upper, fresh, **limits)
+        else:
+            with sandbox.archive_workspace(stop_processes=True) as archive:
+                tree = read_archive(archive, baseline=fresh, **limits)
     except InfraError as exc:  # the agent's own sandbox, in whatever state the agent left it
         raise UnreadableWorkspace(exc.problem) from None
     return compute_change(fresh, tree, snapshot)
+
+
+def _layers(sandbox: Sandbox, *, stop_processes: bool = False) -> WorkspaceLayers | None:
+    if not isinstance(sandbox, LayeredWorkspace):
+        return None
+    return sandbox.workspace_layers(stop_processes=stop_processes)
 
 
 def _tar(entries: Mapping[str, Entry]) -> bytes:

@@ -176,6 +176,29 @@ class SharedStart(Protocol):
         """Names the exact files the workspace started with (None: not a shared copy, read them)."""
 
 
+@dataclass(frozen=True)
+class WorkspaceLayers:
+    """A workspace that is an overlay mounted on this host, read from the host without a process.
+
+    ``merged`` is the workspace as the sandbox's processes see it. ``upper`` is the overlay's upper
+    dir: everything written to the workspace since it was mounted over its fresh files, as overlayfs
+    keeps it -- whole copied-up files, whiteouts for deletions, opaque dirs for a dir removed and made
+    again; never a redirect or a metadata-only copy (the mount turns both off). So the agent's change
+    is read from what it wrote, not from the whole workspace."""
+
+    merged: Path
+    upper: Path
+
+
+@runtime_checkable
+class LayeredWorkspace(Protocol):
+    """A sandbox whose workspace is such an overlay (the docker backend's trees)."""
+
+    def workspace_layers(self, *, stop_processes: bool = False) -> WorkspaceLayers | None:
+        """The workspace's layers on this host (None: read it through :meth:`Sandbox.archive_workspace`);
+        ``stop_processes`` first stops every process of the sandbox, as ``archive_workspace`` does."""
+
+
 def repo_root(sandbox: Sandbox, spec: SandboxSpec) -> str:
     """The repo's top directory inside the sandbox (``workdir`` is the repo or its ``subdir``)."""
     workdir = PurePosixPath(sandbox.workdir)

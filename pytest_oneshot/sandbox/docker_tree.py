@@ -36,7 +36,7 @@ from typing import IO
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.owner import Owner, remove_dead_dirs
-from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, cgroup
+from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, WorkspaceLayers, cgroup
 from pytest_oneshot.sandbox.docker import SANDBOX_ENV, DockerSandbox
 from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_engine
@@ -131,9 +131,18 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _MNT_DETACH = 2
 
 
+# The upper dir must hold every change as whole files (see WorkspaceLayers): no redirects (a lower
+# dir's rename fails with EXDEV, and `mv` copies it) and no metadata-only copy-ups, whatever the
+# kernel's defaults are.
+_WORKSPACE_OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
+
+
 def _mount_workspace(root: Path, image_workspace: Path) -> bool:
     """Mount the tree's workspace on this host: ``image_workspace`` under the tree's own upper dir."""
-    options = f"lowerdir={image_workspace},upperdir={root / 'workspace-upper'},workdir={root / 'workspace-work'}"
+    options = (
+        f"lowerdir={image_workspace},upperdir={root / 'workspace-upper'},workdir={root / 'workspace-work'},"
+        + _WORKSPACE_OVERLAY_OPTIONS
+    )
     mounted = bool(_libc.mount(b"oneshot-workspace", bytes(root / "workspace"), b"overlay", 0, options.encode()) == 0)
     if not mounted:
         code = ctypes.get_errno()
@@ -306,6 +315,13 @@ class ImageTreeSandbox:
         if stop_processes:
             kill_host_tree(None, self._env[MARKER])
         return self._files.archive()
+
+    def workspace_layers(self, *, stop_processes: bool = False) -> WorkspaceLayers | None:
+        if self.container is not None or self._root is None or self._files is None:
+            return None
+        if stop_processes:
+            kill_host_tree(None, self._env[MARKER])
+        return WorkspaceLayers(merged=self._root / "workspace", upper=self._root / "workspace-upper")
 
     def stop(self) -> None:
         if self.container is not None:

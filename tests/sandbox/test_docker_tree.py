@@ -5,6 +5,7 @@ the sandbox is a container as before."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_oneshot.change import read_archive
+from pytest_oneshot.change import compute_change, read_archive, read_host_dir, read_upper
 from pytest_oneshot.errors import SandboxUnavailableError
 from pytest_oneshot.owner import OWNER_FILE, Owner
 from pytest_oneshot.sandbox import SandboxSpec, cgroup
@@ -149,12 +150,85 @@ def test_a_fresh_tree_is_read_once_per_image(
         assert again.start_key() == first.start_key()
         with monkeypatch.context() as patched:
             patched.setattr(again, "archive_workspace", lambda **_: pytest.fail("read again"))
+            patched.setattr("pytest_oneshot.workspace.read_host_dir", lambda *_, **__: pytest.fail("read again"))
             assert fresh_manifest(again) == read
         again.write_file("calc.py", b"changed\n")
         with again.archive_workspace() as archive:
             assert read_archive(archive).files["calc.py"] != read["calc.py"], "the copy is shared, not the tree"
     finally:
         again.stop()
+
+
+LAYERED_FILES = {
+    "calc.py": "def add(a, b):\n    return a - b\n",
+    **{name: f"{name}\n" for name in ("keep.txt", "edit.txt", "gone.txt", "touched.txt", "chmod_x.txt")},
+    **{name: f"{name}\n" for name in ("same_again.txt", "link_me.txt", "file_to_dir", "deep/er/still/file.txt")},
+    **{f"{directory}/{name}": "x\n" for directory in ("dir_gone", "dir_remade", "moved_dir") for name in ("a", "n/b")},
+    "dir_to_file/x.txt": "x\n",
+}
+# Everything an agent can do to its files, and what overlayfs makes of it in the upper dir.
+LAYERED_EDITS = r"""
+set -e
+echo new > edit.txt
+rm gone.txt
+rm -r dir_gone
+rm -r dir_remade && mkdir dir_remade && echo again > dir_remade/a && echo c > dir_remade/c
+rm -r dir_to_file && echo now-a-file > dir_to_file
+rm file_to_dir && mkdir file_to_dir && echo inside > file_to_dir/in.txt
+mv moved_dir renamed_dir
+touch touched.txt
+chmod +x chmod_x.txt
+echo same_again.txt > same_again.txt
+rm link_me.txt && ln -s edit.txt link_me.txt && ln -s ../nowhere new_link
+mkdir -p new/deeper empty_new __pycache__ .git/objects && echo n > new/deeper/n.txt
+echo x > __pycache__/m.pyc && echo x > m.pyc && echo x > .git/objects/o
+rm deep/er/still/file.txt
+mkfifo fifo
+printf x > "$(printf 'bad\377name')"
+head -c 3000 /dev/zero > big.bin
+"""
+
+
+def test_the_agents_change_is_read_from_what_it_wrote(tree: Callable[..., ImageTreeSandbox]) -> None:
+    """An agent's tree is read from its workspace's upper dir, not from the whole workspace: the tree
+    read is the one an archive of the whole workspace gives, for every kind of edit overlayfs records
+    (whiteouts, opaque dirs, copy-ups, a dir replaced by a file and back, a moved dir, odd files)."""
+    scoring = tree(files=LAYERED_FILES)
+    with scoring.archive_workspace() as archive:
+        fresh = read_archive(archive).files
+    layers = scoring.workspace_layers()
+    assert layers is not None and read_host_dir(layers.merged).files == fresh
+    agent = ImageTreeSandbox(dataclasses.replace(scoring.spec, scoring=False, trial_id="layered-agent"))
+    agent.start()
+    try:
+        renamed = agent.exec(["python3", "-c", "import os; os.rename('moved_dir', 'x')"])
+        assert "Invalid cross-device link" in renamed.text(), "no redirects: a lower dir cannot be renamed"
+        edited = agent.exec(["sh", "-c", LAYERED_EDITS])
+        assert edited.ok, edited.text()
+        layers = agent.workspace_layers(stop_processes=True)
+        assert layers is not None
+        via_upper = read_upper(layers.upper, fresh, max_file_bytes=2000)
+        with agent.archive_workspace() as archive:
+            via_archive = read_archive(archive, baseline=fresh, max_file_bytes=2000)
+        assert via_upper.files == via_archive.files
+        assert via_upper.left_out == via_archive.left_out
+        change = compute_change(fresh, via_upper)
+        assert set(change.files) == {
+            "edit.txt", "dir_remade/a", "dir_remade/c", "dir_to_file", "file_to_dir/in.txt", "renamed_dir/a",
+            "renamed_dir/n/b", "chmod_x.txt", "link_me.txt", "new_link", "new/deeper/n.txt",
+        }  # fmt: skip
+        assert set(change.deleted) == {
+            "gone.txt", "dir_gone/a", "dir_gone/n/b", "dir_remade/n/b", "dir_to_file/x.txt", "file_to_dir",
+            "moved_dir/a", "moved_dir/n/b", "deep/er/still/file.txt",
+        }  # fmt: skip
+        assert set(change.left_out) == {"fifo", "bad\\xffname", "big.bin"}
+        linked = agent.exec(["ln", "keep.txt", "hard.txt"])  # an archive cannot give its content: read here
+        assert linked.ok, linked.text()
+        layers = agent.workspace_layers(stop_processes=True)
+        assert layers is not None
+        assert read_upper(layers.upper, fresh).files["hard.txt"].data == b"keep.txt\n"
+    finally:
+        agent.stop()
 
 
 def test_a_dead_runs_tree_is_reaped_even_when_the_engine_cannot_be_reached(
