@@ -311,7 +311,7 @@ _OPAQUE_XATTR = "trusted.overlay.opaque"
 def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
     """Read the files below ``root`` into ``reading.tree``; in an overlay's upper dir (``upper``),
     first forget what each entry hides of the fresh files. Symlinks are read, never followed."""
-    fresh_dirs = _parents(reading.tree.files) if upper else set()
+    fresh_dirs = parent_dirs(reading.tree.files) if upper else set()
     pending = [(str(root), "")]
     try:
         while pending:
@@ -356,7 +356,7 @@ def _is_opaque(path: str) -> bool:
         return False
 
 
-def _parents(paths: Iterable[str]) -> set[str]:
+def parent_dirs(paths: Iterable[str]) -> set[str]:
     """Every directory that holds one of ``paths`` (repo-relative)."""
     found: set[str] = set()
     for path in paths:

@@ -45,6 +45,8 @@ _SAFE_GIT = [
     "-c", "user.email=oneshot@localhost",
     "-c", "commit.gpgsign=false",
     "-c", "safe.directory=*",
+    "-c", "maintenance.auto=false",  # no `git maintenance run --auto` after the commit
+    "-c", "gc.auto=0",
 ]  # fmt: skip
 _BASELINE = (
     f'g() {{ {shlex.join(_SAFE_GIT)} "$@"; }}; cd "$(g rev-parse --show-toplevel)" && '

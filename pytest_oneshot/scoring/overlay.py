@@ -31,7 +31,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from pytest_oneshot.change import Change, Entry
+from pytest_oneshot.change import Change, Entry, parent_dirs
 
 _TEST_DIR = re.compile(r"^(tests?|testing)$|^tests?_|_tests?$")
 _ALWAYS_RESET = {
@@ -105,7 +105,7 @@ def scored_tree(
     package_dirs = {parent for file in graded_files for parent in (base / file).parents}
     roots = {PurePosixPath(), base, PurePosixPath("src"), base / "src", *map(PurePosixPath, import_roots)}
     config = [PurePosixPath(config_file)] if config_file is not None else []  # None: no pytest runs (a metric)
-    fresh_names = {*fresh_paths, *(str(parent) for path in fresh_paths for parent in PurePosixPath(path).parents)}
+    fresh_names = {*fresh_paths, *parent_dirs(fresh_paths)}
 
     def why_reset(name: str) -> str | None:
         path = PurePosixPath(name)
