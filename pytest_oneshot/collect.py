@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 
-from pytest_oneshot.agent import Agent
+from pytest_oneshot.agent import Agent, SessionOptions
 from pytest_oneshot.concurrency import TrialPool
 from pytest_oneshot.errors import OneshotError, TaskFormatError
 from pytest_oneshot.harbor import collected_task, is_harbor_task
@@ -27,6 +27,7 @@ from pytest_oneshot.report.rundir import item_dir_name
 from pytest_oneshot.result import TrialResult
 from pytest_oneshot.stash import (
     agent_key,
+    agent_options_key,
     gateway_key,
     judge_key,
     overrides_key,
@@ -105,8 +106,24 @@ def _agent(config: pytest.Config) -> Agent:
     if agent_key not in config.stash:
         settings = config.stash[settings_key]
         factory = config.stash[registries_key].agent.get(settings.agent)
-        config.stash[agent_key] = factory(settings.agent_options())
+        config.stash[agent_key] = factory(agent_options(config))
     return config.stash[agent_key]
+
+
+def agent_options(config: pytest.Config) -> dict[str, str]:
+    """The session's agent options, with what its factory finds once per session (see
+    :class:`SessionOptions`); an xdist worker has its controller's."""
+    if agent_options_key not in config.stash:
+        settings = config.stash[settings_key]
+        options = settings.agent_options()
+        try:
+            factory = config.stash[registries_key].agent.get(settings.agent)
+        except OneshotError:  # an agent that cannot be loaded: every item reports it
+            factory = None
+        if isinstance(factory, SessionOptions):
+            options = factory.session_options(options)
+        config.stash[agent_options_key] = options
+    return config.stash[agent_options_key]
 
 
 def _judge(config: pytest.Config) -> Judge:

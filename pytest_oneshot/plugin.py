@@ -22,6 +22,7 @@ from pytest_oneshot import hookspecs
 from pytest_oneshot.options import OPTIONS
 from pytest_oneshot.stash import (
     Registries,
+    agent_options_key,
     dataset_key,
     gateway_key,
     overrides_key,
@@ -104,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     config.stash[settings_key] = settings
     config.stash[registries_key] = registries
+    if workerinput is not None and "oneshot_agent_options" in workerinput:
+        config.stash[agent_options_key] = dict(workerinput["oneshot_agent_options"])
     config.stash[overrides_key] = _run_overrides(settings)
     if settings.hf:
         _use_dataset(config, settings, workerinput)
@@ -194,7 +197,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: every worker uses the controller's run id, so all items share one runs/<run_id>/."""
+    from pytest_oneshot.collect import agent_options
+
     node.workerinput["oneshot_run_id"] = node.config.stash[settings_key].run_id
+    node.workerinput["oneshot_agent_options"] = agent_options(node.config)
     if dataset_key in node.config.stash:
         node.workerinput["oneshot_dataset"] = node.config.stash[dataset_key]
 

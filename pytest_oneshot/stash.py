@@ -33,6 +33,8 @@ registries_key: pytest.StashKey[Registries] = pytest.StashKey()
 replay_key: pytest.StashKey[ReplayService] = pytest.StashKey()
 gateway_key: pytest.StashKey[ModelGateway] = pytest.StashKey()
 """Every trial's route to its model (servers start on the first route)."""
+agent_options_key: pytest.StashKey[dict[str, str]] = pytest.StashKey()
+"""The agent's options with what its factory finds once per session (xdist workers get the controller's)."""
 agent_key: pytest.StashKey[Agent] = pytest.StashKey()
 """The session's agent, built on first use (agents hold configuration, not trial state)."""
 judge_key: pytest.StashKey[Judge] = pytest.StashKey()

@@ -211,6 +211,60 @@ def pytest_oneshot_register(registries):
     result.stdout.fnmatch_lines(["*fix-off-by-one*apply-reference*1/1*passed*"])
 
 
+def test_what_an_agent_finds_once_is_found_once_per_session_under_xdist(
+    shipped_tasks: Path, pytester: pytest.Pytester
+) -> None:
+    """An agent factory's session options (the codex binary, found through npm) are found by the
+    controller, once, and every worker's agent is made from them."""
+    pytester.makeconftest(
+        """
+import os
+from pathlib import Path
+
+from pytest_oneshot.agent import AgentResult
+
+LOG = Path(__file__).parent / "found.log"
+
+
+class FindsOnce:
+    name = "finds-once"
+    network = "none"
+    uses_model = False
+
+    @staticmethod
+    def session_options(options):
+        with LOG.open("a") as log:
+            log.write(f"found in {os.getpid()}\\n")
+        return {**options, "found": "the-binary"}
+
+    def __init__(self, options):
+        with LOG.open("a") as log:
+            log.write(f"made in {os.getpid()} with {options.get('found')}\\n")
+
+    def mounts(self):
+        return {}
+
+    def run(self, sandbox, request):
+        applied = sandbox.exec(["git", "apply", "-"], stdin=request.task.reference_patch())
+        return AgentResult("completed" if applied.ok else "agent_error", applied.text())
+
+
+def pytest_oneshot_register(registries):
+    registries.agent.register("finds-once", FindsOnce)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "tasks/fix-off-by-one", "--oneshot-agent=finds-once", "--oneshot-rollouts=4", "-n", "2"
+    )
+    result.assert_outcomes(passed=4)
+    lines = (pytester.path / "found.log").read_text().splitlines()
+    found = [line for line in lines if line.startswith("found")]
+    made = [line for line in lines if line.startswith("made")]
+    assert len(found) == 1, lines
+    assert len(made) == 2 and all(line.endswith("with the-binary") for line in made), lines
+    assert found[0].removeprefix("found in ") not in {line.split()[2] for line in made}, "found by the controller"
+
+
 def test_min_score_needs_a_scored_rubric(
     pytester: pytest.Pytester, make_task: Callable[..., Path], run_and_parse: Callable[..., Any]
 ) -> None:

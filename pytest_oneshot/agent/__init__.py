@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pytest_oneshot.registry import Registry
 from pytest_oneshot.sandbox import Network, Sandbox
@@ -86,6 +86,16 @@ class Agent(Protocol):
 
 class AgentFactory(Protocol):
     def __call__(self, options: Mapping[str, str]) -> Agent: ...
+
+
+@runtime_checkable
+class SessionOptions(Protocol):
+    """An agent factory with options worth finding once per session rather than once per pytest
+    process: with xdist the controller finds them and its workers take them as given."""
+
+    def session_options(self, options: Mapping[str, str]) -> dict[str, str]:
+        """``options`` with what the factory finds filled in; what it cannot find is left for the agent
+        made from them to report."""
 
 
 def default_agent_registry() -> Registry[AgentFactory]:

@@ -74,6 +74,15 @@ class CodexAgent:
             )
         self.codex_bin = find_codex(options.get("codex_bin") or None)
 
+    @staticmethod
+    def session_options(options: Mapping[str, str]) -> dict[str, str]:
+        """The codex binary, found once per session: finding it asks ``npm root -g``, a node process
+        (~0.2 s of CPU) that each xdist worker would start again."""
+        try:
+            return {**options, "codex_bin": str(find_codex(options.get("codex_bin") or None))}
+        except OneshotError:  # every agent made from these options says so, as an error of its item
+            return dict(options)
+
     def mounts(self) -> Mapping[Path, str]:
         return {self.codex_bin: SANDBOX_CODEX_BIN}
 

@@ -288,3 +288,14 @@ def test_binary_from_env_is_the_one_mounted(codex_bin: Path, monkeypatch: pytest
     monkeypatch.setenv("ONESHOT_CODEX_BIN", str(codex_bin))
 
     assert CodexAgent({}).mounts() == {codex_bin: "/opt/oneshot/bin/codex"}
+
+
+def test_the_binary_is_found_once_for_the_session(codex_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's options name the binary found (so xdist workers need not ask npm again); one that
+    cannot be found is left for each agent to report."""
+    monkeypatch.setenv("ONESHOT_CODEX_BIN", str(codex_bin))
+    found = CodexAgent.session_options({"model": "m", "codex_bin": ""})
+    assert found == {"model": "m", "codex_bin": str(codex_bin)}
+    monkeypatch.delenv("ONESHOT_CODEX_BIN")
+    assert CodexAgent(found).mounts() == {codex_bin: "/opt/oneshot/bin/codex"}
+    assert CodexAgent.session_options({"codex_bin": "/nonexistent/codex"}) == {"codex_bin": "/nonexistent/codex"}
