@@ -327,7 +327,11 @@ def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
                         if stat.S_ISCHR(info.st_mode) and info.st_rdev == _WHITEOUT_DEVICE:
                             continue  # a whiteout: deleted
                     if stat.S_ISDIR(info.st_mode):
-                        if not _ignored_name(item.name):
+                        if _ignored_name(item.name):
+                            continue
+                        if len(path) > MAX_PATH_CHARS:  # nothing below can be named (nor maybe opened): left out
+                            reading.named(path)
+                        else:
                             pending.append((item.path, path + "/"))
                     elif not _ignored(path) and reading.named(path):
                         _read_entry(reading, path, item.path, info)

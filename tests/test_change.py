@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.change import Change, Entry, Tree, compute_change, ignored_by_start, read_archive, render_patch
+from pytest_oneshot.change import (
+    Change,
+    Entry,
+    Tree,
+    compute_change,
+    ignored_by_start,
+    read_archive,
+    read_host_dir,
+    read_upper,
+    render_patch,
+)
 
 
 def _archive(root: Path, **kwargs: object) -> Tree:
@@ -134,6 +144,35 @@ def test_big_and_special_files_are_left_out_and_named(start: Path, tmp_path: Pat
     assert list(change.files) == ["ok.txt"]
     assert "cap" in change.left_out["big.bin"]
     assert change.left_out["fifo"] == "not a regular file or symlink"
+
+
+def _nest(top: Path, depth: int) -> None:
+    """``top/ddd.../ddd.../f.txt``, each dir made from its parent's (a path too long for one syscall)."""
+    top.mkdir()
+    parent = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d" * 200, dir_fd=parent)
+        child = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+        os.close(parent)
+        parent = child
+    with open(os.open("f.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=parent), "wb") as file:
+        file.write(b"deep\n")
+    os.close(parent)
+
+
+def test_a_tree_deeper_than_a_host_path_is_read_with_its_deep_part_left_out(start: Path, tmp_path: Path) -> None:
+    """A runaway copy nests dirs deeper than a host path can name: read from this host's files (a docker
+    tree's upper dir), the rest of the change is read and the deep part is left out, as from an archive."""
+    agent = _agent_copy(start, tmp_path)
+    (agent / "src" / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    _nest(agent / "out", 25)
+    fresh = read_host_dir(start).files
+    archived = _archive(agent, baseline=fresh)
+    for tree in (read_upper(agent, fresh), read_host_dir(agent)):
+        assert tree.files.keys() == archived.files.keys()
+        assert tree.left_out == archived.left_out
+        assert list(tree.left_out) == ["out/" + "d" * 196 + "..."]
+    assert list(compute_change(fresh, read_upper(agent, fresh)).files) == ["src/calc.py"]
 
 
 def test_the_change_has_a_total_cap(start: Path, tmp_path: Path) -> None:
