@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,18 @@ def remove_dead_dirs(parent: Path, prefix: str, before: Callable[[Path], None] |
         if owner is not None and owner.is_dead():
             if before is not None:
                 before(directory)
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_dir(directory)
             removed.append(str(directory))
     return removed
+
+
+def remove_dir(directory: Path) -> None:
+    """``shutil.rmtree(directory, ignore_errors=True)`` for a tree of any depth: a sandbox's code can
+    nest dirs deeper than Python's recursion limit, where rmtree raises RecursionError (rm does not)."""
+    try:
+        shutil.rmtree(directory, ignore_errors=True)
+    except RecursionError:
+        subprocess.run(["rm", "-rf", "--", str(directory)], capture_output=True, check=False, start_new_session=True)
 
 
 def _boot_id() -> str:

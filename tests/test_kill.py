@@ -4,7 +4,9 @@ session removes the local sandbox it left behind. Ctrl-C stops the agent's comma
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oneshot.owner import Owner
+from pytest_oneshot.owner import OWNER_FILE, Owner, remove_dead_dirs
 from tests.polling import as_from_a_terminal
 
 
@@ -71,3 +73,21 @@ def test_sigkill_leaves_an_interrupted_result_and_the_next_session_removes_the_s
 
     pytester.runpytest_subprocess("--collect-only", "tasks")  # session start removes what dead runs left
     assert not any(root.exists() for root in left)
+
+
+def test_a_dead_runs_dir_nested_deeper_than_python_recurses_is_removed(tmp_path: Path) -> None:
+    """An agent can nest its dirs deeper than Python's recursion limit (shutil.rmtree's): the dir is
+    removed all the same, never a RecursionError out of the harness (an error for every next session)."""
+    litter = tmp_path / "oneshot-dead"
+    litter.mkdir()
+    dead = Owner(socket.gethostname(), "another-boot", os.getpid(), "0")
+    (litter / OWNER_FILE).write_text(json.dumps(dead.labels()))
+    parent = os.open(litter, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(sys.getrecursionlimit() + 100):
+        os.mkdir("d", dir_fd=parent)
+        child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+        os.close(parent)
+        parent = child
+    os.close(parent)
+    assert remove_dead_dirs(tmp_path, "oneshot-") == [str(litter)]
+    assert not litter.exists()

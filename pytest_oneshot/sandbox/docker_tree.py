@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
-from pytest_oneshot.owner import Owner, remove_dead_dirs
+from pytest_oneshot.owner import Owner, remove_dead_dirs, remove_dir
 from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, WorkspaceLayers, cgroup
 from pytest_oneshot.sandbox.docker import SANDBOX_ENV, DockerSandbox
 from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
@@ -331,7 +331,7 @@ class ImageTreeSandbox:
     def _release(self) -> None:
         if self._root is not None:
             _stop_tree(self._root)
-            shutil.rmtree(self._root, ignore_errors=True)
+            remove_dir(self._root)
             self._root = None
         if self._limits is not None:
             self._limits.remove()

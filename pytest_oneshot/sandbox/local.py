@@ -8,7 +8,6 @@ degrades to a plain subprocess in a temp dir, with a one-time warning.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -17,7 +16,7 @@ from typing import IO
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.owner import Owner, remove_dead_dirs
+from pytest_oneshot.owner import Owner, remove_dead_dirs, remove_dir
 from pytest_oneshot.repo import git
 from pytest_oneshot.sandbox import ExecResult, SandboxSpec
 from pytest_oneshot.sandbox.bwrap import SANDBOX_HOME, SANDBOX_WORKSPACE, base_env, bubblewrap, bwrap_argv
@@ -130,4 +129,4 @@ class LocalSandbox:
 
     def stop(self) -> None:
         kill_host_tree(None, self._env[MARKER])
-        shutil.rmtree(self._root, ignore_errors=True)
+        remove_dir(self._root)

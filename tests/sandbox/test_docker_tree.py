@@ -231,6 +231,19 @@ def test_the_agents_change_is_read_from_what_it_wrote(tree: Callable[..., ImageT
         agent.stop()
 
 
+def test_a_tree_nested_deeper_than_python_recurses_is_removed(tree: Callable[..., ImageTreeSandbox]) -> None:
+    """The code in a tree can nest dirs deeper than Python's recursion limit (shutil.rmtree's): the
+    tree is removed all the same, never a RecursionError out of the trial (a harness error)."""
+    sandbox = tree()
+    layers = sandbox.workspace_layers()
+    assert layers is not None
+    nest = "import os\nos.mkdir('out'); os.chdir('out')\nfor _ in range(5000):\n    os.mkdir('d'); os.chdir('d')"
+    nested = sandbox.exec(["python3", "-c", nest])
+    assert nested.ok, nested.text()
+    sandbox.stop()
+    assert not layers.upper.parent.exists()
+
+
 def test_a_dead_runs_tree_is_reaped_even_when_the_engine_cannot_be_reached(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
