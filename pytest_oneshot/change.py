@@ -2,7 +2,10 @@
 
 A sandbox streams its workspace as a tar archive (:meth:`Sandbox.archive_workspace`); this
 module reads it into a :data:`Manifest` (path -> kind, executable bit, sha256) and compares the
-agent's tree with a fresh one. Nothing the agent controls in git (ignore and exclude files,
+agent's tree with a fresh one. A workspace that is an overlay on this host
+(:class:`~pytest_oneshot.sandbox.WorkspaceLayers`) is read from its files instead: the fresh one
+whole, the agent's from the overlay's upper dir alone (what it wrote), giving the same tree.
+Nothing the agent controls in git (ignore and exclude files,
 index flags, refs, config, attributes, filters) can hide a file from this comparison, and
 nothing it wrote is executed to make it. What is never part of a repository's files is left
 out on reading: any ``.git`` directory, Python bytecode and tool caches (``.pytest_cache``,

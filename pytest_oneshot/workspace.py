@@ -1,7 +1,8 @@
 """Steps on a sandbox's workspace: the agent's baseline commit, reading trees, writing the scored tree.
 
 Everything here goes through the :class:`Sandbox` protocol, so it works the same for every
-backend. The agent's git repository is used for one thing only, a courtesy to the agent: a
+backend (a :class:`LayeredWorkspace` is read from this host's files, faster, to the same tree).
+The agent's git repository is used for one thing only, a courtesy to the agent: a
 baseline commit after environment setup, so ``git status`` shows just its own work. The change
 that is scored is read from the files (:mod:`pytest_oneshot.change`), never from that git.
 """
@@ -88,7 +89,8 @@ def collect_change(
     max_change_bytes: int = MAX_CHANGE_BYTES,
 ) -> Change:
     """Stop every process of the agent's sandbox, then read its files and compare them with ``fresh``
-    (new files ignored by the start commit's ``snapshot`` are not part of the change).
+    (new files ignored by the start commit's ``snapshot`` are not part of the change). A layered
+    workspace is read from what was written to it, an overlay's upper dir, not from an archive.
 
     Raises:
         UnreadableWorkspace: the agent left its sandbox in a state its files cannot be read from.
