@@ -217,6 +217,11 @@ class _Reading:
     def leave_out(self, path: str) -> None:
         self.tree.left_out[path] = "not a regular file or symlink"
 
+    def leave_out_dir(self, path: str) -> None:
+        """A directory too deep to read below (its path is over the cap, or too long for this host)."""
+        if self.named(path):
+            self.tree.left_out[path] = "a directory nested too deep for its files to be read"
+
 
 def read_archive(
     archive: IO[bytes],
@@ -308,6 +313,8 @@ def read_upper(
 
 
 _WHITEOUT_DEVICE = 0
+_MAX_DIR_BYTES = 4096 - 1 - 255 - 1
+"""Longest host path of a dir whose entries can still be named (PATH_MAX less a name, its slash, a NUL)."""
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 
 
@@ -332,8 +339,8 @@ def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
                     if stat.S_ISDIR(info.st_mode):
                         if _ignored_name(item.name):
                             continue
-                        if len(path) > MAX_PATH_CHARS:  # nothing below can be named (nor maybe opened): left out
-                            reading.named(path)
+                        if len(path) > MAX_PATH_CHARS or len(os.fsencode(item.path)) > _MAX_DIR_BYTES:
+                            reading.leave_out_dir(path)  # nothing below can be named (nor maybe opened)
                         else:
                             pending.append((item.path, path + "/"))
                     elif not _ignored(path) and reading.named(path):

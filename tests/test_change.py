@@ -146,17 +146,17 @@ def test_big_and_special_files_are_left_out_and_named(start: Path, tmp_path: Pat
     assert change.left_out["fifo"] == "not a regular file or symlink"
 
 
-def _nest(top: Path, depth: int) -> None:
+def _nest(top: Path, depth: int, name: str = "d" * 200, file: str = "f.txt") -> None:
     """``top/ddd.../ddd.../f.txt``, each dir made from its parent's (a path too long for one syscall)."""
     top.mkdir()
     parent = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     for _ in range(depth):
-        os.mkdir("d" * 200, dir_fd=parent)
-        child = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
+        os.mkdir(name, dir_fd=parent)
+        child = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=parent)
         os.close(parent)
         parent = child
-    with open(os.open("f.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=parent), "wb") as file:
-        file.write(b"deep\n")
+    with open(os.open(file, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=parent), "wb") as written:
+        written.write(b"deep\n")
     os.close(parent)
 
 
@@ -172,6 +172,20 @@ def test_a_tree_deeper_than_a_host_path_is_read_with_its_deep_part_left_out(star
         assert tree.files.keys() == archived.files.keys()
         assert tree.left_out == archived.left_out
         assert list(tree.left_out) == ["out/" + "d" * 196 + "..."]
+    assert list(compute_change(fresh, read_upper(agent, fresh)).files) == ["src/calc.py"]
+
+
+def test_a_dir_too_long_for_a_host_path_in_bytes_is_left_out(start: Path, tmp_path: Path) -> None:
+    """Names of 4-byte characters make a path this host cannot name within the 1024-character cap (here
+    a file of 1022 characters, over 4096 bytes with the host's part): the deep dir is left out, saying
+    so, and the rest of the change is read."""
+    agent = _agent_copy(start, tmp_path)
+    (agent / "src" / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    _nest(agent / "out", 16, "\N{GRINNING FACE}" * 62, file="\N{GRINNING FACE}" * 10)
+    fresh = read_host_dir(start).files
+    for tree in (read_upper(agent, fresh), read_host_dir(agent)):
+        ((deep, why),) = tree.left_out.items()
+        assert deep.startswith("out/\N{GRINNING FACE}") and len(deep) <= 1024 and "too deep" in why
     assert list(compute_change(fresh, read_upper(agent, fresh)).files) == ["src/calc.py"]
 
 
