@@ -21,6 +21,7 @@ uses the files, not the patch.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import os
@@ -29,7 +30,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Literal
@@ -321,7 +322,7 @@ _OPAQUE_XATTR = "trusted.overlay.opaque"
 def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
     """Read the files below ``root`` into ``reading.tree``; in an overlay's upper dir (``upper``),
     first forget what each entry hides of the fresh files. Symlinks are read, never followed."""
-    fresh_dirs = parent_dirs(reading.tree.files) if upper else set()
+    fresh = _FreshIndex(list(reading.tree.files) if upper else [])
     pending = [(str(root), "")]
     try:
         while pending:
@@ -333,7 +334,10 @@ def _walk(root: Path, reading: _Reading, *, upper: bool) -> None:
                     info = item.stat(follow_symlinks=False)
                     if upper:  # a non-dir hides a fresh dir at its path, an opaque dir what was below it
                         hides_below = not stat.S_ISDIR(info.st_mode) or _is_opaque(item.path)
-                        _forget(reading.tree, path, below=hides_below and path in fresh_dirs)
+                        reading.tree.files.pop(path, None)
+                        if hides_below:
+                            for name in fresh.below(path):
+                                reading.tree.files.pop(name, None)
                         if stat.S_ISCHR(info.st_mode) and info.st_rdev == _WHITEOUT_DEVICE:
                             continue  # a whiteout: deleted
                     if stat.S_ISDIR(info.st_mode):
@@ -381,13 +385,25 @@ def parent_dirs(paths: Iterable[str]) -> set[str]:
     return found
 
 
-def _forget(tree: Tree, path: str, *, below: bool) -> None:
-    """Drop ``path`` from the tree, and with ``below`` everything under it (an overlay hid it)."""
-    tree.files.pop(path, None)
-    if below:
+class _FreshIndex:
+    """The fresh files in order, so those below a dir are found without scanning every one (an agent
+    that replaces many fresh dirs must not make the read quadratic)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self._dirs = parent_dirs(paths)
+        self._paths = paths
+        self._sorted: list[str] | None = None
+
+    def below(self, path: str) -> Iterator[str]:
+        if path not in self._dirs:
+            return
+        if self._sorted is None:
+            self._sorted = sorted(self._paths)
         under = path + "/"
-        for name in [name for name in tree.files if name.startswith(under)]:
-            del tree.files[name]
+        index = bisect.bisect_left(self._sorted, under)
+        while index < len(self._sorted) and self._sorted[index].startswith(under):
+            yield self._sorted[index]
+            index += 1
 
 
 def compute_change(baseline: Manifest, agent: Tree, snapshot: Path | None = None) -> Change:

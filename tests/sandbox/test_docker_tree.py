@@ -165,6 +165,7 @@ LAYERED_FILES = {
     **{name: f"{name}\n" for name in ("same_again.txt", "link_me.txt", "file_to_dir", "deep/er/still/file.txt")},
     **{f"{directory}/{name}": "x\n" for directory in ("dir_gone", "dir_remade", "moved_dir") for name in ("a", "n/b")},
     "dir_to_file/x.txt": "x\n",
+    "dir_gone_not/a": "a sibling whose name starts as a deleted dir's does\n",
 }
 # Everything an agent can do to its files, and what overlayfs makes of it in the upper dir.
 LAYERED_EDITS = r"""
