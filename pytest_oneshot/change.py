@@ -2,9 +2,9 @@
 
 A sandbox streams its workspace as a tar archive (:meth:`Sandbox.archive_workspace`); this
 module reads it into a :data:`Manifest` (path -> kind, executable bit, sha256) and compares the
-agent's tree with a fresh one. A workspace that is an overlay on this host
-(:class:`~pytest_oneshot.sandbox.WorkspaceLayers`) is read from its files instead: the fresh one
-whole, the agent's from the overlay's upper dir alone (what it wrote), giving the same tree.
+agent's tree with a fresh one. A workspace whose files are on this host
+(:class:`~pytest_oneshot.sandbox.HostFiles`) is read from them instead, to the same tree; when it
+is an overlay, the agent's tree from the overlay's upper dir alone (what it wrote).
 Nothing the agent controls in git (ignore and exclude files,
 index flags, refs, config, attributes, filters) can hide a file from this comparison, and
 nothing it wrote is executed to make it. What is never part of a repository's files is left
@@ -276,14 +276,21 @@ def _read(archive: IO[bytes], reading: _Reading) -> None:
                 reading.leave_out(path)
 
 
-def read_host_dir(root: Path, *, timeout: float = READ_TIMEOUT_SEC) -> Tree:
-    """Digests of the files under ``root`` on this host, read as :func:`read_archive` reads its archive
-    (for a fresh workspace: nothing runs in it, nothing is kept).
+def read_host_dir(
+    root: Path,
+    *,
+    baseline: Manifest | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_change_bytes: int = MAX_CHANGE_BYTES,
+    timeout: float = READ_TIMEOUT_SEC,
+) -> Tree:
+    """The files under ``root`` on this host, read as :func:`read_archive` reads an archive of them
+    (with ``baseline`` as :class:`_Reading` says); nothing of the sandbox may run meanwhile.
 
     Raises:
         UnreadableWorkspace: a file cannot be read, or reading takes longer than ``timeout``.
     """
-    reading = _Reading(None, MAX_FILE_BYTES, MAX_CHANGE_BYTES, time.monotonic() + timeout)
+    reading = _Reading(baseline, max_file_bytes, max_change_bytes, time.monotonic() + timeout)
     _walk(root, reading, upper=False)
     return reading.tree
 
@@ -297,7 +304,7 @@ def read_upper(
     timeout: float = READ_TIMEOUT_SEC,
 ) -> Tree:
     """The tree of an overlay workspace whose fresh files are ``baseline``, from its upper dir alone
-    (:class:`~pytest_oneshot.sandbox.WorkspaceLayers`): the tree :func:`read_archive` reads from an
+    (:class:`~pytest_oneshot.sandbox.HostFiles`): the tree :func:`read_archive` reads from an
     archive of the whole workspace, at the cost of what was written rather than of every file.
 
     A whiteout (a 0:0 character device) deletes its path, a file or a whole directory; an opaque

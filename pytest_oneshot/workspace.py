@@ -1,7 +1,7 @@
 """Steps on a sandbox's workspace: the agent's baseline commit, reading trees, writing the scored tree.
 
 Everything here goes through the :class:`Sandbox` protocol, so it works the same for every
-backend (a :class:`LayeredWorkspace` is read from this host's files, faster, to the same tree).
+backend (a :class:`HostFilesWorkspace` is read from this host's files, faster, to the same tree).
 The agent's git repository is used for one thing only, a courtesy to the agent: a
 baseline commit after environment setup, so ``git status`` shows just its own work. The change
 that is scored is read from the files (:mod:`pytest_oneshot.change`), never from that git.
@@ -30,7 +30,7 @@ from pytest_oneshot.change import (
     read_upper,
 )
 from pytest_oneshot.errors import InfraError
-from pytest_oneshot.sandbox import LayeredWorkspace, Sandbox, SharedStart, WorkspaceLayers
+from pytest_oneshot.sandbox import HostFiles, HostFilesWorkspace, Sandbox, SharedStart
 from pytest_oneshot.scoring.overlay import ScoredTree
 
 _FRESH_BY_START: dict[str, Manifest] = {}
@@ -68,9 +68,9 @@ def fresh_manifest(sandbox: Sandbox) -> Manifest:
     with _FRESH_LOCK:
         known = _FRESH_BY_START.get(key) if key is not None else None
     if known is None:
-        layers = _layers(sandbox)
-        if layers is not None:
-            known = read_host_dir(layers.merged).files
+        files = _host_files(sandbox)
+        if files is not None:
+            known = read_host_dir(files.root).files
         else:
             with sandbox.archive_workspace() as archive:
                 known = read_archive(archive).files
@@ -89,17 +89,19 @@ def collect_change(
     max_change_bytes: int = MAX_CHANGE_BYTES,
 ) -> Change:
     """Stop every process of the agent's sandbox, then read its files and compare them with ``fresh``
-    (new files ignored by the start commit's ``snapshot`` are not part of the change). A layered
-    workspace is read from what was written to it, an overlay's upper dir, not from an archive.
+    (new files ignored by the start commit's ``snapshot`` are not part of the change). Files on this
+    host are read without an archive; an overlay's, from what was written to it (its upper dir).
 
     Raises:
         UnreadableWorkspace: the agent left its sandbox in a state its files cannot be read from.
     """
     limits = {"max_file_bytes": max_file_bytes, "max_change_bytes": max_change_bytes}
     try:
-        layers = _layers(sandbox, stop_processes=True)
-        if layers is not None:  # what the agent wrote, not the whole workspace
-            tree = read_upper(layers.upper, fresh, **limits)
+        files = _host_files(sandbox, stop_processes=True)
+        if files is not None and files.upper is not None:  # what the agent wrote, not the whole workspace
+            tree = read_upper(files.upper, fresh, **limits)
+        elif files is not None:
+            tree = read_host_dir(files.root, baseline=fresh, **limits)
         else:
             with sandbox.archive_workspace(stop_processes=True) as archive:
                 tree = read_archive(archive, baseline=fresh, **limits)
@@ -108,10 +110,10 @@ def collect_change(
     return compute_change(fresh, tree, snapshot)
 
 
-def _layers(sandbox: Sandbox, *, stop_processes: bool = False) -> WorkspaceLayers | None:
-    if not isinstance(sandbox, LayeredWorkspace):
+def _host_files(sandbox: Sandbox, *, stop_processes: bool = False) -> HostFiles | None:
+    if not isinstance(sandbox, HostFilesWorkspace):
         return None
-    return sandbox.workspace_layers(stop_processes=stop_processes)
+    return sandbox.host_files(stop_processes=stop_processes)
 
 
 def _tar(entries: Mapping[str, Entry]) -> bytes:

@@ -177,25 +177,27 @@ class SharedStart(Protocol):
 
 
 @dataclass(frozen=True)
-class WorkspaceLayers:
-    """A workspace that is an overlay mounted on this host, read from the host without a process.
+class HostFiles:
+    """A workspace whose files are a directory on this host, which no mount made inside the sandbox
+    reaches: the harness reads them itself, without a process (or an archive) to read them.
 
-    ``merged`` is the workspace as the sandbox's processes see it. ``upper`` is the overlay's upper
-    dir: everything written to the workspace since it was mounted over its fresh files, as overlayfs
-    keeps it -- whole copied-up files, whiteouts for deletions, opaque dirs for a dir removed and made
-    again; never a redirect or a metadata-only copy (the mount turns both off). So the agent's change
-    is read from what it wrote, not from the whole workspace."""
+    ``root`` is the workspace as the sandbox's processes see it. ``upper``, when the workspace is an
+    overlay mounted over its fresh files, is the overlay's upper dir: everything written to the
+    workspace since, as overlayfs keeps it -- whole copied-up files, whiteouts for deletions, opaque
+    dirs for a dir removed and made again; never a redirect or a metadata-only copy (the mount turns
+    both off). Then the agent's change is read from what it wrote, not from the whole workspace."""
 
-    merged: Path
-    upper: Path
+    root: Path
+    upper: Path | None = None
 
 
 @runtime_checkable
-class LayeredWorkspace(Protocol):
-    """A sandbox whose workspace is such an overlay (the docker backend's trees)."""
+class HostFilesWorkspace(Protocol):
+    """A sandbox whose workspace is such a directory (the local sandbox's under bubblewrap, the docker
+    backend's trees)."""
 
-    def workspace_layers(self, *, stop_processes: bool = False) -> WorkspaceLayers | None:
-        """The workspace's layers on this host (None: read it through :meth:`Sandbox.archive_workspace`);
+    def host_files(self, *, stop_processes: bool = False) -> HostFiles | None:
+        """The workspace's files on this host (None: read it through :meth:`Sandbox.archive_workspace`);
         ``stop_processes`` first stops every process of the sandbox, as ``archive_workspace`` does."""
 
 

@@ -36,7 +36,7 @@ from typing import IO
 
 from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.owner import Owner, remove_dead_dirs, remove_dir
-from pytest_oneshot.sandbox import ExecResult, Sandbox, SandboxSpec, WorkspaceLayers, cgroup
+from pytest_oneshot.sandbox import ExecResult, HostFiles, Sandbox, SandboxSpec, cgroup
 from pytest_oneshot.sandbox.docker import SANDBOX_ENV, DockerSandbox
 from pytest_oneshot.sandbox.docker_image import WORKSPACE, environment_image
 from pytest_oneshot.sandbox.dockerd import BASE_IMAGE, Engine, ensure_engine
@@ -131,7 +131,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _MNT_DETACH = 2
 
 
-# The upper dir must hold every change as whole files (see WorkspaceLayers): no redirects (a lower
+# The upper dir must hold every change as whole files (see HostFiles): no redirects (a lower
 # dir's rename fails with EXDEV, and `mv` copies it) and no metadata-only copy-ups, whatever the
 # kernel's defaults are.
 _WORKSPACE_OVERLAY_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
@@ -316,12 +316,12 @@ class ImageTreeSandbox:
             kill_host_tree(None, self._env[MARKER])
         return self._files.archive()
 
-    def workspace_layers(self, *, stop_processes: bool = False) -> WorkspaceLayers | None:
+    def host_files(self, *, stop_processes: bool = False) -> HostFiles | None:
         if self.container is not None or self._root is None or self._files is None:
             return None
         if stop_processes:
             kill_host_tree(None, self._env[MARKER])
-        return WorkspaceLayers(merged=self._root / "workspace", upper=self._root / "workspace-upper")
+        return HostFiles(root=self._root / "workspace", upper=self._root / "workspace-upper")
 
     def stop(self) -> None:
         if self.container is not None:

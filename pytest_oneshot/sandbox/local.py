@@ -18,7 +18,7 @@ from oneshot_shared.paths import cache_dir as default_cache_dir
 from pytest_oneshot.errors import InfraError
 from pytest_oneshot.owner import Owner, remove_dead_dirs, remove_dir
 from pytest_oneshot.repo import git
-from pytest_oneshot.sandbox import ExecResult, SandboxSpec
+from pytest_oneshot.sandbox import ExecResult, HostFiles, SandboxSpec
 from pytest_oneshot.sandbox.bwrap import SANDBOX_HOME, SANDBOX_WORKSPACE, base_env, bubblewrap, bwrap_argv
 from pytest_oneshot.sandbox.environment import VENV, VENV_BIN
 from pytest_oneshot.sandbox.host_workspace import HostWorkspace
@@ -126,6 +126,15 @@ class LocalSandbox:
         if stop_processes:
             kill_host_tree(None, self._env[MARKER])
         return self._files.archive()
+
+    def host_files(self, *, stop_processes: bool = False) -> HostFiles | None:
+        """The workspace dir, under bubblewrap only: there a mount made inside stays inside. Without
+        it the agent's code could mount something on the workspace that blocks a read for ever."""
+        if not self._bwrap:
+            return None
+        if stop_processes:
+            kill_host_tree(None, self._env[MARKER])
+        return HostFiles(self._workspace)
 
     def stop(self) -> None:
         kill_host_tree(None, self._env[MARKER])

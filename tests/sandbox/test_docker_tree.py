@@ -27,6 +27,7 @@ from pytest_oneshot.sandbox.docker_tree import DockerFactory, ImageTreeSandbox
 from pytest_oneshot.sandbox.dockerd import Engine
 from pytest_oneshot.task import Task
 from pytest_oneshot.workspace import fresh_manifest
+from tests.workspace_edits import AGENT_EDITS, EDITED_FILES, assert_the_edits_are_the_change
 
 pytestmark = pytest.mark.docker
 
@@ -159,73 +160,33 @@ def test_a_fresh_tree_is_read_once_per_image(
         again.stop()
 
 
-LAYERED_FILES = {
-    "calc.py": "def add(a, b):\n    return a - b\n",
-    **{name: f"{name}\n" for name in ("keep.txt", "edit.txt", "gone.txt", "touched.txt", "chmod_x.txt")},
-    **{name: f"{name}\n" for name in ("same_again.txt", "link_me.txt", "file_to_dir", "deep/er/still/file.txt")},
-    **{f"{directory}/{name}": "x\n" for directory in ("dir_gone", "dir_remade", "moved_dir") for name in ("a", "n/b")},
-    "dir_to_file/x.txt": "x\n",
-    "dir_gone_not/a": "a sibling whose name starts as a deleted dir's does\n",
-}
-# Everything an agent can do to its files, and what overlayfs makes of it in the upper dir.
-LAYERED_EDITS = r"""
-set -e
-echo new > edit.txt
-rm gone.txt
-rm -r dir_gone
-rm -r dir_remade && mkdir dir_remade && echo again > dir_remade/a && echo c > dir_remade/c
-rm -r dir_to_file && echo now-a-file > dir_to_file
-rm file_to_dir && mkdir file_to_dir && echo inside > file_to_dir/in.txt
-mv moved_dir renamed_dir
-touch touched.txt
-chmod +x chmod_x.txt
-echo same_again.txt > same_again.txt
-rm link_me.txt && ln -s edit.txt link_me.txt && ln -s ../nowhere new_link
-mkdir -p new/deeper empty_new __pycache__ .git/objects && echo n > new/deeper/n.txt
-echo x > __pycache__/m.pyc && echo x > m.pyc && echo x > .git/objects/o
-rm deep/er/still/file.txt
-mkfifo fifo
-printf x > "$(printf 'bad\377name')"
-head -c 3000 /dev/zero > big.bin
-"""
-
-
 def test_the_agents_change_is_read_from_what_it_wrote(tree: Callable[..., ImageTreeSandbox]) -> None:
     """An agent's tree is read from its workspace's upper dir, not from the whole workspace: the tree
     read is the one an archive of the whole workspace gives, for every kind of edit overlayfs records
     (whiteouts, opaque dirs, copy-ups, a dir replaced by a file and back, a moved dir, odd files)."""
-    scoring = tree(files=LAYERED_FILES)
+    scoring = tree(files=EDITED_FILES)
     with scoring.archive_workspace() as archive:
         fresh = read_archive(archive).files
-    layers = scoring.workspace_layers()
-    assert layers is not None and read_host_dir(layers.merged).files == fresh
+    layers = scoring.host_files()
+    assert layers is not None and read_host_dir(layers.root).files == fresh
     agent = ImageTreeSandbox(dataclasses.replace(scoring.spec, scoring=False, trial_id="layered-agent"))
     agent.start()
     try:
         renamed = agent.exec(["python3", "-c", "import os; os.rename('moved_dir', 'x')"])
         assert "Invalid cross-device link" in renamed.text(), "no redirects: a lower dir cannot be renamed"
-        edited = agent.exec(["sh", "-c", LAYERED_EDITS])
+        edited = agent.exec(["sh", "-c", AGENT_EDITS])
         assert edited.ok, edited.text()
-        layers = agent.workspace_layers(stop_processes=True)
+        layers = agent.host_files(stop_processes=True)
         assert layers is not None
         via_upper = read_upper(layers.upper, fresh, max_file_bytes=2000)
         with agent.archive_workspace() as archive:
             via_archive = read_archive(archive, baseline=fresh, max_file_bytes=2000)
         assert via_upper.files == via_archive.files
         assert via_upper.left_out == via_archive.left_out
-        change = compute_change(fresh, via_upper)
-        assert set(change.files) == {
-            "edit.txt", "dir_remade/a", "dir_remade/c", "dir_to_file", "file_to_dir/in.txt", "renamed_dir/a",
-            "renamed_dir/n/b", "chmod_x.txt", "link_me.txt", "new_link", "new/deeper/n.txt",
-        }  # fmt: skip
-        assert set(change.deleted) == {
-            "gone.txt", "dir_gone/a", "dir_gone/n/b", "dir_remade/n/b", "dir_to_file/x.txt", "file_to_dir",
-            "moved_dir/a", "moved_dir/n/b", "deep/er/still/file.txt",
-        }  # fmt: skip
-        assert set(change.left_out) == {"fifo", "bad\\xffname", "big.bin"}
+        assert_the_edits_are_the_change(compute_change(fresh, via_upper))
         linked = agent.exec(["ln", "keep.txt", "hard.txt"])  # an archive cannot give its content: read here
         assert linked.ok, linked.text()
-        layers = agent.workspace_layers(stop_processes=True)
+        layers = agent.host_files(stop_processes=True)
         assert layers is not None
         assert read_upper(layers.upper, fresh).files["hard.txt"].data == b"keep.txt\n"
     finally:
@@ -236,7 +197,7 @@ def test_a_tree_nested_deeper_than_python_recurses_is_removed(tree: Callable[...
     """The code in a tree can nest dirs deeper than Python's recursion limit (shutil.rmtree's): the
     tree is removed all the same, never a RecursionError out of the trial (a harness error)."""
     sandbox = tree()
-    layers = sandbox.workspace_layers()
+    layers = sandbox.host_files()
     assert layers is not None
     nest = "import os\nos.mkdir('out'); os.chdir('out')\nfor _ in range(5000):\n    os.mkdir('d'); os.chdir('d')"
     nested = sandbox.exec(["python3", "-c", nest])

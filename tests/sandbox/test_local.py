@@ -3,6 +3,7 @@ and its stale-dir cleanup (the Sandbox contract itself is tests/contract/test_sa
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pytest_oneshot.change import compute_change, read_archive, read_host_dir
 from pytest_oneshot.repo import snapshot
-from pytest_oneshot.sandbox import SandboxSpec
+from pytest_oneshot.sandbox import SandboxSpec, local
 from pytest_oneshot.sandbox.local import LocalSandbox
 from pytest_oneshot.task import load_task
+from tests.workspace_edits import AGENT_EDITS, EDITED_FILES, assert_the_edits_are_the_change
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (apt-get install bubblewrap)")
 
@@ -95,3 +98,36 @@ def test_cleanup_stale_removes_only_dirs_of_dead_owners(tmp_path: Path, monkeypa
     (dirs["garbled"] / OWNER_FILE).write_text("{not json")
     assert LocalSandbox.cleanup_stale({}) == [str(dirs["dead"])]
     assert [name for name, path in dirs.items() if path.exists()] == ["live", "unowned", "garbled"]
+
+
+@needs_bwrap
+def test_the_agents_files_are_read_on_this_host_as_from_an_archive(
+    make_task: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under bubblewrap the workspace is read from this host's files (no tar), to the tree an archive
+    gives, for every kind of edit; without bubblewrap, where the agent's code could mount something on
+    its workspace, it is read through an archive as before."""
+    task = load_task(make_task(tmp_path / "task", files=EDITED_FILES))
+    spec = SandboxSpec(task=task, repo_snapshot=snapshot(task), trial_id="edits", run_id="r")
+    scoring, agent = LocalSandbox(dataclasses.replace(spec, trial_id="fresh", scoring=True)), LocalSandbox(spec)
+    try:
+        for box in (scoring, agent):
+            box.start()
+        with scoring.archive_workspace() as archive:
+            fresh = read_archive(archive).files
+        files = scoring.host_files()
+        assert files is not None and files.upper is None and read_host_dir(files.root).files == fresh
+        edited = agent.exec(["sh", "-c", AGENT_EDITS])
+        assert edited.ok, edited.text()
+        files = agent.host_files(stop_processes=True)
+        assert files is not None
+        via_host = read_host_dir(files.root, baseline=fresh, max_file_bytes=2000)
+        with agent.archive_workspace() as archive:
+            via_archive = read_archive(archive, baseline=fresh, max_file_bytes=2000)
+        assert via_host.files == via_archive.files and via_host.left_out == via_archive.left_out
+        assert_the_edits_are_the_change(compute_change(fresh, via_host))
+    finally:
+        scoring.stop()
+        agent.stop()
+    monkeypatch.setattr(local, "bubblewrap", lambda: None)  # as on a host without it
+    assert LocalSandbox(spec).host_files() is None
