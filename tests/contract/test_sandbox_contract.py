@@ -17,9 +17,9 @@ import pytest
 from polling import wait_for
 from sandbox_backends import Backend, OpenSandbox
 
-from pytest_oneshot.change import read_archive
+from pytest_oneshot.change import read_archive, read_host_dir, read_upper
 from pytest_oneshot.logcap import capped_output
-from pytest_oneshot.sandbox import ExecResult, Sandbox, repo_root
+from pytest_oneshot.sandbox import ExecResult, HostFilesWorkspace, Sandbox, repo_root
 
 
 def sh(sandbox: Sandbox, script: str, **kwargs: object) -> ExecResult:
@@ -290,6 +290,25 @@ def test_the_archive_can_stop_every_process_first(sandbox: Sandbox) -> None:
         tree = read_archive(archive)
     assert "src/calc/__init__.py" in tree.files
     wait_for(lambda: not _host_processes_with(token), "no process of the sandbox to survive the archive")
+
+
+def test_files_on_this_host_read_as_the_archive(sandbox: Sandbox) -> None:
+    """A backend that offers its workspace's files on this host (``host_files``, optional) gives the
+    tree its archive gives: the harness then reads them itself, without tar."""
+    files = sandbox.host_files() if isinstance(sandbox, HostFilesWorkspace) else None
+    if files is None:
+        pytest.skip("this backend offers no files on this host (optional): its archive is read")
+    with sandbox.archive_workspace() as archive:
+        fresh = read_archive(archive).files
+    edits = "echo new > src/calc/new.py && rm src/calc/__init__.py && mkdir -p d/e && echo x > d/e/f && ln -s ../x d/l"
+    assert sh(sandbox, edits).ok
+    files = sandbox.host_files(stop_processes=True)
+    assert files is not None
+    tree = read_upper(files.upper, fresh) if files.upper else read_host_dir(files.root, baseline=fresh)
+    with sandbox.archive_workspace() as archive:
+        archived = read_archive(archive, baseline=fresh)
+    assert tree.files == archived.files and tree.left_out == archived.left_out
+    assert "src/calc/__init__.py" not in tree.files and tree.files["d/l"].target == "../x" and "d/e/f" in tree.files
 
 
 def test_stop_is_idempotent(sandbox: Sandbox) -> None:
