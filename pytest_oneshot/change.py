@@ -452,18 +452,45 @@ def _git(scratch: Path, *args: str, stdin: bytes = b"", index: str | None = None
 
 
 def ignored_by_start(snapshot: Path, paths: list[str]) -> set[str]:
-    """Which of ``paths`` the start commit's ``.gitignore`` files ignore (no user or system excludes)."""
+    """Which of ``paths`` the start commit's ``.gitignore`` files ignore (no user or system excludes).
+    A path below one of its symlinks or submodules (an agent made a dir of one) is not ignored: git
+    refuses to check it."""
     if not paths:
         return set()
-    listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
-    proc = subprocess.run(
-        ["git", "-c", "core.excludesFile=", "check-ignore", "-z", "--stdin"],
-        input=listed, capture_output=True, env=_git_env(snapshot / ".git"), cwd=snapshot, check=False,
+    try:
+        return _check_ignore(snapshot, paths)
+    except RuntimeError:
+        links = _links_and_submodules(snapshot)
+        asked = [path for path in paths if not parent_dirs([path]) & links]
+        if len(asked) == len(paths):
+            raise
+        return _check_ignore(snapshot, asked) if asked else set()
+
+
+def _start_git(snapshot: Path, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", *args], input=stdin, capture_output=True, env=_git_env(snapshot / ".git"), cwd=snapshot,
+        check=False,
         start_new_session=True,  # like every helper of a trial: a terminal's Ctrl-C is the session's to handle
     )  # fmt: skip
+
+
+def _check_ignore(snapshot: Path, paths: list[str]) -> set[str]:
+    listed = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
+    proc = _start_git(snapshot, "-c", "core.excludesFile=", "check-ignore", "-z", "--stdin", stdin=listed)
     if proc.returncode not in (0, 1):  # 1: none of them is ignored; anything else must not read as "none"
         raise RuntimeError(f"git check-ignore: {proc.stderr.decode('utf-8', 'replace').strip()[-300:]}")
     return {name.decode("utf-8", "surrogateescape") for name in proc.stdout.split(b"\0") if name}
+
+
+def _links_and_submodules(snapshot: Path) -> set[str]:
+    """The start commit's symlinks and submodules (none when git cannot list them)."""
+    proc = _start_git(snapshot, "ls-files", "--stage", "-z")
+    if proc.returncode != 0:
+        return set()
+    entries = (entry.split(b"\t", 1) for entry in proc.stdout.split(b"\0") if b"\t" in entry)
+    links = (path for meta, path in entries if meta.startswith((b"120000 ", b"160000 ")))
+    return {path.decode("utf-8", "surrogateescape") for path in links}
 
 
 def _tree(scratch: Path, name: str, entries: Iterable[tuple[str, Entry]]) -> str:

@@ -127,6 +127,26 @@ def test_new_files_the_start_commit_ignores_are_left_out(start: Path, tmp_path: 
     assert _change(start, agent).paths == []
 
 
+def test_a_dir_made_of_a_start_symlink_or_submodule_is_a_change_not_a_git_error(start: Path, tmp_path: Path) -> None:
+    """git refuses to check a path below a symlink or submodule of the start commit: an agent that
+    turns one into a dir of new files has changed them, it has not broken the harness."""
+    submodule = tmp_path / "sub"
+    submodule.mkdir()
+    _git(submodule, "init", "-q")
+    _git(submodule, "commit", "-q", "--allow-empty", "-m", "sub")
+    gitlink = f"160000,{_git(submodule, 'rev-parse', 'HEAD').strip()},vendor"
+    _git(start, "update-index", "--add", "--cacheinfo", gitlink)
+    _git(start, "commit", "-qm", "a submodule")
+    (start / "vendor").mkdir()  # as a checkout leaves a submodule it did not clone
+    agent = _agent_copy(start, tmp_path)
+    (agent / "link").unlink()
+    for path in ("link/new.py", "vendor/new.py", "build/out.py"):
+        (agent / path).parent.mkdir(exist_ok=True)
+        (agent / path).write_text("x = 1\n")
+    change = _change(start, agent)
+    assert list(change.files) == ["link/new.py", "vendor/new.py"] and change.deleted == ("link",)
+
+
 def test_ignore_rules_that_cannot_be_read_are_an_error_not_none(tmp_path: Path) -> None:
     """A start whose ignore rules git cannot read (here: no repository at all) must not pass every new
     file as not ignored."""
