@@ -130,4 +130,8 @@ def test_the_agents_files_are_read_on_this_host_as_from_an_archive(
         scoring.stop()
         agent.stop()
     monkeypatch.setattr(local, "bubblewrap", lambda: None)  # as on a host without it
-    assert LocalSandbox(spec).host_files() is None
+    plain = LocalSandbox(spec)
+    try:
+        assert plain.host_files() is None
+    finally:
+        plain.stop()  # its temp dir, made by the constructor
