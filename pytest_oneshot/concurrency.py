@@ -292,12 +292,10 @@ def xdist_scheduler(config: pytest.Config, log: Any, concurrency: int) -> Any:
     """xdist's load scheduling, keeping enough items queued on each worker for its trial pool.
 
     Plain load scheduling sends a worker only a few items at a time (it expects one test at a
-    time per worker), which would leave a worker's pool little to run or start ahead. No more than
-    the pool runs at once (2 x concurrency: agents, and trials being scored): an item queued beyond
-    that would wait for a busy worker at the end of the run while another sits idle."""
+    time per worker), which would leave a worker's pool little to run or start ahead."""
     from xdist.scheduler import LoadScheduling
 
-    wanted = 2 * concurrency
+    wanted = 2 * concurrency + 1
 
     class KeepWorkersFed(LoadScheduling):  # type: ignore[misc]
         def schedule(self) -> None:

@@ -138,30 +138,3 @@ def test_the_next_agent_starts_while_a_trial_is_scored(
     run = run_and_parse("tasks/fix-off-by-one", "--oneshot-agent=oracle", "--oneshot-rollouts=2", "-p", "no:randomly")
     run.result.assert_outcomes(passed=2)
     assert (pytester.path / "waited.txt").read_text() == "[True]", "the second agent waited for the first's tests"
-
-
-def test_no_item_waits_for_a_busy_worker_while_another_is_idle(pytester: pytest.Pytester) -> None:
-    """xdist with one agent per worker: a worker is sent no more items than its trial pool runs at
-    once, so when one worker has finished every other item, the slow one holds only what it runs."""
-    from pytest_oneshot.concurrency import xdist_scheduler
-
-    class Node:
-        def __init__(self, name: str) -> None:
-            self.gateway, self.shutting_down, self.sent = type("Gateway", (), {"id": name})(), False, []
-
-        def send_runtest_some(self, indices: list[int]) -> None:
-            self.sent += indices
-
-        def shutdown(self) -> None:
-            self.shutting_down = True
-
-    scheduler = xdist_scheduler(pytester.parseconfig("--tx", "2*popen"), None, concurrency=1)
-    fast, slow = Node("gw0"), Node("gw1")
-    for node in (fast, slow):
-        scheduler.add_node(node)
-        scheduler.add_node_collection(node, [f"task[r{index}]" for index in range(8)])
-    scheduler.schedule()
-    while not fast.shutting_down:  # the fast worker finishes whatever it is sent; the slow one, nothing
-        scheduler.mark_test_complete(fast, scheduler.node2pending[fast][0])
-    assert not scheduler.pending
-    assert len(scheduler.node2pending[slow]) <= 2, "items wait for the slow worker while the fast one is done"
